@@ -1,0 +1,379 @@
+"""The lab's fabric, built from NetBox: one node per device, one veth pair per cable.
+
+Each node is a network namespace plus a persistent UTS namespace (its own hostname, which FRR and
+lldpd take from uname) and a persistent mount namespace: a private /run and /tmp, and on servers
+overlays over /etc, /var, /root and /opt, so what a playbook changes on one server is seen by that
+server alone. Switches run FRR (zebra, ospfd, staticd) and an sshd whose every login lands in that
+switch's vtysh; servers run an sshd for Ansible; every node runs lldpd.
+
+Switches come up with management only: fabric ports are cabled and up, but carry no address and no
+routing until a flow configures them.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from ipaddress import IPv4Interface, IPv4Network
+from pathlib import Path
+
+from pyroute2 import IPRoute, NetlinkError, NetNS, netns
+
+from atlas.lab import procs
+from atlas.lab.config import LabConfig
+from atlas.model import Cable, Device, Site
+
+FRR_BIN = Path("/usr/lib/frr")
+FRR_DAEMONS = ("zebra", "ospfd", "staticd")
+SWITCH_SHELL = Path(__file__).with_name("switch-shell.sh")
+SERVER_OVERLAYS = ("etc", "var", "root", "opt")
+
+
+class FabricError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Node:
+    device: Device
+    mgmt: IPv4Interface
+
+    @property
+    def name(self) -> str:
+        return self.device.name
+
+    @property
+    def is_switch(self) -> bool:
+        return self.device.role.is_switch
+
+
+@dataclass(frozen=True)
+class NodeHealth:
+    name: str
+    namespace: bool
+    daemons: dict[str, bool]
+
+    @property
+    def ok(self) -> bool:
+        return self.namespace and all(self.daemons.values())
+
+
+class Fabric:
+    def __init__(self, cfg: LabConfig) -> None:
+        self.cfg = cfg
+        self.nodes_dir = cfg.dir / "nodes"
+        self.ns_dir = cfg.dir / "ns"
+        self.keys_dir = cfg.dir / "keys"
+
+    # --- paths --------------------------------------------------------------------------------
+    def node_dir(self, node: str) -> Path:
+        return self.nodes_dir / node
+
+    def run_dir(self, node: str) -> Path:
+        return self.node_dir(node) / "run"
+
+    def frr_dir(self, node: str) -> Path:
+        return self.node_dir(node) / "frr"
+
+    def nsenter(self, node: str) -> list[str]:
+        return [
+            "nsenter",
+            f"--net=/run/netns/{self.cfg.netns(node)}",
+            f"--mount={self.ns_dir / (node + '.mnt')}",
+            f"--uts={self.ns_dir / (node + '.uts')}",
+            "--",
+        ]
+
+    def vtysh(self, node: str, *commands: str) -> str:
+        """Runs vtysh inside a switch as root, for the lab's own checks and tests."""
+        argv = [*self.nsenter(node), "vtysh", "--vty_socket", str(self.run_dir(node)),
+                "--config_dir", str(self.frr_dir(node))]
+        for c in commands:
+            argv += ["-c", c]
+        return procs.run(argv, f"vtysh on {node}", env={"HOME": str(self.node_dir(node))}).stdout
+
+    def exec(self, node: str, *argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*self.nsenter(node), *argv], capture_output=True, text=True, check=False)
+
+    # --- plan ---------------------------------------------------------------------------------
+    @staticmethod
+    def nodes(sites: list[Site]) -> list[Node]:
+        return [
+            Node(device=d, mgmt=d.mgmt_address)
+            for s in sites
+            for d in s.devices
+            if d.mgmt_address is not None
+        ]
+
+    @staticmethod
+    def cables(sites: list[Site], nodes: list[Node]) -> list[Cable]:
+        names = {n.name for n in nodes}
+        seen: dict[frozenset[object], Cable] = {}
+        for s in sites:
+            for c in s.cables:
+                if c.a.device in names and c.b.device in names:
+                    seen.setdefault(frozenset(c.ends()), c)
+        return sorted(seen.values(), key=lambda c: (str(c.a), str(c.b)))
+
+    def mgmt_veth(self, node: Node) -> str:
+        offset = int(node.mgmt.ip) - int(node.mgmt.network.network_address)
+        return f"{self.cfg.prefix}m{offset}"
+
+    # --- build --------------------------------------------------------------------------------
+    def check_addresses_free(self, mgmt: IPv4Network) -> None:
+        """Refuses to build over another lab (or anything else) using the same management network."""
+        with IPRoute() as ipr:
+            names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+            for addr in ipr.get_addr(family=2):
+                ifname = names.get(addr["index"], "?")
+                net = IPv4Network(f"{addr.get_attr('IFA_ADDRESS')}/{addr['prefixlen']}", strict=False)
+                if ifname != self.cfg.bridge and net.overlaps(mgmt):
+                    raise FabricError(
+                        f"management network {mgmt} overlaps {net} on interface {ifname}, which is not "
+                        f"this lab's; is another lab up? (`atlas lab down --name <it>`)"
+                    )
+
+    def build(self, sites: list[Site], mgmt: IPv4Network, switch_password: str, host_pubkey: str) -> None:
+        nodes = self.nodes(sites)
+        self.check_addresses_free(mgmt)
+        self._prepare_host(switch_password)
+        self._private_ns_dir()
+        gateway = next(mgmt.hosts())
+        with IPRoute() as ipr:
+            ipr.link("add", ifname=self.cfg.bridge, kind="bridge")
+            bridge = ipr.link_lookup(ifname=self.cfg.bridge)[0]
+            ipr.addr("add", index=bridge, address=str(gateway), prefixlen=mgmt.prefixlen)
+            ipr.link("set", index=bridge, state="up")
+            for node in nodes:
+                netns.create(self.cfg.netns(node.name))
+                veth = self.mgmt_veth(node)
+                ipr.link("add", ifname=veth, kind="veth",
+                         peer={"ifname": "eth0", "net_ns_fd": self.cfg.netns(node.name)})
+                ipr.link("set", index=ipr.link_lookup(ifname=veth)[0], master=bridge, state="up")
+        for node in nodes:
+            with NetNS(self.cfg.netns(node.name)) as ns:
+                ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+                eth0 = ns.link_lookup(ifname="eth0")[0]
+                ns.addr("add", index=eth0, address=str(node.mgmt.ip), prefixlen=node.mgmt.network.prefixlen)
+                ns.link("set", index=eth0, state="up")
+        for cable in self.cables(sites, nodes):
+            self._cable(cable)
+        (self.keys_dir).mkdir(parents=True, exist_ok=True)
+        (self.keys_dir / "authorized_keys").write_text(host_pubkey.strip() + "\n")
+        for node in nodes:
+            self._write_node_files(node)
+            self._enter_node_namespaces(node)
+        for node in nodes:
+            self._start_daemons(node)
+
+    def _cable(self, cable: Cable) -> None:
+        a_ns, b_ns = self.cfg.netns(cable.a.device), self.cfg.netns(cable.b.device)
+        with NetNS(a_ns) as ns:
+            ns.link("add", ifname=cable.a.interface, kind="veth",
+                    peer={"ifname": cable.b.interface, "net_ns_fd": b_ns})
+            ns.link("set", index=ns.link_lookup(ifname=cable.a.interface)[0], state="up")
+        with NetNS(b_ns) as ns:
+            ns.link("set", index=ns.link_lookup(ifname=cable.b.interface)[0], state="up")
+
+    def _prepare_host(self, switch_password: str) -> None:
+        user = self.cfg.switch_user
+        home = self.cfg.dir / "home" / user
+        home.mkdir(parents=True, exist_ok=True)
+        if subprocess.run(["getent", "passwd", user], capture_output=True, check=False).returncode != 0:
+            # frrvty: the vty sockets; frr: writing frr.conf on `write memory`; adm: lldpcli (4750 _lldpd:adm)
+            procs.run(["useradd", "-M", "-d", str(home), "-s", "/bin/sh", "-G", "frrvty,frr,adm", user],
+                      f"creating switch login {user}")
+        procs.run(["chpasswd"], f"setting the password of {user}", input=f"{user}:{switch_password}\n")
+        shutil.chown(home, user, user)
+        shell = self.cfg.dir / "bin" / "switch-shell"
+        shell.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(SWITCH_SHELL, shell)
+        shell.chmod(0o755)
+        # sshd's compiled-in privilege separation directory, in the root mount namespace too.
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+
+    def _private_ns_dir(self) -> None:
+        """Persistent mount namespaces can only be bound on a mount with private propagation."""
+        self.ns_dir.mkdir(parents=True, exist_ok=True)
+        if not os.path.ismount(self.ns_dir):
+            procs.run(["mount", "--bind", str(self.ns_dir), str(self.ns_dir)], "binding the lab's ns dir")
+        procs.run(["mount", "--make-private", str(self.ns_dir)], "making the lab's ns dir private")
+
+    def _write_node_files(self, node: Node) -> None:
+        d = self.node_dir(node.name)
+        run, log = d / "run", d / "log"
+        for p in (run, log):
+            p.mkdir(parents=True, exist_ok=True)
+        (d / "hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {node.name}\n")
+        ports = "swp*" if node.is_switch else "eth*,!eth0"
+        (d / "lldpd.conf").write_text(
+            f"configure system hostname {node.name}\n"
+            "configure lldp tx-interval 5\n"
+            "configure lldp portidsubtype ifname\n"
+            f"configure system ip management pattern {node.mgmt.ip}\n"
+            f"configure system interface pattern {ports}\n"
+        )
+        ssh = d / "ssh"
+        ssh.mkdir(exist_ok=True)
+        key = ssh / "ssh_host_ed25519_key"
+        if not key.exists():
+            procs.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], "ssh host key")
+        common = (
+            f"Port 22\nListenAddress {node.mgmt.ip}\nHostKey {key}\nPidFile {run}/sshd.pid\n"
+            "UsePAM no\nX11Forwarding no\nAllowTcpForwarding no\nPrintMotd no\nPrintLastLog no\nUseDNS no\n"
+            "KbdInteractiveAuthentication no\n"
+        )
+        if node.is_switch:
+            frr = self.frr_dir(node.name)
+            frr.mkdir(exist_ok=True)
+            for p in (run, log, frr):
+                shutil.chown(p, "frr", "frr")
+            frr.chmod(0o2770)
+            conf = frr / "frr.conf"
+            if not conf.exists():
+                conf.write_text(f"frr defaults traditional\nhostname {node.name}\nservice integrated-vtysh-config\n!\n")
+                shutil.chown(conf, "frr", "frr")
+                conf.chmod(0o660)
+            (frr / "vtysh.conf").write_text("service integrated-vtysh-config\n")
+            shutil.chown(frr / "vtysh.conf", "frr", "frr")
+            run.chmod(0o755)
+            (ssh / "sshd_config").write_text(
+                common
+                + f"PasswordAuthentication yes\nPermitRootLogin no\nAllowUsers {self.cfg.switch_user}\n"
+                + f"ForceCommand {self.cfg.dir / 'bin' / 'switch-shell'} {run} {frr}\n"
+            )
+        else:
+            (ssh / "sshd_config").write_text(
+                common
+                + "PasswordAuthentication no\nPermitRootLogin prohibit-password\n"
+                + f"AuthorizedKeysFile {self.keys_dir / 'authorized_keys'}\n"
+                + "Subsystem sftp internal-sftp\n"
+            )
+
+    def _enter_node_namespaces(self, node: Node) -> None:
+        d = self.node_dir(node.name)
+        for kind in ("mnt", "uts"):
+            (self.ns_dir / f"{node.name}.{kind}").touch()
+        lines = [
+            "set -e",
+            f"hostname {node.name}",
+            # sysfs shows the network namespace of whoever mounts it: this node's interfaces
+            "mount -t sysfs atlas-sys /sys",
+            "mount -t tmpfs -o mode=0755 atlas-run /run",
+            "mkdir -p /run/sshd /run/lldpd /run/frr && chown frr:frr /run/frr",
+            "mount -t tmpfs -o mode=1777 atlas-tmp /tmp",
+        ]
+        if node.is_switch:
+            lines += [
+                "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1",
+                f"mount --bind {d / 'hosts'} /etc/hosts",
+            ]
+        else:
+            for top in SERVER_OVERLAYS:
+                upper, work = d / "fs" / top, d / "fs" / f".work-{top}"
+                upper.mkdir(parents=True, exist_ok=True)
+                work.mkdir(parents=True, exist_ok=True)
+                lines.append(
+                    f"mount -t overlay atlas-{top} -o lowerdir=/{top},upperdir={upper},workdir={work} /{top}"
+                )
+            lines += [f"cp {d / 'hosts'} /etc/hosts", f"echo {node.name} > /etc/hostname"]
+        procs.run(
+            # unshare binds the new namespaces onto their files from the root mount namespace only if
+            # it runs there: `ip netns exec` would hide the binds in a mount namespace of its own.
+            ["nsenter", f"--net=/run/netns/{self.cfg.netns(node.name)}", "--", "unshare",
+             f"--mount={self.ns_dir / (node.name + '.mnt')}", f"--uts={self.ns_dir / (node.name + '.uts')}",
+             "--propagation", "private", "sh", "-c", "\n".join(lines)],
+            f"creating the namespaces of {node.name}",
+        )
+
+    def _start_daemons(self, node: Node) -> None:
+        d, run, log = self.node_dir(node.name), self.run_dir(node.name), self.node_dir(node.name) / "log"
+        enter = self.nsenter(node.name)
+        if node.is_switch:
+            for daemon in FRR_DAEMONS:
+                procs.run(
+                    [*enter, str(FRR_BIN / daemon), "-d", "-F", "traditional", "-P", "0",
+                     "-i", str(run / f"{daemon}.pid"), "-z", str(run / "zserv.api"),
+                     "--vty_socket", str(run), "--log", f"file:{log / daemon}.log"],
+                    f"starting {daemon} on {node.name}",
+                )
+            procs.run(
+                [*enter, "vtysh", "--vty_socket", str(run), "--config_dir", str(self.frr_dir(node.name)), "-b"],
+                f"applying the saved config of {node.name}",
+                env={"HOME": str(d)},
+            )
+        procs.run([*enter, "/usr/sbin/sshd", "-f", str(d / "ssh" / "sshd_config"), "-E", str(log / "sshd.log")],
+                  f"starting sshd on {node.name}")
+        procs.spawn(
+            [*enter, "/usr/sbin/lldpd", "-d", "-u", str(run / "lldpd.socket"), "-O", str(d / "lldpd.conf")],
+            run / "lldpd.pid",
+            log / "lldpd.log",
+        )
+
+    # --- health and teardown ------------------------------------------------------------------
+    def daemon_pidfiles(self, node: str, is_switch: bool) -> dict[str, tuple[Path, str]]:
+        run = self.run_dir(node)
+        files = {"sshd": (run / "sshd.pid", "sshd"), "lldpd": (run / "lldpd.pid", "lldpd")}
+        if is_switch:
+            files |= {d: (run / f"{d}.pid", str(FRR_BIN / d)) for d in FRR_DAEMONS}
+        return files
+
+    def namespaces(self) -> list[str]:
+        return sorted(n for n in netns.listnetns() if n.startswith(self.cfg.prefix))
+
+    def health(self, sites: list[Site]) -> list[NodeHealth]:
+        existing = set(self.namespaces())
+        return [
+            NodeHealth(
+                name=n.name,
+                namespace=self.cfg.netns(n.name) in existing,
+                daemons={
+                    daemon: procs.running(pidfile, marker) is not None
+                    for daemon, (pidfile, marker) in self.daemon_pidfiles(n.name, n.is_switch).items()
+                },
+            )
+            for n in self.nodes(sites)
+        ]
+
+    def teardown(self) -> dict[str, int]:
+        """Removes every process, mount, namespace and link of this lab, found by its own records
+        and its prefix, so a half-dead lab (processes gone, namespaces left) is cleaned as well."""
+        pids = []
+        if self.nodes_dir.exists():
+            for node_dir in self.nodes_dir.iterdir():
+                for pidfile in (node_dir / "run").glob("*.pid"):
+                    marker = "lldpd" if pidfile.stem == "lldpd" else pidfile.stem
+                    pid = procs.running(pidfile, marker)
+                    if pid is not None:
+                        pids.append(pid)
+                    pidfile.unlink(missing_ok=True)
+        procs.stop(pids)
+        mounts = 0
+        if self.ns_dir.exists():
+            for f in self.ns_dir.iterdir():
+                if os.path.ismount(f):
+                    subprocess.run(["umount", str(f)], check=False)
+                    mounts += 1
+            for _ in range(5):  # an interrupted earlier build may have bound it more than once
+                if not os.path.ismount(self.ns_dir):
+                    break
+                subprocess.run(["umount", str(self.ns_dir)], check=False)
+            shutil.rmtree(self.ns_dir, ignore_errors=True)
+        spaces = self.namespaces()
+        for name in spaces:
+            netns.remove(name)
+        links = 0
+        with IPRoute() as ipr:
+            for link in ipr.get_links():
+                ifname = link.get_attr("IFLA_IFNAME") or ""
+                if ifname.startswith(self.cfg.prefix):
+                    try:
+                        ipr.link("del", index=link["index"])
+                        links += 1
+                    except NetlinkError as e:
+                        if e.code != errno.ENODEV:  # gone with its veth peer meanwhile
+                            raise
+        return {"processes": len(pids), "mounts": mounts, "namespaces": len(spaces), "links": links}

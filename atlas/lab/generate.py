@@ -1,0 +1,163 @@
+"""Writes lab topologies of any size in the topology-file format.
+
+The default lab (inventory/lab/) was written by this module and is committed as plain data: the
+loader reads files, never this code. The same generator grows the lab to a full datacenter for
+benchmarks (`atlas lab generate --racks 12 --servers 20 --spines 4 --sites 1`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
+
+import yaml
+
+from atlas.topology import (
+    CableSpec,
+    DeviceSpec,
+    DeviceTypeSpec,
+    PortRange,
+    PrefixSpec,
+    RackSpec,
+    SiteSpec,
+    TopologyFile,
+)
+
+SWITCH_TYPE = "atlas-switch-32"
+SERVER_TYPE = "atlas-server-2"
+SITE_NAMES = ("fra1", "ams1", "lon1", "par1", "dub1", "mad1")
+
+
+@dataclass(frozen=True)
+class LabShape:
+    sites: int = 2
+    spines: int = 2
+    racks: int = 2
+    compute: int = 2
+    storage: int = 1
+    mgmt: IPv4Network = IPv4Network("198.18.0.0/22")
+    loopbacks: IPv4Network = IPv4Network("198.19.0.0/22")
+    fabric: IPv4Network = IPv4Network("198.18.64.0/18")
+    core: bool = True
+
+
+class _Addresses:
+    def __init__(self, shape: LabShape) -> None:
+        self._mgmt = shape.mgmt.hosts()
+        next(self._mgmt)  # the first host is the lab's management bridge
+        self._loop = shape.loopbacks.hosts()
+        self._p2p: Iterator[IPv4Network] = shape.fabric.subnets(new_prefix=31)
+        self.mgmt_len = shape.mgmt.prefixlen
+
+    def mgmt(self) -> IPv4Interface:
+        return IPv4Interface(f"{next(self._mgmt)}/{self.mgmt_len}")
+
+    def loopback(self) -> IPv4Interface:
+        return IPv4Interface(f"{next(self._loop)}/32")
+
+    def p2p(self) -> tuple[IPv4Interface, IPv4Interface]:
+        net = next(self._p2p)
+        a, b = IPv4Address(int(net.network_address)), IPv4Address(int(net.network_address) + 1)
+        return IPv4Interface(f"{a}/31"), IPv4Interface(f"{b}/31")
+
+
+def catalog() -> TopologyFile:
+    return TopologyFile(
+        device_types=[
+            DeviceTypeSpec(name=SWITCH_TYPE, ports=[PortRange(prefix="swp", count=32)]),
+            DeviceTypeSpec(name=SERVER_TYPE, ports=[PortRange(prefix="eth", first=1, count=2)]),
+        ]
+    )
+
+
+def generate(shape: LabShape) -> dict[str, TopologyFile]:
+    """File name -> content: a catalog, one file per site, and the core that joins the sites."""
+    addr = _Addresses(shape)
+    files = {"00-catalog.yaml": catalog()}
+    core = TopologyFile(
+        sites=[SiteSpec(name="core", description="Backbone joining the sites")],
+        prefixes=[
+            PrefixSpec(prefix=shape.mgmt, role="management", description="lab management network"),
+            PrefixSpec(prefix=shape.loopbacks, role="loopback", description="router loopbacks"),
+            PrefixSpec(prefix=shape.fabric, role="fabric", description="point-to-point links"),
+        ],
+    )
+    if shape.core:
+        core.devices.append(
+            DeviceSpec(
+                name="core1", site="core", role="core", type=SWITCH_TYPE, platform="frr",
+                status="active", mgmt=addr.mgmt(), loopback=addr.loopback(),
+            )
+        )
+    core_port = 0
+    for s_index in range(shape.sites):
+        site = SITE_NAMES[s_index]
+        f = TopologyFile(sites=[SiteSpec(name=site, description=f"Lab site {site}")])
+        spines = [f"{site}-spine{n}" for n in range(1, shape.spines + 1)]
+        for name in spines:
+            f.devices.append(
+                DeviceSpec(
+                    name=name, site=site, role="spine", type=SWITCH_TYPE, platform="frr",
+                    status="active", mgmt=addr.mgmt(), loopback=addr.loopback(),
+                )
+            )
+        spine_port = dict.fromkeys(spines, 0)
+        for r_index in range(1, shape.racks + 1):
+            rack = f"{site}-r{r_index:02d}"
+            status = "active" if r_index == 1 else "planned"
+            f.sites[0].racks.append(RackSpec(name=rack, status=status))
+            leaves = [f"{rack}-leaf{n}" for n in (1, 2)]
+            for leaf in leaves:
+                f.devices.append(
+                    DeviceSpec(
+                        name=leaf, site=site, rack=rack, role="leaf", type=SWITCH_TYPE, platform="frr",
+                        status=status, mgmt=addr.mgmt(), loopback=addr.loopback(),
+                    )
+                )
+                for s_port, spine in enumerate(spines, 1):
+                    spine_port[spine] += 1
+                    a, b = addr.p2p()
+                    f.cables.append(
+                        CableSpec(a=f"{spine}:swp{spine_port[spine]}", b=f"{leaf}:swp{s_port}",
+                                  a_address=a, b_address=b)
+                    )
+            servers = [(f"{rack}-cmp{n}", "compute") for n in range(1, shape.compute + 1)]
+            servers += [(f"{rack}-sto{n}", "storage") for n in range(1, shape.storage + 1)]
+            for port, (server, role) in enumerate(servers, shape.spines + 1):
+                f.devices.append(
+                    DeviceSpec(
+                        name=server, site=site, rack=rack, role=role, type=SERVER_TYPE, platform="debian",
+                        status=status, mgmt=addr.mgmt(), loopback=addr.loopback(),
+                    )
+                )
+                for nic, leaf in enumerate(leaves, 1):
+                    a, b = addr.p2p()
+                    f.cables.append(
+                        CableSpec(a=f"{leaf}:swp{port}", b=f"{server}:eth{nic}", a_address=a, b_address=b)
+                    )
+        if shape.core:
+            for spine in spines:
+                core_port += 1
+                a, b = addr.p2p()
+                core.cables.append(
+                    CableSpec(a=f"core1:swp{core_port}", b=f"{spine}:swp32", a_address=a, b_address=b)
+                )
+        files[f"10-{site}.yaml"] = f
+    files["90-core.yaml"] = core
+    return files
+
+
+def write(files: dict[str, TopologyFile], directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, content in files.items():
+        path = directory / name
+        data = content.model_dump(mode="json", exclude_defaults=True)
+        path.write_text(
+            "# Written by `atlas lab generate`; edit freely, the loader reads only this data.\n"
+            + yaml.safe_dump(data, sort_keys=False, width=120)
+        )
+        written.append(path)
+    return written

@@ -1,0 +1,206 @@
+"""`atlas lab up|down|status`: the whole virtual datacenter, idempotently.
+
+`up` starts only what is not running: on a running lab it changes nothing, and on a half-dead one
+(processes ended by a reboot or by CI, namespaces and mounts left behind) it rebuilds what is gone.
+The fabric is always built from what NetBox holds after the topology import, never from the files.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network
+
+import pynetbox
+
+from atlas.lab import procs
+from atlas.lab.config import LabConfig
+from atlas.lab.credentials import LabSecrets
+from atlas.lab.fabric import Fabric
+from atlas.lab.netbox import NetBoxLab
+from atlas.lab.servers import lab_servers
+from atlas.model import Site
+from atlas.secrets import NETBOX_PATH, Vault, VaultSettings, site_role_path
+from atlas.sot.client import connect
+from atlas.sot.loader import import_topology
+from atlas.sot.read import read_prefixes, read_site, site_names
+from atlas.sot.schema import ensure_custom_fields
+from atlas.topology import load_topology
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class ComponentStatus:
+    name: str
+    healthy: bool
+    detail: str
+
+
+@dataclass
+class UpReport:
+    started: list[str] = field(default_factory=list)
+    imported: dict[str, int] = field(default_factory=dict)
+    fabric_rebuilt: bool = False
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.started or self.imported or self.fabric_rebuilt)
+
+
+class Lab:
+    def __init__(self, cfg: LabConfig) -> None:
+        self.cfg = cfg
+        self.fabric = Fabric(cfg)
+        self.state_file = cfg.dir / "fabric.json"
+
+    @property
+    def secrets(self) -> LabSecrets:
+        return LabSecrets.load_or_create(self.cfg.dir)
+
+    def host_key(self) -> tuple[str, str]:
+        """The lab's SSH key for server logins (Ansible); stored in OpenBao for Atlas."""
+        key = self.cfg.dir / "keys" / "host_ed25519"
+        if not key.exists():
+            key.parent.mkdir(parents=True, exist_ok=True)
+            procs.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"atlas-lab-{self.cfg.name}",
+                       "-f", str(key)], "generating the lab's host key")
+        return key.read_text(), key.with_suffix(".pub").read_text()
+
+    # --- up -----------------------------------------------------------------------------------
+    def up(self, progress: Progress = _quiet) -> UpReport:
+        t0 = time.monotonic()
+        report = UpReport()
+        self.cfg.save()
+        secrets = self.secrets
+        netbox = NetBoxLab(self.cfg, secrets)
+        progress("NetBox (PostgreSQL, Redis, server)")
+        was_healthy = netbox.healthy()
+        netbox.up()
+        if not was_healthy:
+            report.started.append("netbox")
+        nb = connect(self.cfg.netbox_url, secrets.netbox_token)
+        if not was_healthy:
+            progress("importing the topology into NetBox")
+            ensure_custom_fields(nb)
+            plan = import_topology(nb, load_topology(self.cfg.topology))
+            report.imported = plan.counts()
+        for server in lab_servers(self.cfg, secrets):
+            progress(server.name)
+            if server.start(self.cfg):
+                report.started.append(server.name)
+        sites = [read_site(nb, name) for name in site_names(nb)]
+        progress("credentials into OpenBao")
+        self._seed_vault(sites, secrets)
+        health = self.fabric.health(sites)
+        if not self.state_file.exists() or not all(h.ok for h in health):
+            progress("fabric: namespaces, cables, FRR, sshd, lldpd")
+            self.fabric.teardown()
+            _, public = self.host_key()
+            mgmt = self._mgmt_prefix(nb, sites)
+            self.fabric.build(sites, mgmt, secrets.switch_password, public)
+            self.state_file.write_text(
+                json.dumps({"nodes": [n.name for n in Fabric.nodes(sites)], "mgmt": str(mgmt)}) + "\n"
+            )
+            report.fabric_rebuilt = True
+        self._write_env(secrets)
+        report.seconds = time.monotonic() - t0
+        return report
+
+    def _mgmt_prefix(self, nb: pynetbox.api, sites: list[Site]) -> IPv4Network:
+        prefixes = [p.prefix for p in read_prefixes(nb, "management")]
+        mgmt_ips = [d.mgmt_address.ip for s in sites for d in s.devices if d.mgmt_address is not None]
+        for p in prefixes:
+            if mgmt_ips and all(ip in p for ip in mgmt_ips):
+                return p
+        raise RuntimeError(
+            "NetBox has no prefix with role 'management' holding every management address; "
+            f"found: {', '.join(map(str, prefixes)) or 'none'}"
+        )
+
+    def _seed_vault(self, sites: list[Site], secrets: LabSecrets) -> None:
+        vault = Vault(VaultSettings(url=self.cfg.openbao_url, token=secrets.openbao_root_token))
+        private, _ = self.host_key()
+        vault.write(NETBOX_PATH, {"url": self.cfg.netbox_url, "token": secrets.netbox_token})
+        for site in sites:
+            for role in sorted({d.role for d in site.devices}):
+                if role.is_switch:
+                    data = {"username": self.cfg.switch_user, "password": secrets.switch_password}
+                else:
+                    data = {"username": "root", "ssh_private_key": private}
+                vault.write(site_role_path(site.name, role.value), data)
+
+    def env(self) -> dict[str, str]:
+        return {
+            "VAULT_ADDR": self.cfg.openbao_url,
+            "VAULT_TOKEN": self.secrets.openbao_root_token,
+            "PREFECT_API_URL": self.cfg.prefect_url,
+            "ATLAS_AWS_ENDPOINT": self.cfg.moto_url,
+            "ATLAS_LAB": self.cfg.name,
+        }
+
+    def _write_env(self, secrets: LabSecrets) -> None:
+        path = self.cfg.dir / "lab.env"
+        path.write_text("".join(f"export {k}={v}\n" for k, v in self.env().items()))
+        path.chmod(0o600)
+
+    # --- status -------------------------------------------------------------------------------
+    def nodes_on_record(self) -> list[str]:
+        if not self.state_file.exists():
+            return []
+        return list(json.loads(self.state_file.read_text())["nodes"])
+
+    def status(self) -> list[ComponentStatus]:
+        if not (self.cfg.dir / "lab.json").exists():
+            return []
+        secrets = self.secrets
+        netbox = NetBoxLab(self.cfg, secrets)
+        rows = [
+            ComponentStatus("postgres", netbox.postgres_pid() is not None, f"127.0.0.1:{self.cfg.ports.postgres}"),
+            ComponentStatus("netbox", netbox.healthy(), self.cfg.netbox_url),
+        ]
+        rows += [
+            ComponentStatus(s.name, s.pid(self.cfg) is not None and s.healthy(), s.health_url.rsplit("/", 1)[0])
+            for s in lab_servers(self.cfg, secrets)
+        ]
+        names = self.nodes_on_record()
+        spaces = set(self.fabric.namespaces())
+        bad = []
+        for name in names:
+            is_switch = (self.fabric.frr_dir(name)).exists()
+            daemons = self.fabric.daemon_pidfiles(name, is_switch)
+            dead = [d for d, (pf, marker) in daemons.items() if procs.running(pf, marker) is None]
+            if self.cfg.netns(name) not in spaces:
+                dead.insert(0, "namespace")
+            if dead:
+                bad.append(f"{name} ({', '.join(dead)})")
+        detail = f"{len(names) - len(bad)}/{len(names)} nodes up" + (f"; down: {'; '.join(bad)}" if bad else "")
+        rows.append(ComponentStatus("fabric", bool(names) and not bad, detail))
+        return rows
+
+    # --- down ---------------------------------------------------------------------------------
+    def down(self, progress: Progress = _quiet) -> dict[str, int]:
+        progress("fabric")
+        removed = self.fabric.teardown()
+        if (self.cfg.dir / "lab.json").exists():
+            secrets = self.secrets
+            for server in lab_servers(self.cfg, secrets):
+                progress(server.name)
+                server.stop(self.cfg)
+            progress("NetBox")
+            NetBoxLab(self.cfg, secrets).down()
+        user = self.cfg.switch_user
+        if subprocess.run(["getent", "passwd", user], capture_output=True, check=False).returncode == 0:
+            procs.run(["userdel", user], f"removing switch login {user}")
+        shutil.rmtree(self.cfg.dir, ignore_errors=True)
+        return removed
+

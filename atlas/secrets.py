@@ -1,0 +1,100 @@
+"""Credentials from Vault / OpenBao (KV v2), by site and role. Nothing here is ever logged.
+
+Paths under the `secret/` mount:
+  atlas/netbox                      url, token
+  atlas/sites/<site>/<role>         switches: username, password; servers: username, ssh_private_key
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import hvac
+import hvac.exceptions
+
+MOUNT = "secret"
+
+
+class SecretError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Credential:
+    username: str
+    password: str | None = field(default=None, repr=False)
+    ssh_private_key: str | None = field(default=None, repr=False)
+
+    def secret_values(self) -> list[str]:
+        return [v for v in (self.password, self.ssh_private_key) if v]
+
+
+@dataclass(frozen=True)
+class VaultSettings:
+    url: str
+    token: str = field(repr=False)
+
+    @classmethod
+    def from_env(cls) -> VaultSettings:
+        url, token = os.environ.get("VAULT_ADDR"), os.environ.get("VAULT_TOKEN")
+        if not url or not token:
+            raise SecretError("VAULT_ADDR and VAULT_TOKEN must be set (for the lab: `eval $(atlas lab env)`)")
+        return cls(url=url, token=token)
+
+
+def site_role_path(site: str, role: str) -> str:
+    return f"atlas/sites/{site}/{role}"
+
+
+NETBOX_PATH = "atlas/netbox"
+
+
+class Vault:
+    def __init__(self, settings: VaultSettings, timeout: float = 10.0) -> None:
+        self._client = hvac.Client(url=settings.url, token=settings.token, timeout=timeout)
+
+    def read(self, path: str) -> dict[str, Any]:
+        try:
+            response = self._client.secrets.kv.v2.read_secret_version(
+                path=path, mount_point=MOUNT, raise_on_deleted_version=True
+            )
+        except hvac.exceptions.InvalidPath:
+            raise SecretError(f"no secret at {MOUNT}/{path}") from None
+        except hvac.exceptions.Forbidden:
+            raise SecretError(f"not allowed to read {MOUNT}/{path}") from None
+        except hvac.exceptions.VaultError as e:
+            raise SecretError(f"reading {MOUNT}/{path} failed: {type(e).__name__}") from None
+        return dict(response["data"]["data"])
+
+    def write(self, path: str, data: dict[str, str]) -> bool:
+        """Writes only when the value differs; True when it wrote."""
+        try:
+            if self.read(path) == data:
+                return False
+        except SecretError:
+            pass
+        self._client.secrets.kv.v2.create_or_update_secret(path=path, secret=data, mount_point=MOUNT)
+        return True
+
+    def credential(self, site: str, role: str) -> Credential:
+        data = self.read(site_role_path(site, role))
+        try:
+            return Credential(
+                username=data["username"],
+                password=data.get("password"),
+                ssh_private_key=data.get("ssh_private_key"),
+            )
+        except KeyError:
+            raise SecretError(f"secret {site_role_path(site, role)} has no username") from None
+
+    def netbox(self) -> tuple[str, str]:
+        data = self.read(NETBOX_PATH)
+        return str(data["url"]), str(data["token"])
+
+    def healthy(self) -> bool:
+        try:
+            return bool(self._client.sys.read_health_status(method="GET").get("initialized"))
+        except Exception:
+            return False

@@ -1,0 +1,313 @@
+"""Import a topology into NetBox: create what is missing, change nothing that exists.
+
+`plan_load` is pure: it compares the topology with a snapshot of NetBox (`Inventory`) and returns the
+objects to create, or the conflicts that make the import unsafe (a device in another rack, an address
+on another interface, a port already cabled elsewhere). Nothing is written while any conflict stands,
+and a second import of the same files plans nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pynetbox
+
+from atlas.model import Endpoint, InterfaceKind
+from atlas.sot.client import slugify
+from atlas.sot.read import cables_from
+from atlas.topology import Topology
+
+
+@dataclass(frozen=True)
+class DeviceFacts:
+    site: str
+    rack: str | None
+    role: str
+    device_type: str
+
+
+@dataclass
+class Inventory:
+    """What NetBox already holds, by name, for the objects an import may touch."""
+
+    manufacturers: set[str] = field(default_factory=set)
+    device_types: dict[str, set[str]] = field(default_factory=dict)
+    roles: set[str] = field(default_factory=set)
+    platforms: set[str] = field(default_factory=set)
+    ipam_roles: set[str] = field(default_factory=set)
+    sites: set[str] = field(default_factory=set)
+    racks: dict[str, str] = field(default_factory=dict)
+    devices: dict[str, DeviceFacts] = field(default_factory=dict)
+    devices_without_primary_ip: set[str] = field(default_factory=set)
+    addresses: dict[str, Endpoint | None] = field(default_factory=dict)
+    cables: dict[Endpoint, Endpoint] = field(default_factory=dict)
+    prefixes: set[str] = field(default_factory=set)
+
+
+@dataclass
+class LoadPlan:
+    manufacturers: list[str] = field(default_factory=list)
+    device_types: list[tuple[str, str, list[tuple[str, InterfaceKind]]]] = field(default_factory=list)
+    roles: list[str] = field(default_factory=list)
+    platforms: list[str] = field(default_factory=list)
+    ipam_roles: list[str] = field(default_factory=list)
+    sites: list[tuple[str, str]] = field(default_factory=list)
+    racks: list[tuple[str, str, str]] = field(default_factory=list)
+    prefixes: list[tuple[str, str, str | None, str]] = field(default_factory=list)
+    devices: list[dict[str, Any]] = field(default_factory=list)
+    addresses: list[tuple[str, Endpoint]] = field(default_factory=list)
+    primary_ips: list[tuple[str, str]] = field(default_factory=list)
+    cables: list[tuple[Endpoint, Endpoint]] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            k: len(v)
+            for k, v in vars(self).items()
+            if k != "conflicts" and isinstance(v, list) and len(v) > 0
+        }
+
+    @property
+    def empty(self) -> bool:
+        return not self.counts()
+
+
+class ImportConflict(ValueError):
+    def __init__(self, conflicts: list[str]) -> None:
+        self.conflicts = conflicts
+        listing = "\n".join(f"  - {c}" for c in conflicts)
+        super().__init__(f"{len(conflicts)} conflict(s) with NetBox, nothing was written:\n{listing}")
+
+
+def plan_load(topology: Topology, have: Inventory) -> LoadPlan:
+    plan = LoadPlan()
+    for dt in topology.device_types:
+        if dt.manufacturer not in have.manufacturers and dt.manufacturer not in plan.manufacturers:
+            plan.manufacturers.append(dt.manufacturer)
+        wanted = dt.interface_names()
+        if dt.name not in have.device_types:
+            kinds = [
+                (n, InterfaceKind.MGMT if i == 0 else InterfaceKind.LOOPBACK if i == 1 else InterfaceKind.PHYSICAL)
+                for i, n in enumerate(wanted)
+            ]
+            plan.device_types.append((dt.name, dt.manufacturer, kinds))
+        elif missing := sorted(set(wanted) - have.device_types[dt.name]):
+            plan.conflicts.append(f"device type {dt.name} in NetBox lacks interfaces {', '.join(missing)}")
+
+    devices = topology.all_devices()
+    for role in sorted({d.role.value for d in devices} - have.roles):
+        plan.roles.append(role)
+    platforms = {d.platform for d in devices if d.platform is not None}
+    plan.platforms = sorted(platforms - have.platforms)
+
+    prefixes = [*topology.global_prefixes, *(p for s in topology.sites for p in s.prefixes)]
+    plan.ipam_roles = sorted({p.role for p in prefixes} - have.ipam_roles)
+    for p in prefixes:
+        if str(p.prefix) not in have.prefixes:
+            plan.prefixes.append((str(p.prefix), p.role, p.site, p.description))
+
+    for site in topology.sites:
+        if site.name not in have.sites:
+            plan.sites.append((site.name, site.description))
+        for rack in site.racks:
+            if rack.name not in have.racks:
+                plan.racks.append((rack.name, site.name, rack.status.value))
+            elif have.racks[rack.name] != site.name:
+                plan.conflicts.append(
+                    f"rack {rack.name} is in site {have.racks[rack.name]} in NetBox, not {site.name}"
+                )
+
+    for d in devices:
+        facts = DeviceFacts(site=d.site, rack=d.rack, role=d.role.value, device_type=d.device_type)
+        existing = have.devices.get(d.name)
+        if existing is None:
+            plan.devices.append(
+                {
+                    "name": d.name,
+                    "site": d.site,
+                    "rack": d.rack,
+                    "role": d.role.value,
+                    "device_type": d.device_type,
+                    "platform": d.platform,
+                    "status": d.status.value,
+                    "custom_fields": d.custom_fields,
+                }
+            )
+        elif existing != facts:
+            plan.conflicts.append(f"device {d.name} differs in NetBox: {existing} vs topology {facts}")
+        for iface in d.interfaces:
+            end = Endpoint(device=d.name, interface=iface.name)
+            for addr in iface.addresses:
+                ip = str(addr.ip)
+                if ip not in have.addresses:
+                    plan.addresses.append((str(addr), end))
+                elif have.addresses[ip] != end:
+                    where = have.addresses[ip] or "nothing"
+                    plan.conflicts.append(f"address {ip} is assigned to {where} in NetBox, not {end}")
+        if d.mgmt_address is not None and (existing is None or d.name in have.devices_without_primary_ip):
+            plan.primary_ips.append((d.name, str(d.mgmt_address)))
+
+    for cable in topology.all_cables():
+        a, b = cable.a, cable.b
+        have_a, have_b = have.cables.get(a), have.cables.get(b)
+        if have_a == b:
+            continue
+        for end, peer in ((a, have_a), (b, have_b)):
+            if peer is not None:
+                plan.conflicts.append(f"{end} is cabled to {peer} in NetBox; the topology cables it elsewhere")
+        if have_a is None and have_b is None:
+            plan.cables.append((a, b))
+    return plan
+
+
+def read_inventory(nb: pynetbox.api) -> Inventory:
+    inv = Inventory()
+    inv.manufacturers = {m.name for m in nb.dcim.manufacturers.all()}
+    templates: dict[str, set[str]] = {}
+    for t in nb.dcim.interface_templates.all():
+        templates.setdefault(t.device_type.model, set()).add(t.name)
+    inv.device_types = {dt.model: templates.get(dt.model, set()) for dt in nb.dcim.device_types.all()}
+    inv.roles = {r.slug for r in nb.dcim.device_roles.all()}
+    inv.platforms = {p.slug for p in nb.dcim.platforms.all()}
+    inv.ipam_roles = {r.slug for r in nb.ipam.roles.all()}
+    inv.sites = {s.name for s in nb.dcim.sites.all()}
+    inv.racks = {r.name: r.site.name for r in nb.dcim.racks.all()}
+    for d in nb.dcim.devices.all():
+        inv.devices[d.name] = DeviceFacts(
+            site=d.site.name,
+            rack=d.rack.name if d.rack else None,
+            role=d.role.slug,
+            device_type=d.device_type.model,
+        )
+        if d.primary_ip4 is None:
+            inv.devices_without_primary_ip.add(d.name)
+    iface_names = {i.id: Endpoint(device=i.device.name, interface=i.name) for i in nb.dcim.interfaces.all()}
+    for a in nb.ipam.ip_addresses.all():
+        ip = a.address.split("/")[0]
+        inv.addresses[ip] = (
+            iface_names.get(a.assigned_object_id) if a.assigned_object_type == "dcim.interface" else None
+        )
+    for c in cables_from(nb.dcim.cables.all()):
+        inv.cables[c.a], inv.cables[c.b] = c.b, c.a
+    inv.prefixes = {p.prefix for p in nb.ipam.prefixes.all()}
+    return inv
+
+
+def _ids(records: Any, key: Callable[[Any], str]) -> dict[str, int]:
+    return {key(r): r.id for r in records}
+
+
+def apply_plan(nb: pynetbox.api, plan: LoadPlan) -> None:
+    """Writes in dependency order, each kind in one bulk call."""
+    if plan.conflicts:
+        raise ImportConflict(plan.conflicts)
+    if plan.manufacturers:
+        nb.dcim.manufacturers.create([{"name": m, "slug": slugify(m)} for m in plan.manufacturers])
+    if plan.device_types:
+        makers = _ids(nb.dcim.manufacturers.all(), lambda r: r.name)
+        created = nb.dcim.device_types.create(
+            [{"model": n, "slug": slugify(n), "manufacturer": makers[m]} for n, m, _ in plan.device_types]
+        )
+        type_ids = {r.model: r.id for r in created}
+        nb.dcim.interface_templates.create(
+            [
+                {
+                    "device_type": type_ids[name],
+                    "name": iface,
+                    "type": "virtual" if kind == InterfaceKind.LOOPBACK else "1000base-t",
+                    "mgmt_only": kind == InterfaceKind.MGMT,
+                }
+                for name, _, ifaces in plan.device_types
+                for iface, kind in ifaces
+            ]
+        )
+    if plan.roles:
+        nb.dcim.device_roles.create([{"name": r, "slug": slugify(r)} for r in plan.roles])
+    if plan.platforms:
+        nb.dcim.platforms.create([{"name": p, "slug": slugify(p)} for p in plan.platforms])
+    if plan.ipam_roles:
+        nb.ipam.roles.create([{"name": r, "slug": slugify(r)} for r in plan.ipam_roles])
+    if plan.sites:
+        nb.dcim.sites.create(
+            [{"name": n, "slug": slugify(n), "status": "active", "description": d} for n, d in plan.sites]
+        )
+    sites = _ids(nb.dcim.sites.all(), lambda r: r.name)
+    if plan.racks:
+        nb.dcim.racks.create([{"name": n, "site": sites[s], "status": st} for n, s, st in plan.racks])
+    if plan.prefixes:
+        roles = _ids(nb.ipam.roles.all(), lambda r: r.slug)
+        nb.ipam.prefixes.create(
+            [
+                {
+                    "prefix": p,
+                    "role": roles[role],
+                    "description": desc,
+                    **({"scope_type": "dcim.site", "scope_id": sites[site]} if site else {}),
+                }
+                for p, role, site, desc in plan.prefixes
+            ]
+        )
+    if plan.devices:
+        racks = _ids(nb.dcim.racks.all(), lambda r: r.name)
+        roles = _ids(nb.dcim.device_roles.all(), lambda r: r.slug)
+        types = _ids(nb.dcim.device_types.all(), lambda r: r.model)
+        platforms = _ids(nb.dcim.platforms.all(), lambda r: r.slug)
+        nb.dcim.devices.create(
+            [
+                {
+                    "name": d["name"],
+                    "site": sites[d["site"]],
+                    "rack": racks[d["rack"]] if d["rack"] else None,
+                    "role": roles[d["role"]],
+                    "device_type": types[d["device_type"]],
+                    "platform": platforms[d["platform"]] if d["platform"] else None,
+                    "status": d["status"],
+                    "custom_fields": d["custom_fields"],
+                }
+                for d in plan.devices
+            ]
+        )
+    if plan.addresses or plan.cables:
+        ifaces = {
+            Endpoint(device=i.device.name, interface=i.name): i.id for i in nb.dcim.interfaces.all()
+        }
+        if plan.addresses:
+            nb.ipam.ip_addresses.create(
+                [
+                    {
+                        "address": addr,
+                        "status": "active",
+                        "assigned_object_type": "dcim.interface",
+                        "assigned_object_id": ifaces[end],
+                    }
+                    for addr, end in plan.addresses
+                ]
+            )
+        if plan.cables:
+            nb.dcim.cables.create(
+                [
+                    {
+                        "a_terminations": [{"object_type": "dcim.interface", "object_id": ifaces[a]}],
+                        "b_terminations": [{"object_type": "dcim.interface", "object_id": ifaces[b]}],
+                        "status": "connected",
+                    }
+                    for a, b in plan.cables
+                ]
+            )
+    if plan.primary_ips:
+        devices = _ids(nb.dcim.devices.all(), lambda r: r.name)
+        addresses = _ids(nb.ipam.ip_addresses.all(), lambda r: r.address)
+        nb.dcim.devices.update(
+            [{"id": devices[name], "primary_ip4": addresses[addr]} for name, addr in plan.primary_ips]
+        )
+
+
+def import_topology(nb: pynetbox.api, topology: Topology, dry_run: bool = False) -> LoadPlan:
+    plan = plan_load(topology, read_inventory(nb))
+    if plan.conflicts:
+        raise ImportConflict(plan.conflicts)
+    if not dry_run:
+        apply_plan(nb, plan)
+    return plan

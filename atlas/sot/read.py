@@ -1,0 +1,175 @@
+"""Typed reads of a whole site or rack, in a bounded number of API calls.
+
+One list call per object kind for the whole site (paginated by NetBox at 1000 objects), never a call
+per device or interface: a 270-device site is read in about as many calls as a 10-device one.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from ipaddress import IPv4Interface
+from typing import Any
+
+import pynetbox
+
+from atlas.model import (
+    Cable,
+    Device,
+    DeviceStatus,
+    Endpoint,
+    Interface,
+    InterfaceKind,
+    Prefix,
+    Rack,
+    RackStatus,
+    Role,
+    Site,
+)
+
+# Keeps query strings well below gunicorn's 4094-byte request line limit.
+_IDS_PER_QUERY = 150
+
+
+class NotInNetBox(LookupError):
+    pass
+
+
+def _chunks(ids: list[int], size: int = _IDS_PER_QUERY) -> Iterator[list[int]]:
+    for i in range(0, len(ids), size):
+        yield ids[i : i + size]
+
+
+def _name(obj: Any) -> str | None:
+    return None if obj is None else str(obj["name"] if isinstance(obj, dict) else obj.name)
+
+
+def _slug(obj: Any) -> str | None:
+    return None if obj is None else str(obj["slug"] if isinstance(obj, dict) else obj.slug)
+
+
+def _value(choice: Any) -> str:
+    return str(choice["value"] if isinstance(choice, dict) else choice.value)
+
+
+def _endpoint(termination: Any) -> Endpoint | None:
+    if termination.get("object_type") != "dcim.interface":
+        return None
+    obj = termination["object"]
+    return Endpoint(device=obj["device"]["name"], interface=obj["name"])
+
+
+def cables_from(records: Iterable[Any]) -> list[Cable]:
+    cables = []
+    for c in records:
+        raw = dict(c)
+        a_terms, b_terms = raw.get("a_terminations") or [], raw.get("b_terminations") or []
+        if len(a_terms) != 1 or len(b_terms) != 1:
+            continue  # Atlas cables are one interface to one interface; others are not fabric
+        a, b = _endpoint(a_terms[0]), _endpoint(b_terms[0])
+        if a is not None and b is not None:
+            cables.append(Cable(a=a, b=b, status=_value(c.status)))
+    return cables
+
+
+def _interface_kind(record: Any) -> InterfaceKind:
+    if record.mgmt_only:
+        return InterfaceKind.MGMT
+    if _value(record.type) == "virtual":
+        return InterfaceKind.LOOPBACK
+    return InterfaceKind.PHYSICAL
+
+
+def read_site(nb: pynetbox.api, name: str) -> Site:
+    site = nb.dcim.sites.get(name=name)
+    if site is None:
+        raise NotInNetBox(f"site {name!r} is not in NetBox")
+    racks = list(nb.dcim.racks.filter(site_id=site.id))
+    devices = list(nb.dcim.devices.filter(site_id=site.id))
+    interfaces = list(nb.dcim.interfaces.filter(site_id=site.id))
+    cables = list(nb.dcim.cables.filter(site_id=site.id))
+    prefixes = list(nb.ipam.prefixes.filter(site_id=site.id))
+    addresses: list[Any] = []
+    for ids in _chunks([d.id for d in devices]):
+        addresses += nb.ipam.ip_addresses.filter(device_id=ids)
+
+    addrs_by_iface: dict[int, list[IPv4Interface]] = defaultdict(list)
+    for a in addresses:
+        if a.assigned_object_type == "dcim.interface" and a.assigned_object_id is not None:
+            addrs_by_iface[a.assigned_object_id].append(IPv4Interface(a.address))
+    ifaces_by_device: dict[int, list[Interface]] = defaultdict(list)
+    for i in sorted(interfaces, key=lambda i: i.id):
+        ifaces_by_device[i.device.id].append(
+            Interface(
+                name=i.name,
+                kind=_interface_kind(i),
+                description=i.description or "",
+                enabled=bool(i.enabled),
+                addresses=tuple(addrs_by_iface.get(i.id, ())),
+            )
+        )
+
+    def first_address(ifaces: list[Interface], kind: InterfaceKind) -> IPv4Interface | None:
+        return next((a for i in ifaces if i.kind == kind for a in i.addresses), None)
+
+    models = []
+    for d in devices:
+        ifaces = ifaces_by_device.get(d.id, [])
+        models.append(
+            Device(
+                name=d.name,
+                site=name,
+                rack=_name(d.rack),
+                role=Role(_slug(d.role)),
+                platform=_slug(d.platform),
+                status=DeviceStatus(_value(d.status)),
+                device_type=str(d.device_type.model),
+                mgmt_address=first_address(ifaces, InterfaceKind.MGMT),
+                loopback=first_address(ifaces, InterfaceKind.LOOPBACK),
+                interfaces=tuple(ifaces),
+                custom_fields=dict(d.custom_fields or {}),
+                netbox_id=d.id,
+            )
+        )
+    return Site(
+        name=name,
+        description=site.description or "",
+        racks=tuple(
+            Rack(name=r.name, site=name, status=RackStatus(_value(r.status)), netbox_id=r.id) for r in racks
+        ),
+        devices=tuple(sorted(models, key=lambda d: d.name)),
+        cables=tuple(cables_from(cables)),
+        prefixes=tuple(
+            Prefix(prefix=p.prefix, role=_slug(p.role) or "", site=name, description=p.description or "")
+            for p in prefixes
+        ),
+        netbox_id=site.id,
+    )
+
+
+def read_rack(nb: pynetbox.api, site: str, rack: str) -> Site:
+    """The rack's devices and every device they are cabled to (spines), as a site-shaped view."""
+    whole = read_site(nb, site)
+    if not any(r.name == rack for r in whole.racks):
+        raise NotInNetBox(f"rack {rack!r} is not in site {site!r}")
+    members = {d.name for d in whole.devices_in(rack)}
+    cables = tuple(c for c in whole.cables if members & {c.a.device, c.b.device})
+    peers = {e.device for c in cables for e in c.ends()}
+    return whole.model_copy(
+        update={
+            "racks": tuple(r for r in whole.racks if r.name == rack),
+            "devices": tuple(d for d in whole.devices if d.name in members | peers),
+            "cables": cables,
+        }
+    )
+
+
+def site_names(nb: pynetbox.api) -> list[str]:
+    return sorted(str(s.name) for s in nb.dcim.sites.all())
+
+
+def read_prefixes(nb: pynetbox.api, role: str) -> list[Prefix]:
+    return [
+        Prefix(prefix=p.prefix, role=role, site=None, description=p.description or "")
+        for p in nb.ipam.prefixes.filter(role=role)
+    ]

@@ -1,0 +1,43 @@
+"""Custom fields Atlas keeps on devices, created by Atlas itself so no one sets NetBox up by hand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pynetbox
+
+
+@dataclass(frozen=True)
+class CustomField:
+    name: str
+    label: str
+    type: str
+    description: str
+
+
+CUSTOM_FIELDS = (
+    CustomField("image_version", "Image version", "text", "Host image the device runs (set by image-rollout)"),
+    CustomField("ceph_osd_ids", "Ceph OSD ids", "text", "OSDs on this host, comma separated (ceph-osd-enroll)"),
+    CustomField("config_compliance", "Config compliance", "text", "compliant / drift, from config-sweep"),
+    CustomField("config_checked_at", "Config checked at", "datetime", "When config-sweep last checked it"),
+)
+
+
+def ensure_custom_fields(nb: pynetbox.api) -> list[str]:
+    """Creates the missing ones; returns their names (empty when all were there)."""
+    have = {cf.name for cf in nb.extras.custom_fields.all()}
+    missing = [cf for cf in CUSTOM_FIELDS if cf.name not in have]
+    if missing:
+        nb.extras.custom_fields.create(
+            [
+                {
+                    "name": cf.name,
+                    "label": cf.label,
+                    "type": cf.type,
+                    "description": cf.description,
+                    "object_types": ["dcim.device"],
+                }
+                for cf in missing
+            ]
+        )
+    return [cf.name for cf in missing]
