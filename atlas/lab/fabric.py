@@ -308,7 +308,8 @@ class Fabric:
         procs.run([*enter, "/usr/sbin/sshd", "-f", str(d / "ssh" / "sshd_config"), "-E", str(log / "sshd.log")],
                   f"starting sshd on {node.name}")
         procs.spawn(
-            [*enter, "/usr/sbin/lldpd", "-d", "-u", str(run / "lldpd.socket"), "-O", str(d / "lldpd.conf")],
+            # the default socket, /run/lldpd.socket, is private to the node: plain `lldpcli` works there
+            [*enter, "/usr/sbin/lldpd", "-d", "-O", str(d / "lldpd.conf")],
             run / "lldpd.pid",
             log / "lldpd.log",
         )

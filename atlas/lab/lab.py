@@ -7,29 +7,32 @@ The fabric is always built from what NetBox holds after the topology import, nev
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
+from pathlib import Path
 
 import pynetbox
 
 from atlas.lab import procs
-from atlas.lab.config import LabConfig
+from atlas.lab.config import CACHE_ROOT, LabConfig
 from atlas.lab.credentials import LabSecrets
 from atlas.lab.fabric import Fabric
-from atlas.lab.netbox import NetBoxLab
+from atlas.lab.netbox import NETBOX_VERSION, NetBoxLab
 from atlas.lab.servers import lab_servers
 from atlas.model import Site
 from atlas.secrets import NETBOX_PATH, Vault, VaultSettings, site_role_path
 from atlas.sot.client import connect
-from atlas.sot.loader import import_topology
+from atlas.sot.loader import LOADER_VERSION, import_topology
 from atlas.sot.read import read_prefixes, read_site, site_names
-from atlas.sot.schema import ensure_custom_fields
-from atlas.topology import load_topology
+from atlas.sot.schema import CUSTOM_FIELDS, ensure_custom_fields
+from atlas.topology import load_topology, topology_paths
 
 Progress = Callable[[str], None]
 
@@ -77,27 +80,41 @@ class Lab:
         return key.read_text(), key.with_suffix(".pub").read_text()
 
     # --- up -----------------------------------------------------------------------------------
+    def snapshot_path(self) -> Path:
+        """A dump of NetBox right after importing exactly these topology files with this schema."""
+        digest = hashlib.sha256(f"{NETBOX_VERSION}|{CUSTOM_FIELDS}|{LOADER_VERSION}".encode())
+        for path in topology_paths(self.cfg.topology):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        return CACHE_ROOT / f"netbox-{NETBOX_VERSION}" / "imported" / f"{digest.hexdigest()[:16]}.dump"
+
     def up(self, progress: Progress = _quiet) -> UpReport:
         t0 = time.monotonic()
         report = UpReport()
         self.cfg.save()
         secrets = self.secrets
+        topology = load_topology(self.cfg.topology)  # refuse bad files before starting anything
         netbox = NetBoxLab(self.cfg, secrets)
-        progress("NetBox (PostgreSQL, Redis, server)")
+        servers = lab_servers(self.cfg, secrets)
         was_healthy = netbox.healthy()
-        netbox.up()
+        snapshot = self.snapshot_path()
+        progress("NetBox, OpenBao, moto and Prefect")
+        # Each start blocks until its server answers; together they take as long as the slowest.
+        with ThreadPoolExecutor(max_workers=1 + len(servers)) as pool:
+            netbox_job = pool.submit(netbox.up, snapshot)
+            server_jobs = {s.name: pool.submit(s.start, self.cfg) for s in servers}
+            how = netbox_job.result()
+            report.started += [name for name, job in server_jobs.items() if job.result()]
         if not was_healthy:
-            report.started.append("netbox")
+            report.started.insert(0, "netbox")
         nb = connect(self.cfg.netbox_url, secrets.netbox_token)
-        if not was_healthy:
+        if how != "snapshot" and not was_healthy:
             progress("importing the topology into NetBox")
             ensure_custom_fields(nb)
-            plan = import_topology(nb, load_topology(self.cfg.topology))
-            report.imported = plan.counts()
-        for server in lab_servers(self.cfg, secrets):
-            progress(server.name)
-            if server.start(self.cfg):
-                report.started.append(server.name)
+            report.imported = import_topology(nb, topology).counts()
+            if how == "template":
+                netbox.keep_snapshot(snapshot)
+        elif how == "snapshot":
+            report.imported = {"restored from": 1}
         sites = [read_site(nb, name) for name in site_names(nb)]
         progress("credentials into OpenBao")
         self._seed_vault(sites, secrets)

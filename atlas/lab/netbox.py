@@ -38,6 +38,7 @@ _BOOTSTRAP = """\
 from users.models import User, Token
 u, _ = User.objects.get_or_create(username='admin', defaults={{'is_superuser': True, 'is_active': True}})
 u.set_password({password!r}); u.save()
+Token.objects.exclude(key={key!r}).delete()
 if not Token.objects.filter(key={key!r}).exists():
     t = Token(user=u, version=2, key={key!r}, token={secret!r}, description='atlas')
     t.full_clean(); t.save()
@@ -146,23 +147,39 @@ class NetBoxLab:
     def database_exists(self) -> bool:
         return self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'") == "1"
 
-    def ensure_database(self) -> bool:
-        """Creates the lab's database from the migrated template; True when it was created now."""
+    def ensure_database(self, snapshot: Path | None = None) -> str:
+        """Makes sure the lab's database exists; says how: "existing", "snapshot" (restored from
+        `snapshot`, a dump of an earlier import of the same topology) or "template" (migrated, empty)."""
         if self.database_exists():
-            return False
+            return "existing"
         if not self._psql("SELECT 1 FROM pg_roles WHERE rolname = 'netbox'"):
             self._psql("CREATE USER netbox WITH PASSWORD 'netbox' CREATEDB")
         self._psql(f"CREATE DATABASE {DB_NAME} OWNER netbox")
-        if self.template.exists():
+        source = snapshot if snapshot is not None and snapshot.exists() else None
+        if source is None and not self.template.exists():
+            self._migrate_and_keep_template()
+        else:
+            dump = source or self.template
             procs.run(
                 ["pg_restore", "-h", "127.0.0.1", "-p", str(self.cfg.ports.postgres), "-U", "netbox",
-                 "-d", DB_NAME, "--no-owner", str(self.template)],
-                "restoring the migrated NetBox database",
+                 "-d", DB_NAME, "--no-owner", "-j", "2", str(dump)],
+                f"restoring NetBox's database from {dump.name}",
             )
-        else:
-            self._migrate_and_keep_template()
         self._bootstrap_admin()
-        return True
+        return "snapshot" if source is not None else "template"
+
+    def keep_snapshot(self, snapshot: Path) -> None:
+        """Dumps the database so the next lab with the same topology skips the import. The dump holds
+        this lab's admin password hash and token digest; a restore replaces both (`_bootstrap_admin`)."""
+        snapshot.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        partial = snapshot.with_suffix(".partial")
+        procs.run(
+            ["pg_dump", "-h", "127.0.0.1", "-p", str(self.cfg.ports.postgres), "-U", "postgres", "-Fc",
+             "-f", str(partial), DB_NAME],
+            "dumping the imported database",
+        )
+        partial.chmod(0o600)
+        partial.rename(snapshot)
 
     def _migrate_and_keep_template(self) -> None:
         procs.run(
@@ -232,13 +249,15 @@ class NetBoxLab:
         except OSError:
             return False
 
-    def up(self) -> None:
+    def up(self, snapshot: Path | None = None) -> str:
+        """Starts NetBox and its stores; returns how the database came to be (see ensure_database)."""
         self.ensure_venv()
         self.write_config()
         self.start_postgres()
         self.start_redis()
-        self.ensure_database()
+        how = self.ensure_database(snapshot)
         self.start_server()
+        return how
 
     def down(self) -> list[str]:
         stopped = []

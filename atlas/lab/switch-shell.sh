@@ -12,7 +12,7 @@ case "$SSH_ORIGINAL_COMMAND" in
   "lldpcli show "*|"lldpcli -f "*" show "*)
     set -- $SSH_ORIGINAL_COMMAND
     shift
-    exec /usr/sbin/lldpcli -u "$run/lldpd.socket" "$@" ;;
+    exec /usr/sbin/lldpcli "$@" ;;
   "vtysh-c "*)
     exec /usr/bin/vtysh --vty_socket "$run" --config_dir "$conf" -c "${SSH_ORIGINAL_COMMAND#vtysh-c }" ;;
   *)

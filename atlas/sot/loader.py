@@ -19,6 +19,9 @@ from atlas.sot.client import slugify
 from atlas.sot.read import cables_from
 from atlas.topology import Topology
 
+# Bump when what an import writes changes: cached NetBox snapshots of older imports are then unused.
+LOADER_VERSION = 1
+
 
 @dataclass(frozen=True)
 class DeviceFacts:

@@ -1,0 +1,1 @@
+"""Switches and the fabric: rendering, device sessions, config diffs, verification, cabling."""

@@ -1,0 +1,79 @@
+"""SSH to devices: netmiko for switch CLIs, plain exec channels for LLDP and host commands.
+
+Credentials come from `atlas.secrets` by the caller; nothing here logs them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import paramiko
+from netmiko import BaseConnection, ConnectHandler
+
+from atlas.model import Device
+from atlas.net.lldp import Neighbours, parse_neighbours
+from atlas.secrets import Credential
+
+# FRR's vtysh answers like IOS; netmiko has no FRR driver and cisco_ios is the one measured to work.
+SWITCH_DEVICE_TYPE = "cisco_ios"
+
+
+class DeviceUnreachable(RuntimeError):
+    pass
+
+
+def _address(device: Device) -> str:
+    if device.mgmt_address is None:
+        raise DeviceUnreachable(f"{device.name} has no management address in NetBox")
+    return str(device.mgmt_address.ip)
+
+
+@contextmanager
+def switch_cli(device: Device, cred: Credential, timeout: float = 15.0) -> Iterator[BaseConnection]:
+    try:
+        conn = ConnectHandler(
+            device_type=SWITCH_DEVICE_TYPE,
+            host=_address(device),
+            username=cred.username,
+            password=cred.password,
+            conn_timeout=timeout,
+            auth_timeout=timeout,
+            banner_timeout=timeout,
+        )
+    except Exception as e:
+        raise DeviceUnreachable(f"{device.name}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+    try:
+        yield conn
+    finally:
+        conn.disconnect()
+
+
+def ssh_exec(device: Device, cred: Credential, command: str, timeout: float = 15.0) -> str:
+    client = paramiko.SSHClient()
+    # Lab and fresh racks have no known host keys yet; pinning keys from NetBox is a later hardening step.
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # noqa: S507
+    kwargs: dict[str, Any] = {"username": cred.username, "timeout": timeout, "banner_timeout": timeout,
+                              "auth_timeout": timeout, "look_for_keys": False, "allow_agent": False}
+    if cred.ssh_private_key:
+        kwargs["pkey"] = paramiko.Ed25519Key.from_private_key(io.StringIO(cred.ssh_private_key))
+    else:
+        kwargs["password"] = cred.password
+    try:
+        client.connect(_address(device), **kwargs)
+        _, stdout, stderr = client.exec_command(command, timeout=timeout)
+        out = stdout.read().decode()
+        if stdout.channel.recv_exit_status() != 0:
+            raise DeviceUnreachable(f"{device.name}: {command!r} failed: {stderr.read().decode().strip()}")
+        return out
+    except (OSError, paramiko.SSHException) as e:
+        raise DeviceUnreachable(f"{device.name}: {type(e).__name__}: {e}") from None
+    finally:
+        client.close()
+
+
+def lldp_neighbours(device: Device, cred: Credential) -> Neighbours:
+    return parse_neighbours(json.loads(ssh_exec(device, cred, "lldpcli -f json0 show neighbors")))
