@@ -14,16 +14,22 @@ from atlas.lab.generate import LabShape, generate, write
 from atlas.lab.lab import Lab
 from atlas.topology import TopologyError, load_topology
 
-app = typer.Typer(help="Atlas: datacenter automation with NetBox as the source of truth.", no_args_is_help=True)
-lab_app = typer.Typer(help="The virtual datacenter: NetBox, FRR switches, servers, OpenBao, moto, Prefect.",
-                      no_args_is_help=True)
+app = typer.Typer(
+    help="Atlas: datacenter automation with NetBox as the source of truth.", no_args_is_help=True
+)
+lab_app = typer.Typer(
+    help="The virtual datacenter: NetBox, FRR switches, servers, OpenBao, moto, Prefect.",
+    no_args_is_help=True,
+)
 topology_app = typer.Typer(help="Topology files: check them, import them into NetBox.", no_args_is_help=True)
 app.add_typer(lab_app, name="lab")
 app.add_typer(topology_app, name="topology")
 console = Console()
 err = Console(stderr=True)
 
-LabName = Annotated[str, typer.Option("--name", "-n", envvar="ATLAS_LAB", help="Lab name (prefix of its resources)")]
+LabName = Annotated[
+    str, typer.Option("--name", "-n", envvar="ATLAS_LAB", help="Lab name (prefix of its resources)")
+]
 Root = Annotated[Path, typer.Option("--root", envvar="ATLAS_LAB_ROOT", help="Directory holding labs")]
 
 
@@ -71,9 +77,11 @@ def lab_up(
         err.print(f"[red]lab up failed:[/red] {e}")
         raise typer.Exit(1) from None
     if report.changed:
-        console.print(f"lab {name} up in {report.seconds:.1f} s; started: {', '.join(report.started) or 'nothing'}"
-                      f"; fabric {'rebuilt' if report.fabric_rebuilt else 'kept'}"
-                      + (f"; imported {report.imported}" if report.imported else ""))
+        console.print(
+            f"lab {name} up in {report.seconds:.1f} s; started: {', '.join(report.started) or 'nothing'}"
+            f"; fabric {'rebuilt' if report.fabric_rebuilt else 'kept'}"
+            + (f"; imported {report.imported}" if report.imported else "")
+        )
     else:
         console.print(f"lab {name} was already up: nothing changed")
     console.print(_status_table(lab))

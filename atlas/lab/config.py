@@ -37,7 +37,9 @@ class Ports:
     @classmethod
     def from_base(cls, base: int) -> Ports:
         # OpenBao's dev server also listens on its port + 1 (cluster traffic): base + 7 is taken too.
-        return cls(netbox=base, postgres=base + 1, redis=base + 2, openbao=base + 6, moto=base + 3, prefect=base + 4)
+        return cls(
+            netbox=base, postgres=base + 1, redis=base + 2, openbao=base + 6, moto=base + 3, prefect=base + 4
+        )
 
 
 @dataclass(frozen=True)

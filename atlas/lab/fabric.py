@@ -89,8 +89,14 @@ class Fabric:
 
     def vtysh(self, node: str, *commands: str) -> str:
         """Runs vtysh inside a switch as root, for the lab's own checks and tests."""
-        argv = [*self.nsenter(node), "vtysh", "--vty_socket", str(self.run_dir(node)),
-                "--config_dir", str(self.frr_dir(node))]
+        argv = [
+            *self.nsenter(node),
+            "vtysh",
+            "--vty_socket",
+            str(self.run_dir(node)),
+            "--config_dir",
+            str(self.frr_dir(node)),
+        ]
         for c in commands:
             argv += ["-c", c]
         return procs.run(argv, f"vtysh on {node}", env={"HOME": str(self.node_dir(node))}).stdout
@@ -150,8 +156,12 @@ class Fabric:
             for node in nodes:
                 netns.create(self.cfg.netns(node.name))
                 veth = self.mgmt_veth(node)
-                ipr.link("add", ifname=veth, kind="veth",
-                         peer={"ifname": "eth0", "net_ns_fd": self.cfg.netns(node.name)})
+                ipr.link(
+                    "add",
+                    ifname=veth,
+                    kind="veth",
+                    peer={"ifname": "eth0", "net_ns_fd": self.cfg.netns(node.name)},
+                )
                 ipr.link("set", index=ipr.link_lookup(ifname=veth)[0], master=bridge, state="up")
         for node in nodes:
             with NetNS(self.cfg.netns(node.name)) as ns:
@@ -172,8 +182,12 @@ class Fabric:
     def _cable(self, cable: Cable) -> None:
         a_ns, b_ns = self.cfg.netns(cable.a.device), self.cfg.netns(cable.b.device)
         with NetNS(a_ns) as ns:
-            ns.link("add", ifname=cable.a.interface, kind="veth",
-                    peer={"ifname": cable.b.interface, "net_ns_fd": b_ns})
+            ns.link(
+                "add",
+                ifname=cable.a.interface,
+                kind="veth",
+                peer={"ifname": cable.b.interface, "net_ns_fd": b_ns},
+            )
             ns.link("set", index=ns.link_lookup(ifname=cable.a.interface)[0], state="up")
         with NetNS(b_ns) as ns:
             ns.link("set", index=ns.link_lookup(ifname=cable.b.interface)[0], state="up")
@@ -184,8 +198,10 @@ class Fabric:
         home.mkdir(parents=True, exist_ok=True)
         if subprocess.run(["getent", "passwd", user], capture_output=True, check=False).returncode != 0:
             # frrvty: the vty sockets; frr: writing frr.conf on `write memory`; adm: lldpcli (4750 _lldpd:adm)
-            procs.run(["useradd", "-M", "-d", str(home), "-s", "/bin/sh", "-G", "frrvty,frr,adm", user],
-                      f"creating switch login {user}")
+            procs.run(
+                ["useradd", "-M", "-d", str(home), "-s", "/bin/sh", "-G", "frrvty,frr,adm", user],
+                f"creating switch login {user}",
+            )
         procs.run(["chpasswd"], f"setting the password of {user}", input=f"{user}:{switch_password}\n")
         shutil.chown(home, user, user)
         shell = self.cfg.dir / "bin" / "switch-shell"
@@ -234,7 +250,9 @@ class Fabric:
             frr.chmod(0o2770)
             conf = frr / "frr.conf"
             if not conf.exists():
-                conf.write_text(f"frr defaults traditional\nhostname {node.name}\nservice integrated-vtysh-config\n!\n")
+                conf.write_text(
+                    f"frr defaults traditional\nhostname {node.name}\nservice integrated-vtysh-config\n!\n"
+                )
                 shutil.chown(conf, "frr", "frr")
                 conf.chmod(0o660)
             (frr / "vtysh.conf").write_text("service integrated-vtysh-config\n")
@@ -283,9 +301,19 @@ class Fabric:
         procs.run(
             # unshare binds the new namespaces onto their files from the root mount namespace only if
             # it runs there: `ip netns exec` would hide the binds in a mount namespace of its own.
-            ["nsenter", f"--net=/run/netns/{self.cfg.netns(node.name)}", "--", "unshare",
-             f"--mount={self.ns_dir / (node.name + '.mnt')}", f"--uts={self.ns_dir / (node.name + '.uts')}",
-             "--propagation", "private", "sh", "-c", "\n".join(lines)],
+            [
+                "nsenter",
+                f"--net=/run/netns/{self.cfg.netns(node.name)}",
+                "--",
+                "unshare",
+                f"--mount={self.ns_dir / (node.name + '.mnt')}",
+                f"--uts={self.ns_dir / (node.name + '.uts')}",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                "\n".join(lines),
+            ],
             f"creating the namespaces of {node.name}",
         )
 
@@ -295,18 +323,42 @@ class Fabric:
         if node.is_switch:
             for daemon in FRR_DAEMONS:
                 procs.run(
-                    [*enter, str(FRR_BIN / daemon), "-d", "-F", "traditional", "-P", "0",
-                     "-i", str(run / f"{daemon}.pid"), "-z", str(run / "zserv.api"),
-                     "--vty_socket", str(run), "--log", f"file:{log / daemon}.log"],
+                    [
+                        *enter,
+                        str(FRR_BIN / daemon),
+                        "-d",
+                        "-F",
+                        "traditional",
+                        "-P",
+                        "0",
+                        "-i",
+                        str(run / f"{daemon}.pid"),
+                        "-z",
+                        str(run / "zserv.api"),
+                        "--vty_socket",
+                        str(run),
+                        "--log",
+                        f"file:{log / daemon}.log",
+                    ],
                     f"starting {daemon} on {node.name}",
                 )
             procs.run(
-                [*enter, "vtysh", "--vty_socket", str(run), "--config_dir", str(self.frr_dir(node.name)), "-b"],
+                [
+                    *enter,
+                    "vtysh",
+                    "--vty_socket",
+                    str(run),
+                    "--config_dir",
+                    str(self.frr_dir(node.name)),
+                    "-b",
+                ],
                 f"applying the saved config of {node.name}",
                 env={"HOME": str(d)},
             )
-        procs.run([*enter, "/usr/sbin/sshd", "-f", str(d / "ssh" / "sshd_config"), "-E", str(log / "sshd.log")],
-                  f"starting sshd on {node.name}")
+        procs.run(
+            [*enter, "/usr/sbin/sshd", "-f", str(d / "ssh" / "sshd_config"), "-E", str(log / "sshd.log")],
+            f"starting sshd on {node.name}",
+        )
         procs.spawn(
             # the default socket, /run/lldpd.socket, is private to the node: plain `lldpcli` works there
             [*enter, "/usr/sbin/lldpd", "-d", "-O", str(d / "lldpd.conf")],

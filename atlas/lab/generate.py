@@ -28,6 +28,9 @@ from atlas.topology import (
 SWITCH_TYPE = "atlas-switch-32"
 SERVER_TYPE = "atlas-server-2"
 SITE_NAMES = ("fra1", "ams1", "lon1", "par1", "dub1", "mad1")
+DEFAULT_MGMT = IPv4Network("198.18.0.0/22")
+DEFAULT_LOOPBACKS = IPv4Network("198.19.0.0/22")
+DEFAULT_FABRIC = IPv4Network("198.18.64.0/18")
 
 
 @dataclass(frozen=True)
@@ -37,9 +40,9 @@ class LabShape:
     racks: int = 2
     compute: int = 2
     storage: int = 1
-    mgmt: IPv4Network = IPv4Network("198.18.0.0/22")
-    loopbacks: IPv4Network = IPv4Network("198.19.0.0/22")
-    fabric: IPv4Network = IPv4Network("198.18.64.0/18")
+    mgmt: IPv4Network = DEFAULT_MGMT
+    loopbacks: IPv4Network = DEFAULT_LOOPBACKS
+    fabric: IPv4Network = DEFAULT_FABRIC
     core: bool = True
 
 
@@ -87,8 +90,14 @@ def generate(shape: LabShape) -> dict[str, TopologyFile]:
     if shape.core:
         core.devices.append(
             DeviceSpec(
-                name="core1", site="core", role="core", type=SWITCH_TYPE, platform="frr",
-                status="active", mgmt=addr.mgmt(), loopback=addr.loopback(),
+                name="core1",
+                site="core",
+                role="core",
+                type=SWITCH_TYPE,
+                platform="frr",
+                status="active",
+                mgmt=addr.mgmt(),
+                loopback=addr.loopback(),
             )
         )
     core_port = 0
@@ -99,8 +108,14 @@ def generate(shape: LabShape) -> dict[str, TopologyFile]:
         for name in spines:
             f.devices.append(
                 DeviceSpec(
-                    name=name, site=site, role="spine", type=SWITCH_TYPE, platform="frr",
-                    status="active", mgmt=addr.mgmt(), loopback=addr.loopback(),
+                    name=name,
+                    site=site,
+                    role="spine",
+                    type=SWITCH_TYPE,
+                    platform="frr",
+                    status="active",
+                    mgmt=addr.mgmt(),
+                    loopback=addr.loopback(),
                 )
             )
         spine_port = dict.fromkeys(spines, 0)
@@ -112,24 +127,42 @@ def generate(shape: LabShape) -> dict[str, TopologyFile]:
             for leaf in leaves:
                 f.devices.append(
                     DeviceSpec(
-                        name=leaf, site=site, rack=rack, role="leaf", type=SWITCH_TYPE, platform="frr",
-                        status=status, mgmt=addr.mgmt(), loopback=addr.loopback(),
+                        name=leaf,
+                        site=site,
+                        rack=rack,
+                        role="leaf",
+                        type=SWITCH_TYPE,
+                        platform="frr",
+                        status=status,
+                        mgmt=addr.mgmt(),
+                        loopback=addr.loopback(),
                     )
                 )
                 for s_port, spine in enumerate(spines, 1):
                     spine_port[spine] += 1
                     a, b = addr.p2p()
                     f.cables.append(
-                        CableSpec(a=f"{spine}:swp{spine_port[spine]}", b=f"{leaf}:swp{s_port}",
-                                  a_address=a, b_address=b)
+                        CableSpec(
+                            a=f"{spine}:swp{spine_port[spine]}",
+                            b=f"{leaf}:swp{s_port}",
+                            a_address=a,
+                            b_address=b,
+                        )
                     )
             servers = [(f"{rack}-cmp{n}", "compute") for n in range(1, shape.compute + 1)]
             servers += [(f"{rack}-sto{n}", "storage") for n in range(1, shape.storage + 1)]
             for port, (server, role) in enumerate(servers, shape.spines + 1):
                 f.devices.append(
                     DeviceSpec(
-                        name=server, site=site, rack=rack, role=role, type=SERVER_TYPE, platform="debian",
-                        status=status, mgmt=addr.mgmt(), loopback=addr.loopback(),
+                        name=server,
+                        site=site,
+                        rack=rack,
+                        role=role,
+                        type=SERVER_TYPE,
+                        platform="debian",
+                        status=status,
+                        mgmt=addr.mgmt(),
+                        loopback=addr.loopback(),
                     )
                 )
                 for nic, leaf in enumerate(leaves, 1):
@@ -155,6 +188,12 @@ def write(files: dict[str, TopologyFile], directory: Path) -> list[Path]:
     for name, content in files.items():
         path = directory / name
         data = content.model_dump(mode="json", exclude_defaults=True)
+        # a status is worth reading even where it is the default
+        for spec, dumped in zip(content.devices, data.get("devices", []), strict=True):
+            dumped["status"] = spec.status
+        for site, dumped_site in zip(content.sites, data.get("sites", []), strict=True):
+            for rack, dumped in zip(site.racks, dumped_site.get("racks", []), strict=True):
+                dumped["status"] = rack.status
         path.write_text(
             "# Written by `atlas lab generate`; edit freely, the loader reads only this data.\n"
             + yaml.safe_dump(data, sort_keys=False, width=120)

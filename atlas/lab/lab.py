@@ -75,8 +75,21 @@ class Lab:
         key = self.cfg.dir / "keys" / "host_ed25519"
         if not key.exists():
             key.parent.mkdir(parents=True, exist_ok=True)
-            procs.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"atlas-lab-{self.cfg.name}",
-                       "-f", str(key)], "generating the lab's host key")
+            procs.run(
+                [
+                    "ssh-keygen",
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    f"atlas-lab-{self.cfg.name}",
+                    "-f",
+                    str(key),
+                ],
+                "generating the lab's host key",
+            )
         return key.read_text(), key.with_suffix(".pub").read_text()
 
     # --- up -----------------------------------------------------------------------------------
@@ -182,11 +195,15 @@ class Lab:
         secrets = self.secrets
         netbox = NetBoxLab(self.cfg, secrets)
         rows = [
-            ComponentStatus("postgres", netbox.postgres_pid() is not None, f"127.0.0.1:{self.cfg.ports.postgres}"),
+            ComponentStatus(
+                "postgres", netbox.postgres_pid() is not None, f"127.0.0.1:{self.cfg.ports.postgres}"
+            ),
             ComponentStatus("netbox", netbox.healthy(), self.cfg.netbox_url),
         ]
         rows += [
-            ComponentStatus(s.name, s.pid(self.cfg) is not None and s.healthy(), s.health_url.rsplit("/", 1)[0])
+            ComponentStatus(
+                s.name, s.pid(self.cfg) is not None and s.healthy(), s.health_url.rsplit("/", 1)[0]
+            )
             for s in lab_servers(self.cfg, secrets)
         ]
         names = self.nodes_on_record()
@@ -200,7 +217,9 @@ class Lab:
                 dead.insert(0, "namespace")
             if dead:
                 bad.append(f"{name} ({', '.join(dead)})")
-        detail = f"{len(names) - len(bad)}/{len(names)} nodes up" + (f"; down: {'; '.join(bad)}" if bad else "")
+        detail = f"{len(names) - len(bad)}/{len(names)} nodes up" + (
+            f"; down: {'; '.join(bad)}" if bad else ""
+        )
         rows.append(ComponentStatus("fabric", bool(names) and not bad, detail))
         return rows
 
@@ -220,4 +239,3 @@ class Lab:
             procs.run(["userdel", user], f"removing switch login {user}")
         shutil.rmtree(self.cfg.dir, ignore_errors=True)
         return removed
-

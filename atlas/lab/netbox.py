@@ -69,8 +69,15 @@ class NetBoxLab:
         self.cache.mkdir(parents=True, exist_ok=True)
         procs.run(["uv", "venv", "-q", "--python", str(python), str(self.venv)], "creating NetBox venv")
         procs.run(
-            ["uv", "pip", "install", "-q", "--python", str(self.venv / "bin" / "python"),
-             f"netbox=={NETBOX_VERSION}"],
+            [
+                "uv",
+                "pip",
+                "install",
+                "-q",
+                "--python",
+                str(self.venv / "bin" / "python"),
+                f"netbox=={NETBOX_VERSION}",
+            ],
             f"installing netbox {NETBOX_VERSION}",
         )
         marker.write_text(NETBOX_VERSION + "\n")
@@ -99,8 +106,21 @@ class NetBoxLab:
 
     def _psql(self, sql: str, db: str = "postgres") -> str:
         out = procs.run(
-            ["psql", "-h", "127.0.0.1", "-p", str(self.cfg.ports.postgres), "-U", "postgres", "-d", db,
-             "-v", "ON_ERROR_STOP=1", "-tAc", sql],
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.cfg.ports.postgres),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-tAc",
+                sql,
+            ],
             f"psql {sql[:40]!r}",
         )
         return out.stdout.strip()
@@ -117,8 +137,17 @@ class NetBoxLab:
             self.pgdata.mkdir(parents=True, exist_ok=True)
             shutil.chown(self.pgdata, "postgres", "postgres")
             procs.run(
-                self._as_postgres(str(PG_BIN / "initdb"), "-D", str(self.pgdata), "-U", "postgres",
-                                  "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"),
+                self._as_postgres(
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(self.pgdata),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                ),
                 "initdb",
             )
         log = self.logs / "postgres.log"
@@ -130,8 +159,9 @@ class NetBoxLab:
             " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         )
         procs.run(
-            self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.pgdata), "-l", str(log), "-w",
-                              "-o", options, "start"),
+            self._as_postgres(
+                str(PG_BIN / "pg_ctl"), "-D", str(self.pgdata), "-l", str(log), "-w", "-o", options, "start"
+            ),
             "starting PostgreSQL",
         )
 
@@ -139,7 +169,9 @@ class NetBoxLab:
         if self.postgres_pid() is None:
             return False
         procs.run(
-            self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.pgdata), "-m", "immediate", "-w", "stop"),
+            self._as_postgres(
+                str(PG_BIN / "pg_ctl"), "-D", str(self.pgdata), "-m", "immediate", "-w", "stop"
+            ),
             "stopping PostgreSQL",
         )
         return True
@@ -161,8 +193,21 @@ class NetBoxLab:
         else:
             dump = source or self.template
             procs.run(
-                ["pg_restore", "-h", "127.0.0.1", "-p", str(self.cfg.ports.postgres), "-U", "netbox",
-                 "-d", DB_NAME, "--no-owner", "-j", "2", str(dump)],
+                [
+                    "pg_restore",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.cfg.ports.postgres),
+                    "-U",
+                    "netbox",
+                    "-d",
+                    DB_NAME,
+                    "--no-owner",
+                    "-j",
+                    "2",
+                    str(dump),
+                ],
                 f"restoring NetBox's database from {dump.name}",
             )
         self._bootstrap_admin()
@@ -174,8 +219,19 @@ class NetBoxLab:
         snapshot.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         partial = snapshot.with_suffix(".partial")
         procs.run(
-            ["pg_dump", "-h", "127.0.0.1", "-p", str(self.cfg.ports.postgres), "-U", "postgres", "-Fc",
-             "-f", str(partial), DB_NAME],
+            [
+                "pg_dump",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.cfg.ports.postgres),
+                "-U",
+                "postgres",
+                "-Fc",
+                "-f",
+                str(partial),
+                DB_NAME,
+            ],
             "dumping the imported database",
         )
         partial.chmod(0o600)
@@ -189,8 +245,19 @@ class NetBoxLab:
         )
         partial = self.template.with_suffix(".partial")
         procs.run(
-            ["pg_dump", "-h", "127.0.0.1", "-p", str(self.cfg.ports.postgres), "-U", "postgres", "-Fc",
-             "-f", str(partial), DB_NAME],
+            [
+                "pg_dump",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.cfg.ports.postgres),
+                "-U",
+                "postgres",
+                "-Fc",
+                "-f",
+                str(partial),
+                DB_NAME,
+            ],
             "dumping the migrated database",
         )
         partial.rename(self.template)
@@ -215,8 +282,19 @@ class NetBoxLab:
         self.run.mkdir(parents=True, exist_ok=True)
         (self.base / "redis").mkdir(parents=True, exist_ok=True)
         procs.spawn(
-            ["redis-server", "--port", str(self.cfg.ports.redis), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.base / "redis")],
+            [
+                "redis-server",
+                "--port",
+                str(self.cfg.ports.redis),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.base / "redis"),
+            ],
             pidfile,
             self.logs / "redis.log",
         )
@@ -230,8 +308,13 @@ class NetBoxLab:
             # runserver --insecure serves the UI's static files straight from the package; gunicorn
             # would need a web server in front for them.
             pid = procs.spawn(
-                [str(self.venv / "bin" / "netbox"), "runserver", f"127.0.0.1:{self.cfg.ports.netbox}",
-                 "--noreload", "--insecure"],
+                [
+                    str(self.venv / "bin" / "netbox"),
+                    "runserver",
+                    f"127.0.0.1:{self.cfg.ports.netbox}",
+                    "--noreload",
+                    "--insecure",
+                ],
                 self.run / "netbox.pid",
                 self.logs / "netbox.log",
                 env=self._env(),
@@ -244,7 +327,7 @@ class NetBoxLab:
             headers={"Authorization": f"Bearer {self.secrets.netbox_token}", "Accept": "application/json"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (loopback URL)
+            with urllib.request.urlopen(request, timeout=5) as response:
                 return bool(response.status == 200)
         except OSError:
             return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -72,19 +73,15 @@ def stop(pids: Sequence[int], grace: float = 5.0) -> None:
     """SIGTERM, wait up to `grace` seconds, then SIGKILL what is left."""
     targets = [p for p in pids if alive(p)]
     for pid in targets:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and any(alive(p) for p in targets):
         time.sleep(0.05)
     for pid in targets:
         if alive(pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def stop_pidfile(pidfile: Path, marker: str, grace: float = 5.0) -> bool:

@@ -18,7 +18,7 @@ VENV_BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"
 def http_ok(url: str, headers: dict[str, str] | None = None) -> bool:
     request = urllib.request.Request(url, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (loopback URLs only)
+        with urllib.request.urlopen(request, timeout=5) as response:
             return bool(200 <= response.status < 300)
     except OSError:
         return False
@@ -66,8 +66,13 @@ def lab_servers(cfg: LabConfig, secrets: LabSecrets) -> list[Server]:
     return [
         Server(
             name="openbao",
-            argv=[bao, "server", "-dev", f"-dev-root-token-id={secrets.openbao_root_token}",
-                  f"-dev-listen-address=127.0.0.1:{ports.openbao}"],
+            argv=[
+                bao,
+                "server",
+                "-dev",
+                f"-dev-root-token-id={secrets.openbao_root_token}",
+                f"-dev-listen-address=127.0.0.1:{ports.openbao}",
+            ],
             marker=bao,
             health_url=f"{cfg.openbao_url}/v1/sys/health",
             # a dev server writes ~/.vault-token: keep it in the lab's directory
@@ -81,8 +86,16 @@ def lab_servers(cfg: LabConfig, secrets: LabSecrets) -> list[Server]:
         ),
         Server(
             name="prefect",
-            argv=[str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
-                  "--port", str(ports.prefect), "--analytics-off"],
+            argv=[
+                str(VENV_BIN / "prefect"),
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ports.prefect),
+                "--analytics-off",
+            ],
             marker="prefect",
             health_url=f"{cfg.prefect_url}/health",
             env={

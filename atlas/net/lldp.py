@@ -37,7 +37,9 @@ def parse_neighbours(doc: dict[str, Any]) -> Neighbours:
     for lldp in doc.get("lldp", []):
         for iface in lldp.get("interface", []):
             chassis, port = iface["chassis"][0], iface["port"][0]
-            found[iface["name"]] = Endpoint(device=chassis["name"][0]["value"], interface=port["id"][0]["value"])
+            found[iface["name"]] = Endpoint(
+                device=chassis["name"][0]["value"], interface=port["id"][0]["value"]
+            )
     return found
 
 

@@ -56,8 +56,14 @@ def ssh_exec(device: Device, cred: Credential, command: str, timeout: float = 15
     client = paramiko.SSHClient()
     # Lab and fresh racks have no known host keys yet; pinning keys from NetBox is a later hardening step.
     client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # noqa: S507
-    kwargs: dict[str, Any] = {"username": cred.username, "timeout": timeout, "banner_timeout": timeout,
-                              "auth_timeout": timeout, "look_for_keys": False, "allow_agent": False}
+    kwargs: dict[str, Any] = {
+        "username": cred.username,
+        "timeout": timeout,
+        "banner_timeout": timeout,
+        "auth_timeout": timeout,
+        "look_for_keys": False,
+        "allow_agent": False,
+    }
     if cred.ssh_private_key:
         kwargs["pkey"] = paramiko.Ed25519Key.from_private_key(io.StringIO(cred.ssh_private_key))
     else:
@@ -65,7 +71,7 @@ def ssh_exec(device: Device, cred: Credential, command: str, timeout: float = 15
     try:
         client.connect(_address(device), **kwargs)
         _, stdout, stderr = client.exec_command(command, timeout=timeout)
-        out = stdout.read().decode()
+        out: str = stdout.read().decode()
         if stdout.channel.recv_exit_status() != 0:
             raise DeviceUnreachable(f"{device.name}: {command!r} failed: {stderr.read().decode().strip()}")
         return out

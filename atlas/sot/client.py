@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pynetbox
 import requests
+from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
 
 
@@ -14,9 +16,16 @@ class _TimeoutAdapter(HTTPAdapter):
         super().__init__(max_retries=2)
         self._timeout = timeout
 
-    def send(self, request: Any, **kwargs: Any) -> Any:
-        kwargs["timeout"] = kwargs.get("timeout") or self._timeout
-        return super().send(request, **kwargs)
+    def send(
+        self,
+        request: PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float, float] | tuple[float, None] | None = None,
+        verify: bool | str = True,
+        cert: Any = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> Response:
+        return super().send(request, stream, timeout or self._timeout, verify, cert, proxies)
 
 
 def connect(url: str, token: str, timeout: float = 60.0) -> pynetbox.api:

@@ -92,7 +92,14 @@ def plan_load(topology: Topology, have: Inventory) -> LoadPlan:
         wanted = dt.interface_names()
         if dt.name not in have.device_types:
             kinds = [
-                (n, InterfaceKind.MGMT if i == 0 else InterfaceKind.LOOPBACK if i == 1 else InterfaceKind.PHYSICAL)
+                (
+                    n,
+                    InterfaceKind.MGMT
+                    if i == 0
+                    else InterfaceKind.LOOPBACK
+                    if i == 1
+                    else InterfaceKind.PHYSICAL,
+                )
                 for i, n in enumerate(wanted)
             ]
             plan.device_types.append((dt.name, dt.manufacturer, kinds))
@@ -159,7 +166,9 @@ def plan_load(topology: Topology, have: Inventory) -> LoadPlan:
             continue
         for end, peer in ((a, have_a), (b, have_b)):
             if peer is not None:
-                plan.conflicts.append(f"{end} is cabled to {peer} in NetBox; the topology cables it elsewhere")
+                plan.conflicts.append(
+                    f"{end} is cabled to {peer} in NetBox; the topology cables it elsewhere"
+                )
         if have_a is None and have_b is None:
             plan.cables.append((a, b))
     return plan
@@ -273,9 +282,7 @@ def apply_plan(nb: pynetbox.api, plan: LoadPlan) -> None:
             ]
         )
     if plan.addresses or plan.cables:
-        ifaces = {
-            Endpoint(device=i.device.name, interface=i.name): i.id for i in nb.dcim.interfaces.all()
-        }
+        ifaces = {Endpoint(device=i.device.name, interface=i.name): i.id for i in nb.dcim.interfaces.all()}
         if plan.addresses:
             nb.ipam.ip_addresses.create(
                 [

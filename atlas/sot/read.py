@@ -120,7 +120,7 @@ def read_site(nb: pynetbox.api, name: str) -> Site:
                 name=d.name,
                 site=name,
                 rack=_name(d.rack),
-                role=Role(_slug(d.role)),
+                role=Role(_slug(d.role) or ""),
                 platform=_slug(d.platform),
                 status=DeviceStatus(_value(d.status)),
                 device_type=str(d.device_type.model),

@@ -16,8 +16,12 @@ class CustomField:
 
 
 CUSTOM_FIELDS = (
-    CustomField("image_version", "Image version", "text", "Host image the device runs (set by image-rollout)"),
-    CustomField("ceph_osd_ids", "Ceph OSD ids", "text", "OSDs on this host, comma separated (ceph-osd-enroll)"),
+    CustomField(
+        "image_version", "Image version", "text", "Host image the device runs (set by image-rollout)"
+    ),
+    CustomField(
+        "ceph_osd_ids", "Ceph OSD ids", "text", "OSDs on this host, comma separated (ceph-osd-enroll)"
+    ),
     CustomField("config_compliance", "Config compliance", "text", "compliant / drift, from config-sweep"),
     CustomField("config_checked_at", "Config checked at", "datetime", "When config-sweep last checked it"),
 )

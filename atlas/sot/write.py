@@ -35,9 +35,7 @@ def set_device_status(nb: pynetbox.api, device: str, status: DeviceStatus, dry_r
     return Change(target=device, what="status", before=before, after=status.value, changed=True)
 
 
-def set_custom_fields(
-    nb: pynetbox.api, device: str, values: dict[str, Any], dry_run: bool = False
-) -> Change:
+def set_custom_fields(nb: pynetbox.api, device: str, values: dict[str, Any], dry_run: bool = False) -> Change:
     record = _device(nb, device)
     current = dict(record.custom_fields or {})
     unknown = sorted(set(values) - set(current))

@@ -1,0 +1,61 @@
+"""One real lab per test session: NetBox, OpenBao, moto, Prefect and the FRR fabric, booted by Atlas.
+
+The test lab has the default lab's shape on its own addresses and ports, so it runs beside a demo lab.
+Set ATLAS_KEEP_LAB=1 to leave it running after the session (the next session then starts in seconds).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from ipaddress import IPv4Network
+
+import pynetbox
+import pytest
+
+from atlas.lab.config import DEFAULT_ROOT, LabConfig
+from atlas.lab.generate import LabShape, generate, write
+from atlas.lab.lab import Lab
+from atlas.model import Site
+from atlas.secrets import Vault, VaultSettings
+from atlas.sot.client import connect
+from atlas.sot.read import read_site, site_names
+from atlas.topology import Topology, load_topology
+
+TEST_SHAPE = LabShape(
+    mgmt=IPv4Network("198.18.4.0/22"),
+    loopbacks=IPv4Network("198.19.4.0/22"),
+    fabric=IPv4Network("198.18.128.0/18"),
+)
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    topology_dir = DEFAULT_ROOT / "atest" / "topology"
+    write(generate(TEST_SHAPE), topology_dir)
+    cfg = LabConfig(name="atest", port_base=59000, topology=topology_dir)
+    the_lab = Lab(cfg)
+    the_lab.up()
+    yield the_lab
+    if not os.environ.get("ATLAS_KEEP_LAB"):
+        the_lab.down()
+
+
+@pytest.fixture(scope="session")
+def topology(lab: Lab) -> Topology:
+    return load_topology(lab.cfg.topology)
+
+
+@pytest.fixture(scope="session")
+def nb(lab: Lab) -> pynetbox.api:
+    return connect(lab.cfg.netbox_url, lab.secrets.netbox_token)
+
+
+@pytest.fixture(scope="session")
+def vault(lab: Lab) -> Vault:
+    return Vault(VaultSettings(url=lab.cfg.openbao_url, token=lab.secrets.openbao_root_token))
+
+
+@pytest.fixture(scope="session")
+def sites(nb: pynetbox.api) -> list[Site]:
+    return [read_site(nb, name) for name in site_names(nb)]

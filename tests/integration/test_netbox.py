@@ -1,0 +1,126 @@
+"""NetBox round trip against the real server the lab runs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pynetbox
+import pytest
+import yaml
+
+from atlas.model import Device, DeviceStatus, Site
+from atlas.sot.loader import ImportConflict, import_topology
+from atlas.sot.read import read_rack, read_site
+from atlas.sot.schema import CUSTOM_FIELDS, ensure_custom_fields
+from atlas.sot.write import NetBoxWriteError, add_journal_entry, set_custom_fields, set_device_status
+from atlas.topology import Topology, load_topology
+
+
+def comparable(d: Device) -> dict[str, Any]:
+    data = d.model_dump(exclude={"netbox_id", "custom_fields", "interfaces"})
+    data["interfaces"] = sorted((i.name, i.kind.value, tuple(map(str, i.addresses))) for i in d.interfaces)
+    return data
+
+
+def test_every_site_reads_back_as_the_topology_describes_it(topology: Topology, sites: list[Site]) -> None:
+    read = {s.name: s for s in sites}
+    assert sorted(read) == sorted(s.name for s in topology.sites)
+    for want in topology.sites:
+        got = read[want.name]
+        assert {r.name: r.status for r in got.racks} == {r.name: r.status for r in want.racks}
+        assert [comparable(d) for d in got.devices] == [
+            comparable(d) for d in sorted(want.devices, key=lambda d: d.name)
+        ]
+        assert {frozenset(c.ends()) for c in got.cables} == {frozenset(c.ends()) for c in want.cables}
+
+
+def test_reading_a_site_takes_a_fixed_number_of_api_calls(nb: pynetbox.api, sites: list[Site]) -> None:
+    calls: list[str] = []
+    nb.http_session.hooks["response"].append(lambda r, *a, **k: calls.append(r.url))
+    try:
+        site = read_site(nb, "fra1")
+    finally:
+        nb.http_session.hooks["response"].pop()
+    interfaces = sum(len(d.interfaces) for d in site.devices)
+    assert interfaces > 150  # one call per interface would show here
+    assert len(calls) == 7, calls  # site, racks, devices, interfaces, cables, prefixes, addresses
+
+
+def test_a_rack_is_read_with_the_spines_it_is_cabled_to(nb: pynetbox.api) -> None:
+    rack = read_rack(nb, "fra1", "fra1-r02")
+    names = {d.name for d in rack.devices}
+    assert {"fra1-r02-leaf1", "fra1-r02-leaf2", "fra1-spine1", "fra1-spine2"} <= names
+    assert not any(n.startswith("fra1-r01") for n in names)
+    members = {d.name for d in rack.devices if d.rack == "fra1-r02"}
+    assert rack.cables and all(members & {c.a.device, c.b.device} for c in rack.cables)
+
+
+def test_a_second_import_of_the_topology_changes_nothing(nb: pynetbox.api, topology: Topology) -> None:
+    plan = import_topology(nb, topology)
+    assert plan.empty, plan.counts()
+
+
+def test_atlas_creates_its_custom_fields_itself(nb: pynetbox.api) -> None:
+    assert ensure_custom_fields(nb) == []
+    names = {cf.name for cf in nb.extras.custom_fields.all()}
+    assert {cf.name for cf in CUSTOM_FIELDS} <= names
+
+
+def test_an_import_that_conflicts_with_netbox_is_refused_before_any_write(
+    nb: pynetbox.api, topology: Topology, lab: Any, tmp_path: Path
+) -> None:
+    for f in lab.cfg.topology.glob("*.yaml"):
+        shutil.copy(f, tmp_path / f.name)
+    fra1 = tmp_path / "10-fra1.yaml"
+    data = yaml.safe_load(fra1.read_text())
+    moved = next(d for d in data["devices"] if d["name"] == "fra1-r01-cmp1")
+    moved["rack"] = "fra1-r02"  # NetBox has it in fra1-r01
+    data["devices"].append(
+        {
+            "name": "fra1-r02-new1",
+            "site": "fra1",
+            "rack": "fra1-r02",
+            "role": "compute",
+            "type": "atlas-server-2",
+            "mgmt": str(moved["mgmt"]),
+        }  # the address of another device
+    )
+    fra1.write_text(yaml.safe_dump(data))
+    changed = load_topology(tmp_path)
+    before = nb.dcim.devices.count()
+    with pytest.raises(ImportConflict) as info:
+        import_topology(nb, changed)
+    text = str(info.value)
+    assert "device fra1-r01-cmp1 differs in NetBox" in text
+    assert "is assigned to fra1-r01-cmp1:eth0 in NetBox, not fra1-r02-new1:eth0" in text
+    assert nb.dcim.devices.count() == before
+    assert nb.dcim.devices.get(name="fra1-r02-new1") is None
+
+
+def test_device_writes_are_idempotent(nb: pynetbox.api) -> None:
+    device = "fra1-r02-sto1"
+    assert set_device_status(nb, device, DeviceStatus.PLANNED).changed is False
+    dry = set_device_status(nb, device, DeviceStatus.STAGED, dry_run=True)
+    assert dry.changed and nb.dcim.devices.get(name=device).status.value == "planned"
+    try:
+        assert set_device_status(nb, device, DeviceStatus.STAGED).changed is True
+        assert set_device_status(nb, device, DeviceStatus.STAGED).changed is False
+        first = set_custom_fields(nb, device, {"image_version": "2026.11.1"})
+        assert first.changed and first.after == {"image_version": "2026.11.1"}
+        assert set_custom_fields(nb, device, {"image_version": "2026.11.1"}).changed is False
+        assert nb.dcim.devices.get(name=device).custom_fields["image_version"] == "2026.11.1"
+        note = "bring-up test: status staged"
+        assert add_journal_entry(nb, device, note).changed is True
+        assert add_journal_entry(nb, device, note).changed is False
+        record = nb.dcim.devices.get(name=device)
+        entries = nb.extras.journal_entries.filter(
+            assigned_object_type="dcim.device", assigned_object_id=record.id
+        )
+        assert [e.comments for e in entries].count(note) == 1
+        with pytest.raises(NetBoxWriteError, match="no custom field"):
+            set_custom_fields(nb, device, {"colour": "blue"})
+    finally:
+        set_device_status(nb, device, DeviceStatus.PLANNED)
+        set_custom_fields(nb, device, {"image_version": None})
