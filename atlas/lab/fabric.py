@@ -36,6 +36,16 @@ class FabricError(RuntimeError):
     pass
 
 
+def _is_mountpoint(path: Path) -> bool:
+    """True for bind mounts too, which os.path.ismount misses (same device as the parent)."""
+    target = str(path.resolve())
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        mount_point = line.split()[1].encode().decode("unicode_escape")
+        if mount_point == target:
+            return True
+    return False
+
+
 @dataclass(frozen=True)
 class Node:
     device: Device
@@ -214,7 +224,7 @@ class Fabric:
     def _private_ns_dir(self) -> None:
         """Persistent mount namespaces can only be bound on a mount with private propagation."""
         self.ns_dir.mkdir(parents=True, exist_ok=True)
-        if not os.path.ismount(self.ns_dir):
+        if not _is_mountpoint(self.ns_dir):
             procs.run(["mount", "--bind", str(self.ns_dir), str(self.ns_dir)], "binding the lab's ns dir")
         procs.run(["mount", "--make-private", str(self.ns_dir)], "making the lab's ns dir private")
 
@@ -407,11 +417,11 @@ class Fabric:
         mounts = 0
         if self.ns_dir.exists():
             for f in self.ns_dir.iterdir():
-                if os.path.ismount(f):
+                if _is_mountpoint(f):
                     subprocess.run(["umount", str(f)], check=False)
                     mounts += 1
-            for _ in range(5):  # an interrupted earlier build may have bound it more than once
-                if not os.path.ismount(self.ns_dir):
+            for _ in range(50):  # earlier builds that were interrupted may have bound it again
+                if not _is_mountpoint(self.ns_dir):
                     break
                 subprocess.run(["umount", str(self.ns_dir)], check=False)
             shutil.rmtree(self.ns_dir, ignore_errors=True)
