@@ -54,8 +54,12 @@ def main() -> None:
         cached = timed("cold boot from the cached import snapshot", lab.up)
     finally:
         lab.down()
-    print(f"warm / cold = {warm / cold:.2f}; no-op / warm = {noop / warm:.2f}; cached / cold = {cached / cold:.2f}")
-    print(f"warm boot goal <= {WARM_GOAL_S:.0f} s: {'met' if warm <= WARM_GOAL_S else 'NOT met'} ({warm:.1f} s)")
+    print(
+        f"warm / cold = {warm / cold:.2f}; no-op / warm = {noop / warm:.2f}; cached / cold = {cached / cold:.2f}"
+    )
+    print(
+        f"warm boot goal <= {WARM_GOAL_S:.0f} s: {'met' if warm <= WARM_GOAL_S else 'NOT met'} ({warm:.1f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ routing until a flow configures them.
 from __future__ import annotations
 
 import errno
-import os
 import shutil
 import subprocess
 from dataclasses import dataclass
