@@ -7,6 +7,7 @@ restores that dump in about a second.
 
 from __future__ import annotations
 
+import http.client
 import shutil
 import sys
 import urllib.request
@@ -329,7 +330,7 @@ class NetBoxLab:
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
                 return bool(response.status == 200)
-        except OSError:
+        except (OSError, http.client.HTTPException):
             return False
 
     def up(self, snapshot: Path | None = None) -> str:

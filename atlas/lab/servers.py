@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ def http_ok(url: str, headers: dict[str, str] | None = None) -> bool:
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return bool(200 <= response.status < 300)
-    except OSError:
+    except (OSError, http.client.HTTPException):
         return False
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,7 @@ def test_device_writes_are_idempotent(nb: pynetbox.api) -> None:
         assert first.changed and first.after == {"image_version": "2026.11.1"}
         assert set_custom_fields(nb, device, {"image_version": "2026.11.1"}).changed is False
         assert nb.dcim.devices.get(name=device).custom_fields["image_version"] == "2026.11.1"
-        note = "bring-up test: status staged"
+        note = f"bring-up test {uuid.uuid4()}: status staged"
         assert add_journal_entry(nb, device, note).changed is True
         assert add_journal_entry(nb, device, note).changed is False
         record = nb.dcim.devices.get(name=device)
