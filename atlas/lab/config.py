@@ -21,6 +21,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TOPOLOGY = PROJECT_ROOT / "inventory" / "lab"
 
 
+LAB_DIR_VARIABLE = "ATLAS_LAB_DIR"
+
+
 class LabConfigError(ValueError):
     pass
 
@@ -96,6 +99,10 @@ class LabConfig:
     @property
     def prefect_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.prefect}/api"
+
+    def process_env(self) -> dict[str, str]:
+        """Set on every long-running process of the lab, so `down` finds them even without PID files."""
+        return {LAB_DIR_VARIABLE: str(self.dir)}
 
     def save(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -350,6 +350,7 @@ class Fabric:
                         f"file:{log / daemon}.log",
                     ],
                     f"starting {daemon} on {node.name}",
+                    env=self.cfg.process_env(),
                 )
             procs.run(
                 [
@@ -362,17 +363,19 @@ class Fabric:
                     "-b",
                 ],
                 f"applying the saved config of {node.name}",
-                env={"HOME": str(d)},
+                env={"HOME": str(d)} | self.cfg.process_env(),
             )
         procs.run(
             [*enter, "/usr/sbin/sshd", "-f", str(d / "ssh" / "sshd_config"), "-E", str(log / "sshd.log")],
             f"starting sshd on {node.name}",
+            env=self.cfg.process_env(),
         )
         procs.spawn(
             # the default socket, /run/lldpd.socket, is private to the node: plain `lldpcli` works there
             [*enter, "/usr/sbin/lldpd", "-d", "-O", str(d / "lldpd.conf")],
             run / "lldpd.pid",
             log / "lldpd.log",
+            env=self.cfg.process_env(),
         )
 
     # --- health and teardown ------------------------------------------------------------------
@@ -412,6 +415,10 @@ class Fabric:
                     if pid is not None:
                         pids.append(pid)
                     pidfile.unlink(missing_ok=True)
+        # sessions and children that have no PID file live in the lab's namespaces all the same
+        spaces = self.namespaces()
+        inside = procs.in_network_namespaces([Path("/run/netns") / n for n in spaces])
+        pids = sorted(set(pids) | set(inside))
         procs.stop(pids)
         mounts = 0
         if self.ns_dir.exists():
@@ -424,7 +431,6 @@ class Fabric:
                     break
                 subprocess.run(["umount", str(self.ns_dir)], check=False)
             shutil.rmtree(self.ns_dir, ignore_errors=True)
-        spaces = self.namespaces()
         for name in spaces:
             netns.remove(name)
         links = 0

@@ -21,7 +21,7 @@ from pathlib import Path
 import pynetbox
 
 from atlas.lab import procs
-from atlas.lab.config import CACHE_ROOT, LabConfig
+from atlas.lab.config import CACHE_ROOT, LAB_DIR_VARIABLE, LabConfig
 from atlas.lab.credentials import LabSecrets
 from atlas.lab.fabric import Fabric
 from atlas.lab.netbox import NETBOX_VERSION, NetBoxLab
@@ -234,6 +234,10 @@ class Lab:
                 server.stop(self.cfg)
             progress("NetBox")
             NetBoxLab(self.cfg, secrets).down()
+        # whatever a crash or a lost PID file left running, found by the variable every lab process carries
+        strays = procs.marked(LAB_DIR_VARIABLE, str(self.cfg.dir))
+        procs.stop(strays)
+        removed["strays"] = len(strays)
         user = self.cfg.switch_user
         if subprocess.run(["getent", "passwd", user], capture_output=True, check=False).returncode == 0:
             procs.run(["userdel", user], f"removing switch login {user}")

@@ -164,6 +164,7 @@ class NetBoxLab:
                 str(PG_BIN / "pg_ctl"), "-D", str(self.pgdata), "-l", str(log), "-w", "-o", options, "start"
             ),
             "starting PostgreSQL",
+            env=self.cfg.process_env(),
         )
 
     def stop_postgres(self) -> bool:
@@ -298,6 +299,7 @@ class NetBoxLab:
             ],
             pidfile,
             self.logs / "redis.log",
+            env=self.cfg.process_env(),
         )
 
     def server_pid(self) -> int | None:
@@ -318,7 +320,7 @@ class NetBoxLab:
                 ],
                 self.run / "netbox.pid",
                 self.logs / "netbox.log",
-                env=self._env(),
+                env=self._env() | self.cfg.process_env(),
             )
         procs.wait_for(self.healthy, "NetBox", timeout=120, log=self.logs / "netbox.log", pid=pid)
 

@@ -82,6 +82,45 @@ def stop(pids: Sequence[int], grace: float = 5.0) -> None:
         if alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(alive(p) for p in targets):
+        time.sleep(0.05)
+
+
+def in_network_namespaces(namespace_files: list[Path]) -> list[int]:
+    """Live processes inside any of these network namespaces (what `ip netns pids` tells)."""
+    inodes = set()
+    for f in namespace_files:
+        with contextlib.suppress(OSError):
+            inodes.add(f.stat().st_ino)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            inode = (entry / "ns" / "net").stat().st_ino
+        except OSError:
+            continue
+        if inode in inodes and alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def marked(variable: str, value: str) -> list[int]:
+    """Live processes started with `variable=value` in their environment (daemons that rewrite their
+    process title, such as sshd, lldpd and redis, overwrite it and are not found this way)."""
+    needle = f"{variable}={value}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0") and alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
 
 
 def stop_pidfile(pidfile: Path, marker: str, grace: float = 5.0) -> bool:

@@ -53,7 +53,9 @@ class Server:
             for home in ("HOME", "PREFECT_HOME"):
                 if home in self.env:
                     Path(self.env[home]).mkdir(parents=True, exist_ok=True)
-            pid = procs.spawn(self.argv, self.pidfile(cfg), log, env=self.env, cwd=cfg.dir)
+            pid = procs.spawn(
+                self.argv, self.pidfile(cfg), log, env=self.env | cfg.process_env(), cwd=cfg.dir
+            )
         procs.wait_for(self.healthy, self.name, self.boot_timeout, log, pid=pid)
         return started
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from pyroute2 import IPRoute, netns
 
 from atlas.lab import procs
-from atlas.lab.config import DEFAULT_ROOT, LabConfig
+from atlas.lab.config import DEFAULT_ROOT, LAB_DIR_VARIABLE, LabConfig
 from atlas.lab.generate import LabShape, generate, write
 from atlas.lab.lab import Lab
 
@@ -27,16 +27,8 @@ TINY = LabShape(
 
 
 def lab_pids(cfg: LabConfig) -> list[int]:
-    """Every live process whose PID file lies in the lab's directory."""
-    pids = []
-    for pidfile in cfg.dir.rglob("*.pid"):
-        pid = procs.read_pid(pidfile)
-        if pid is not None and procs.alive(pid):
-            pids.append(pid)
-    postmaster = procs.read_pid(cfg.dir / "netbox" / "pg" / "postmaster.pid")
-    if postmaster is not None and procs.alive(postmaster):
-        pids.append(postmaster)
-    return pids
+    """Every process of the lab: what CI ends after a session."""
+    return procs.marked(LAB_DIR_VARIABLE, str(cfg.dir))
 
 
 def leftovers(cfg: LabConfig) -> dict[str, list[str]]:
@@ -48,7 +40,7 @@ def leftovers(cfg: LabConfig) -> dict[str, list[str]]:
         "namespaces": [n for n in netns.listnetns() if n.startswith(cfg.prefix)],
         "links": [n for n in links if n.startswith(cfg.prefix)],
         "mounts": [m for m in mounts if str(cfg.dir) in m],
-        "processes": [p for p in ps if str(cfg.dir) in p],
+        "processes": [p for p in ps if str(cfg.dir) in p] + [str(p) for p in lab_pids(cfg)],
         "directory": [str(cfg.dir)] if cfg.dir.exists() else [],
         "login": [cfg.switch_user]
         if subprocess.run(["getent", "passwd", cfg.switch_user], capture_output=True, check=False).returncode

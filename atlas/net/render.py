@@ -1,0 +1,131 @@
+"""Intended switch configuration, rendered from NetBox models with a Jinja2 template per platform.
+
+The template sees only checked values: names pass `atlas.safety`, addresses are ip objects. Preflight
+runs the same checks first and refuses the run; `render` refusing again is the last line of defence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
+
+import jinja2
+
+from atlas.model import Device, Endpoint, InterfaceKind, Site
+from atlas.safety import name_problem, text_problem
+
+TEMPLATES = Path(__file__).with_name("templates")
+PLATFORM_TEMPLATES = {"frr": "frr.j2"}
+
+
+class RenderError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Link:
+    interface: str
+    address: IPv4Interface
+    peer: Endpoint
+
+    @property
+    def description(self) -> str:
+        return f"to {self.peer}"
+
+
+@dataclass(frozen=True)
+class StaticRoute:
+    prefix: IPv4Network
+    next_hop: IPv4Address
+
+
+@dataclass(frozen=True)
+class Timers:
+    hello: int = 1
+    dead: int = 4
+
+
+@dataclass(frozen=True)
+class SwitchIntent:
+    device: Device
+    fabric_links: tuple[Link, ...]
+    server_links: tuple[Link, ...]
+    server_routes: tuple[StaticRoute, ...]
+
+
+def _address(device: Device, interface: str) -> IPv4Interface | None:
+    iface = device.interface(interface)
+    return iface.addresses[0] if iface is not None and iface.addresses else None
+
+
+def switch_intent(site: Site, device: Device, peers: dict[str, Device]) -> SwitchIntent:
+    """What `device` must carry: one link per cable with an address on our end, and a route to the
+    loopback of every server behind it. `peers` holds every device the switch may be cabled to."""
+    fabric, servers, routes = [], [], []
+    for cable in site.cables_of(device.name):
+        mine = cable.a if cable.a.device == device.name else cable.b
+        other = cable.peer_of(mine)
+        assert other is not None
+        address = _address(device, mine.interface)
+        peer = peers.get(other.device)
+        if address is None or peer is None:
+            continue
+        link = Link(interface=mine.interface, address=address, peer=other)
+        if peer.role.is_switch:
+            fabric.append(link)
+            continue
+        servers.append(link)
+        peer_address = _address(peer, other.interface)
+        if peer.loopback is not None and peer_address is not None:
+            routes.append(StaticRoute(prefix=peer.loopback.network, next_hop=peer_address.ip))
+    key = lambda link: _natural(link.interface)  # noqa: E731
+    return SwitchIntent(
+        device=device,
+        fabric_links=tuple(sorted(fabric, key=key)),
+        server_links=tuple(sorted(servers, key=key)),
+        server_routes=tuple(sorted(routes, key=lambda r: (int(r.prefix.network_address), int(r.next_hop)))),
+    )
+
+
+def _natural(name: str) -> tuple[str, int]:
+    stem = name.rstrip("0123456789")
+    return stem, int(name[len(stem) :] or 0)
+
+
+def intent_problems(intent: SwitchIntent) -> list[str]:
+    d = intent.device
+    problems = [name_problem(f"{d.name} name", d.name)]
+    if d.loopback is None:
+        problems.append(f"{d.name}: no loopback address in NetBox")
+    if d.platform not in PLATFORM_TEMPLATES:
+        problems.append(f"{d.name}: no configuration template for platform {d.platform!r}")
+    for link in (*intent.fabric_links, *intent.server_links):
+        problems.append(name_problem(f"{d.name} interface", link.interface))
+        problems.append(text_problem(f"{d.name} {link.interface} description", link.description))
+    for iface in d.interfaces:
+        if iface.kind == InterfaceKind.PHYSICAL and iface.description:
+            problems.append(text_problem(f"{d.name} {iface.name} description", iface.description))
+    return [p for p in problems if p]
+
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    autoescape=False,  # noqa: S701 - device configs, not HTML; every value is checked above
+)
+
+
+def render(intent: SwitchIntent, timers: Timers | None = None) -> str:
+    problems = intent_problems(intent)
+    if problems:
+        raise RenderError("; ".join(problems))
+    template = _env.get_template(PLATFORM_TEMPLATES[str(intent.device.platform)])
+    return template.render(
+        device=intent.device,
+        fabric_links=intent.fabric_links,
+        server_links=intent.server_links,
+        server_routes=intent.server_routes,
+        timers=timers or Timers(),
+    )
