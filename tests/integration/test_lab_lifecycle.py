@@ -27,8 +27,13 @@ TINY = LabShape(
 
 
 def lab_pids(cfg: LabConfig) -> list[int]:
-    """Every process of the lab: what CI ends after a session."""
-    return procs.marked(LAB_DIR_VARIABLE, str(cfg.dir))
+    """Every process of the lab, found every way there is: what CI ends after a session."""
+    spaces = [Path("/run/netns") / n for n in netns.listnetns() if n.startswith(cfg.prefix)]
+    from_files = [procs.read_pid(f) for f in cfg.dir.rglob("*.pid")]
+    from_files.append(procs.read_pid(cfg.dir / "netbox" / "pg" / "postmaster.pid"))
+    found = set(procs.marked(LAB_DIR_VARIABLE, str(cfg.dir))) | set(procs.in_network_namespaces(spaces))
+    found |= {p for p in from_files if p is not None and procs.alive(p)}
+    return sorted(found)
 
 
 def leftovers(cfg: LabConfig) -> dict[str, list[str]]:
