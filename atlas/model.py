@@ -170,3 +170,18 @@ class Change(Frozen):
     before: Any = None
     after: Any = None
     changed: bool
+
+
+class Result(Frozen):
+    """What one step did on one device or host (nornir's Result): flows aggregate these."""
+
+    target: str
+    step: str
+    changed: bool = False
+    failed: bool = False
+    diff: tuple[str, ...] = ()
+    detail: str = ""
+
+    @classmethod
+    def failure(cls, target: str, step: str, error: str) -> Result:
+        return cls(target=target, step=step, failed=True, detail=error)
