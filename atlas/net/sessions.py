@@ -52,6 +52,14 @@ def switch_cli(device: Device, cred: Credential, timeout: float = 15.0) -> Itera
         conn.disconnect()
 
 
+def show(cli: BaseConnection, command: str) -> str:
+    """A show command's text (netmiko can also return parsed structures; Atlas parses itself)."""
+    out = cli.send_command(command)
+    if not isinstance(out, str):
+        raise TypeError(f"{command!r} returned {type(out).__name__}, expected text")
+    return out
+
+
 def ssh_exec(device: Device, cred: Credential, command: str, timeout: float = 15.0) -> str:
     client = paramiko.SSHClient()
     # Lab and fresh racks have no known host keys yet; pinning keys from NetBox is a later hardening step.

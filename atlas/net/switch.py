@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from atlas.model import Device, Result
 from atlas.net.config import diff
-from atlas.net.sessions import DeviceUnreachable, switch_cli
+from atlas.net.sessions import DeviceUnreachable, show, switch_cli
 from atlas.secrets import Credential
 
 # vtysh answers a bad line with one of these; netmiko raises on them instead of pushing on.
@@ -16,26 +16,48 @@ STEP = "switch-config"
 def apply_config(device: Device, cred: Credential, intended: str, dry_run: bool = False) -> Result:
     try:
         with switch_cli(device, cred) as cli:
-            before = diff(cli.send_command("show running-config"), intended)
+            before = diff(show(cli, "show running-config"), intended)
             if before.empty:
                 return Result(target=device.name, step=STEP, detail="already as intended")
             if dry_run:
-                return Result(target=device.name, step=STEP, changed=True, diff=before.summary,
-                              detail=f"dry run: {len(before.summary)} change(s) not applied")
+                return Result(
+                    target=device.name,
+                    step=STEP,
+                    changed=True,
+                    diff=before.summary,
+                    detail=f"dry run: {len(before.summary)} change(s) not applied",
+                )
             try:
                 cli.send_config_set(list(before.commands), error_pattern=CLI_ERRORS)
             except Exception as e:  # netmiko raises ConfigInvalidException and friends
                 cli.exit_config_mode()
                 return Result.failure(device.name, STEP, f"the switch refused the change: {e}")
             saved = cli.save_config()
-            after = diff(cli.send_command("show running-config"), intended)
+            after = diff(show(cli, "show running-config"), intended)
     except DeviceUnreachable as e:
         return Result.failure(device.name, STEP, str(e))
     if not after.empty:
-        return Result(target=device.name, step=STEP, changed=True, failed=True, diff=before.summary,
-                      detail=f"still differs after the push: {'; '.join(after.summary)}")
+        return Result(
+            target=device.name,
+            step=STEP,
+            changed=True,
+            failed=True,
+            diff=before.summary,
+            detail=f"still differs after the push: {'; '.join(after.summary)}",
+        )
     if "saved" not in saved and "[OK]" not in saved:
-        return Result(target=device.name, step=STEP, changed=True, failed=True, diff=before.summary,
-                      detail="configuration applied but not saved")
-    return Result(target=device.name, step=STEP, changed=True, diff=before.summary,
-                  detail=f"{len(before.summary)} change(s) applied and saved")
+        return Result(
+            target=device.name,
+            step=STEP,
+            changed=True,
+            failed=True,
+            diff=before.summary,
+            detail="configuration applied but not saved",
+        )
+    return Result(
+        target=device.name,
+        step=STEP,
+        changed=True,
+        diff=before.summary,
+        detail=f"{len(before.summary)} change(s) applied and saved",
+    )

@@ -8,7 +8,7 @@ from ipaddress import IPv4Network
 from typing import Any
 
 from atlas.model import Device
-from atlas.net.sessions import DeviceUnreachable, switch_cli
+from atlas.net.sessions import DeviceUnreachable, show, switch_cli
 from atlas.secrets import Credential
 
 
@@ -38,8 +38,8 @@ def route_prefixes(routes: dict[str, Any]) -> frozenset[IPv4Network]:
 
 def read_routing(device: Device, cred: Credential) -> RoutingState:
     with switch_cli(device, cred) as cli:
-        neighbours = json.loads(cli.send_command("show ip ospf neighbor json"))
-        routes = json.loads(cli.send_command("show ip route json"))
+        neighbours = json.loads(show(cli, "show ip ospf neighbor json"))
+        routes = json.loads(show(cli, "show ip route json"))
     return RoutingState(full_neighbours_on=full_interfaces(neighbours), routes=route_prefixes(routes))
 
 

@@ -1,0 +1,376 @@
+"""Rack bring-up: a planned rack in NetBox becomes a working, active rack.
+
+Each step reads the current state and changes only the difference; the flow (flows/rack_bringup.py)
+calls them in order and decides. Preflight is pure and runs before anything is touched.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from ipaddress import IPv4Network
+
+import pynetbox
+
+from atlas.hosts.runner import Host, run_playbook
+from atlas.model import Cable, Change, Device, DeviceStatus, InterfaceKind, Result, Role, Site
+from atlas.net.lldp import CablingProblem, check_cabling
+from atlas.net.render import RenderError, intent_problems, render, switch_intent
+from atlas.net.sessions import DeviceUnreachable, lldp_neighbours, ssh_exec
+from atlas.net.switch import apply_config
+from atlas.net.verify import read_routing, routing_problems
+from atlas.safety import name_problem, text_problem
+from atlas.secrets import Credential, Vault
+from atlas.sot.read import NotInNetBox, read_site, site_names
+from atlas.sot.write import add_journal_entry, set_device_status
+
+HOST_PLAYBOOK = "host-baseline.yml"
+MAX_PARALLEL_SESSIONS = 8
+HOST_SYSCTLS = {
+    "net.ipv4.fib_multipath_hash_policy": "1",  # spread flows over both leaves by L4 hash
+    "net.ipv4.conf.all.rp_filter": "0",  # replies may come back over the other leaf
+}
+
+Log = Callable[[str], None]
+
+
+class PreflightError(ValueError):
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        listing = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"preflight found {len(problems)} problem(s); no device was touched:\n{listing}")
+
+
+@dataclass(frozen=True)
+class RackScope:
+    site: Site
+    rack: str
+    devices: dict[str, Device]  # every device of every site, for the far ends of cables
+
+    @property
+    def members(self) -> tuple[Device, ...]:
+        return self.site.devices_in(self.rack)
+
+    @property
+    def leaves(self) -> tuple[Device, ...]:
+        return tuple(d for d in self.members if d.role == Role.LEAF)
+
+    @property
+    def servers(self) -> tuple[Device, ...]:
+        return tuple(d for d in self.members if d.role.is_server)
+
+    @property
+    def spines(self) -> tuple[Device, ...]:
+        names = {p.device for d in self.leaves for c in self.site.cables_of(d.name) for p in c.ends()}
+        return tuple(d for d in self.site.devices if d.name in names and d.role == Role.SPINE)
+
+    @property
+    def switches(self) -> tuple[Device, ...]:
+        return (*self.leaves, *self.spines)
+
+    @property
+    def touched(self) -> tuple[Device, ...]:
+        return (*self.switches, *self.servers)
+
+
+def read_scope(nb: pynetbox.api, site: str, rack: str) -> RackScope:
+    whole = read_site(nb, site)
+    if not any(r.name == rack for r in whole.racks):
+        raise NotInNetBox(f"rack {rack!r} is not in site {site!r} in NetBox")
+    devices = {d.name: d for d in whole.devices}
+    far = {e.device for c in whole.cables for e in c.ends()} - set(devices)
+    for other in site_names(nb):
+        if other != site and far:
+            devices |= {d.name: d for d in read_site(nb, other).devices}
+    return RackScope(site=whole, rack=rack, devices=devices)
+
+
+# --- preflight (pure) ---------------------------------------------------------------------------
+def preflight(scope: RackScope) -> list[str]:
+    problems: list[str] = []
+    if not scope.members:
+        return [f"rack {scope.rack} has no devices in NetBox"]
+    if not scope.leaves:
+        problems.append(f"rack {scope.rack} has no leaf switch")
+    cabled = {e for c in scope.site.cables for e in c.ends()}
+    owners: dict[str, list[str]] = {}
+    for d in scope.site.devices:
+        for i in d.interfaces:
+            for a in i.addresses:
+                owners.setdefault(str(a.ip), []).append(f"{d.name}:{i.name}")
+    for d in scope.touched:
+        problems += [p for p in (name_problem("device", d.name),) if p]
+        if not d.platform:
+            problems.append(f"{d.name}: no platform in NetBox")
+        if d.mgmt_address is None:
+            problems.append(f"{d.name}: no management address in NetBox")
+        if d.loopback is None:
+            problems.append(f"{d.name}: no loopback address in NetBox")
+        for i in d.interfaces:
+            problems += [p for p in (name_problem(f"{d.name} interface", i.name),) if p]
+            if i.description:
+                problems += [p for p in (text_problem(f"{d.name}:{i.name} description", i.description),) if p]
+            if i.kind != InterfaceKind.PHYSICAL:
+                continue
+            end_is_cabled = any(e.device == d.name and e.interface == i.name for e in cabled)
+            if d.role.is_server and not end_is_cabled:
+                problems.append(f"{d.name}:{i.name}: server NIC is not cabled in NetBox")
+            if end_is_cabled and not i.addresses and d in scope.switches:
+                problems.append(f"{d.name}:{i.name}: cabled but has no address in NetBox")
+        if d.role.is_server and d.mgmt_address is not None:
+            for i in d.interfaces:
+                if i.kind == InterfaceKind.PHYSICAL and not i.addresses:
+                    problems.append(f"{d.name}:{i.name}: no address in NetBox")
+    for leaf in scope.leaves:
+        uplinks = [c for c in scope.site.cables_of(leaf.name) if _peer_role(scope, leaf, c) == Role.SPINE]
+        if not uplinks:
+            problems.append(f"{leaf.name}: no uplink to a spine is cabled in NetBox")
+    touched = {d.name for d in scope.touched}
+    for ip, where in sorted(owners.items()):
+        if len(where) > 1 and touched & {w.split(":")[0] for w in where}:
+            problems.append(f"address {ip} is assigned more than once: {', '.join(where)}")
+    for d in scope.switches:
+        problems += intent_problems(switch_intent(scope.site, d, scope.devices))
+    return sorted(dict.fromkeys(problems))
+
+
+def _peer_role(scope: RackScope, device: Device, cable: Cable) -> Role | None:
+    mine = cable.a if cable.a.device == device.name else cable.b
+    peer = cable.peer_of(mine)
+    other = scope.devices.get(peer.device) if peer else None
+    return other.role if other else None
+
+
+# --- credentials and reachability ---------------------------------------------------------------
+def credentials(scope: RackScope, vault: Vault) -> dict[str, Credential]:
+    """By role, read once per run; values never leave memory."""
+    return {
+        role: vault.credential(scope.site.name, role)
+        for role in sorted({d.role.value for d in scope.touched})
+    }
+
+
+def wait_reachable(devices: tuple[Device, ...], timeout: float = 30.0, port: int = 22) -> list[str]:
+    deadline = time.monotonic() + timeout
+    waiting = {d.name: d for d in devices if d.mgmt_address is not None}
+    while waiting and time.monotonic() < deadline:
+        for name, d in list(waiting.items()):
+            try:
+                with socket.create_connection((str(d.mgmt_address.ip), port), timeout=2):  # type: ignore[union-attr]
+                    del waiting[name]
+            except OSError:
+                pass
+        if waiting:
+            time.sleep(1)
+    return [
+        f"{name}: SSH ({d.mgmt_address.ip}:{port}) not reachable within {timeout:.0f} s"  # type: ignore[union-attr]
+        for name, d in sorted(waiting.items())
+    ]
+
+
+def _parallel[T](func: Callable[[Device], T], devices: tuple[Device, ...]) -> list[T]:
+    if not devices:
+        return []
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_SESSIONS, len(devices))) as pool:
+        return list(pool.map(func, devices))
+
+
+# --- cabling ------------------------------------------------------------------------------------
+def check_rack_cabling(scope: RackScope, creds: dict[str, Credential], wait: float = 12.0) -> list[str]:
+    """LLDP of the rack's leaves and servers against NetBox. LLDP advertises every 5 s, so a port
+    that shows nothing yet is asked again for a little while before it counts as missing."""
+    devices = (*scope.leaves, *scope.servers)
+    cables = [c for d in devices for c in scope.site.cables_of(d.name)]
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            seen = _parallel(lambda d: lldp_neighbours(d, creds[d.role.value]), devices)
+        except DeviceUnreachable as e:
+            return [str(e)]
+        problems: list[CablingProblem] = check_cabling(
+            cables, dict(zip((d.name for d in devices), seen, strict=True))
+        )
+        if not problems or any(p.kind != "missing" for p in problems) or time.monotonic() > deadline:
+            return [str(p) for p in problems]
+        time.sleep(2)
+
+
+# --- switches -----------------------------------------------------------------------------------
+def configure_switches(scope: RackScope, creds: dict[str, Credential], dry_run: bool) -> list[Result]:
+    def one(d: Device) -> Result:
+        try:
+            intended = render(switch_intent(scope.site, d, scope.devices))
+        except RenderError as e:
+            return Result.failure(d.name, "switch-config", str(e))
+        return apply_config(d, creds[d.role.value], intended, dry_run=dry_run)
+
+    return _parallel(one, scope.switches)
+
+
+def expected_routes(scope: RackScope) -> list[IPv4Network]:
+    """Loopbacks every leaf must route to: the site's active devices and this rack's."""
+    return sorted(
+        {
+            d.loopback.network
+            for d in scope.site.devices
+            if d.loopback is not None
+            and (d.status == DeviceStatus.ACTIVE or d.rack == scope.rack)
+            and (d.role.is_switch or d.role.is_server)
+        },
+        key=lambda n: int(n.network_address),
+    )
+
+
+def verify_routing(scope: RackScope, creds: dict[str, Credential], timeout: float = 60.0) -> list[str]:
+    """Every fabric link of the rack Full, every expected loopback in every leaf's table."""
+    loopbacks = expected_routes(scope)
+
+    def fabric_ports(d: Device) -> list[str]:
+        ports = []
+        for c in scope.site.cables_of(d.name):
+            mine = c.a if c.a.device == d.name else c.b
+            peer = c.peer_of(mine)
+            other = scope.devices.get(peer.device) if peer else None
+            if other is not None and other.role.is_switch and (other in scope.leaves or d in scope.leaves):
+                ports.append(mine.interface)
+        return ports
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            states = _parallel(lambda d: read_routing(d, creds[d.role.value]), scope.switches)
+        except DeviceUnreachable as e:
+            return [str(e)]
+        problems = []
+        for d, state in zip(scope.switches, states, strict=True):
+            wanted = loopbacks if d in scope.leaves else []
+            problems += routing_problems(d, state, fabric_ports(d), wanted)
+        if not problems or time.monotonic() > deadline:
+            return problems
+        time.sleep(1)
+
+
+# --- hosts --------------------------------------------------------------------------------------
+def host_inventory(scope: RackScope) -> list[Host]:
+    hosts = []
+    for s in scope.servers:
+        addresses: dict[str, list[str]] = {"lo": ["127.0.0.1/8"]}
+        gateways = []
+        for i in s.interfaces:
+            if i.kind == InterfaceKind.LOOPBACK:
+                addresses["lo"] += [str(a) for a in i.addresses]
+            elif i.kind == InterfaceKind.PHYSICAL:
+                addresses[i.name] = [str(a) for a in i.addresses]
+        for c in scope.site.cables_of(s.name):
+            mine = c.a if c.a.device == s.name else c.b
+            peer = c.peer_of(mine)
+            leaf = scope.devices.get(peer.device) if peer else None
+            port = leaf.interface(peer.interface) if leaf and peer else None
+            if port is not None and port.addresses:
+                gateways.append({"gateway": str(port.addresses[0].ip), "ifname": mine.interface})
+        assert s.mgmt_address is not None  # preflight
+        hosts.append(
+            Host(
+                name=s.name,
+                address=str(s.mgmt_address.ip),
+                variables={
+                    "atlas_hostname": s.name,
+                    "atlas_sysctls": HOST_SYSCTLS,
+                    "atlas_addresses": addresses,
+                    "atlas_gateways": sorted(gateways, key=lambda g: g["ifname"]),
+                    "atlas_facts": {
+                        "site": s.site,
+                        "rack": s.rack,
+                        "role": s.role.value,
+                        "name": s.name,
+                        "loopback": str(s.loopback) if s.loopback else None,
+                    },
+                },
+            )
+        )
+    return hosts
+
+
+def configure_hosts(scope: RackScope, creds: dict[str, Credential], dry_run: bool, log: Log) -> list[Result]:
+    by_role: dict[str, list[Host]] = {}
+    inventory = {h.name: h for h in host_inventory(scope)}
+    for s in scope.servers:
+        by_role.setdefault(s.role.value, []).append(inventory[s.name])
+    results = []
+    for role, hosts in sorted(by_role.items()):
+        results += run_playbook(HOST_PLAYBOOK, hosts, creds[role], check=dry_run, on_event=log)
+    return results
+
+
+def verify_server_paths(scope: RackScope, creds: dict[str, Credential]) -> list[str]:
+    """A server of this rack reaches a server of another rack of the site over the fabric."""
+    others = [
+        d
+        for d in scope.site.devices
+        if d.role.is_server
+        and d.rack not in (None, scope.rack)
+        and d.status == DeviceStatus.ACTIVE
+        and d.loopback is not None
+    ]
+    if not scope.servers or not others:
+        return []
+    source, target = scope.servers[0], others[0]
+    assert target.loopback is not None
+    try:
+        ssh_exec(source, creds[source.role.value], f"ping -c 2 -W 2 {target.loopback.ip}", timeout=20)
+    except DeviceUnreachable as e:
+        return [f"{source.name} cannot reach {target.name} ({target.loopback.ip}) over the fabric: {e}"]
+    return []
+
+
+# --- NetBox -------------------------------------------------------------------------------------
+def record_in_netbox(nb: pynetbox.api, scope: RackScope, results: list[Result], run: str) -> list[Change]:
+    changes = []
+    by_device: dict[str, list[Result]] = {}
+    for r in results:
+        by_device.setdefault(r.target, []).append(r)
+    for d in scope.touched:
+        done = by_device.get(d.name, [])
+        lines = [
+            f"- {r.step}: {r.detail}" + "".join(f"\n  - `{x}`" for x in r.diff) for r in done if r.changed
+        ]
+        status = set_device_status(nb, d.name, DeviceStatus.ACTIVE) if d in scope.members else None
+        if status is not None and status.changed:
+            changes.append(status)
+            lines.append(f"- status: {status.before} → active")
+        if lines:
+            changes.append(add_journal_entry(nb, d.name, f"rack-bringup {run}:\n" + "\n".join(lines)))
+    rack = nb.dcim.racks.get(name=scope.rack, site_id=scope.site.netbox_id)
+    if rack is not None and rack.status.value != "active":
+        rack.status = "active"
+        rack.save()
+        changes.append(
+            Change(target=scope.rack, what="rack status", before="planned", after="active", changed=True)
+        )
+    return changes
+
+
+def report_rows(scope: RackScope, results: list[Result]) -> list[dict[str, str]]:
+    rows = []
+    for d in scope.touched:
+        mine = [r for r in results if r.target == d.name]
+        state = (
+            "failed"
+            if any(r.failed for r in mine)
+            else "changed"
+            if any(r.changed for r in mine)
+            else "unchanged"
+        )
+        rows.append(
+            {
+                "device": d.name,
+                "role": d.role.value,
+                "result": state,
+                "changes": str(sum(len(r.diff) for r in mine)),
+                "detail": "; ".join(r.detail for r in mine if r.detail),
+            }
+        )
+    return rows

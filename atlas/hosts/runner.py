@@ -1,0 +1,142 @@
+"""Run a playbook on hosts with ansible-runner and turn its events into per-host Results.
+
+Each run gets a private data directory that is removed afterwards, with env files suppressed: the
+SSH key (from Vault) and the extra variables never stay on disk after the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+
+from atlas.model import Result
+from atlas.secrets import Credential
+
+PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
+_HOST_EVENTS = {"runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable"}
+
+EventSink = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    address: str
+    variables: dict[str, Any] = field(default_factory=dict)
+
+
+def _inventory(hosts: list[Host], key_file: Path) -> dict[str, Any]:
+    return {
+        "all": {
+            "hosts": {h.name: {"ansible_host": h.address, **h.variables} for h in hosts},
+            "vars": {
+                "ansible_user": "root",
+                "ansible_ssh_private_key_file": str(key_file),
+                "ansible_python_interpreter": "/usr/bin/python3",
+                # Fresh racks have no known host keys yet; pinning them from NetBox is later work.
+                "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+            },
+        }
+    }
+
+
+def _diff_lines(diff: Any) -> list[str]:
+    """Ansible diffs are before/after pairs of text or of attribute dicts; one short line each."""
+    items = diff if isinstance(diff, list) else [diff] if diff else []
+    lines = []
+    for d in items:
+        before, after = d.get("before", ""), d.get("after", "")
+        where = d.get("after_header") or (after.get("path") if isinstance(after, dict) else "") or ""
+        if isinstance(before, dict) and isinstance(after, dict):
+            changed = {k: (before.get(k), v) for k, v in after.items() if before.get(k) != v and k != "path"}
+            text = ", ".join(f"{k}: {b} -> {a}" for k, (b, a) in changed.items())
+        else:
+            text = f"{' '.join(str(before).split())[:120]!r} -> {' '.join(str(after).split())[:120]!r}"
+        if before != after:
+            lines.append(f"{where}: {text}" if where else text)
+    return lines
+
+
+def run_playbook(
+    playbook: str,
+    hosts: list[Host],
+    cred: Credential,
+    check: bool = False,
+    on_event: EventSink | None = None,
+) -> list[Result]:
+    if not hosts:
+        return []
+    if not cred.ssh_private_key:
+        raise ValueError("host credential has no SSH private key")
+    workdir = Path(tempfile.mkdtemp(prefix="atlas-ansible-"))
+    try:
+        key_file = workdir / "host_key"
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(cred.ssh_private_key)
+        (workdir / "inventory").mkdir()
+        (workdir / "inventory" / "hosts.json").write_text(json.dumps(_inventory(hosts, key_file)))
+        changed: dict[str, list[str]] = {h.name: [] for h in hosts}
+        failed: dict[str, str] = {}
+
+        def handle(event: dict[str, Any]) -> bool:
+            if event.get("event") not in _HOST_EVENTS:
+                return False
+            data = event["event_data"]
+            host, task, res = data.get("host", "?"), data.get("task", "?"), data.get("res", {})
+            if event["event"] in ("runner_on_failed", "runner_on_unreachable") and not data.get(
+                "ignore_errors"
+            ):
+                failed[host] = f"{task}: {res.get('msg', 'failed')}"
+            elif res.get("changed"):
+                detail = _diff_lines(res.get("diff")) or [str(c) for c in res.get("commands", [])]
+                changed.setdefault(host, []).append(f"{task}" + (f" ({'; '.join(detail)})" if detail else ""))
+            if on_event is not None:
+                state = "failed" if host in failed else "changed" if res.get("changed") else "ok"
+                on_event(f"{host}: {task}: {state}")
+            return False  # nothing is kept in the artifacts directory
+
+        runner = ansible_runner.run(
+            private_data_dir=str(workdir),
+            project_dir=str(PLAYBOOKS),
+            playbook=playbook,
+            cmdline="--check --diff" if check else "--diff",
+            event_handler=handle,
+            quiet=True,
+            suppress_env_files=True,
+            envvars={
+                "ANSIBLE_HOME": str(workdir / "ansible"),
+                "ANSIBLE_LOCAL_TEMP": str(workdir / "tmp"),
+                "ANSIBLE_LIBRARY": str(PLAYBOOKS / "library"),
+                "ANSIBLE_HOST_KEY_CHECKING": "False",
+                "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            },
+        )
+        if runner.rc != 0:
+            # a failure before any host event (no ansible-playbook, a syntax error) fails every host
+            reason = f"ansible-playbook ended {runner.status} (exit {runner.rc})"
+            for h in hosts:
+                failed.setdefault(h.name, reason)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return [
+        Result.failure(h.name, playbook, failed[h.name])
+        if h.name in failed
+        else Result(
+            target=h.name,
+            step=playbook,
+            changed=bool(changed[h.name]),
+            diff=tuple(changed[h.name]),
+            detail=("would change" if check else "changed") if changed[h.name] else "already as intended",
+        )
+        for h in hosts
+    ]

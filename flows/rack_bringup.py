@@ -1,0 +1,168 @@
+"""rack-bringup: a planned rack in NetBox becomes a working, active rack.
+
+Runbook: read the rack from NetBox -> preflight (nothing touched on any problem) -> credentials ->
+reachability -> cabling (LLDP vs NetBox; a mismatch stops before any config) -> switch config (diff,
+push only the difference) -> verify OSPF and routes -> host baseline (Ansible) -> verify a server
+reaches another rack -> NetBox: planned -> active, journal -> report.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+from pydantic import BaseModel, Field
+
+from atlas import bringup
+from atlas.locks import exclusive, rack_limit_name
+from atlas.model import Result
+from atlas.secrets import Credential, Vault, VaultSettings
+from atlas.sot.client import connect
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class BringupFailed(RuntimeError):
+    pass
+
+
+class BringupReport(BaseModel):
+    site: str
+    rack: str
+    dry_run: bool
+    changed: int = Field(description="devices changed (or that would change, in a dry run)")
+    failed: int
+    rows: list[dict[str, str]]
+    netbox_changes: list[str] = []
+
+
+@task(name="read intent from NetBox", cache_policy=NO_CACHE)
+def read_intent(site: str, rack: str) -> tuple[Any, bringup.RackScope, Vault]:
+    vault = Vault(VaultSettings.from_env())
+    url, token = vault.netbox()
+    nb = connect(url, token)
+    return nb, bringup.read_scope(nb, site, rack), vault
+
+
+@task(name="preflight", cache_policy=NO_CACHE)
+def preflight(scope: bringup.RackScope) -> None:
+    problems = bringup.preflight(scope)
+    if problems:
+        raise bringup.PreflightError(problems)
+    get_run_logger().info("preflight: %d devices, no problems", len(scope.touched))
+
+
+@task(name="credentials from Vault", cache_policy=NO_CACHE)
+def credentials(scope: bringup.RackScope, vault: Vault) -> dict[str, Credential]:
+    return bringup.credentials(scope, vault)
+
+
+@task(name="reachability", cache_policy=NO_CACHE)
+def reachability(scope: bringup.RackScope) -> None:
+    problems = bringup.wait_reachable(scope.touched)
+    if problems:
+        raise BringupFailed("unreachable before any change:\n" + "\n".join(problems))
+
+
+@task(name="cabling (LLDP against NetBox)", cache_policy=NO_CACHE)
+def cabling(scope: bringup.RackScope, creds: dict[str, Credential]) -> None:
+    problems = bringup.check_rack_cabling(scope, creds)
+    if problems:
+        raise BringupFailed(
+            "cabling differs from NetBox; no configuration was pushed:\n" + "\n".join(problems)
+        )
+
+
+@task(name="switch configuration", cache_policy=NO_CACHE)
+def switches(scope: bringup.RackScope, creds: dict[str, Credential], dry_run: bool) -> list[Result]:
+    results = bringup.configure_switches(scope, creds, dry_run)
+    for r in results:
+        get_run_logger().info("%s: %s", r.target, r.detail)
+    return results
+
+
+@task(name="verify OSPF and routes", cache_policy=NO_CACHE)
+def verify_routing(scope: bringup.RackScope, creds: dict[str, Credential]) -> None:
+    problems = bringup.verify_routing(scope, creds)
+    if problems:
+        raise BringupFailed("routing did not converge:\n" + "\n".join(problems))
+
+
+@task(name="host baseline (Ansible)", cache_policy=NO_CACHE)
+def hosts(scope: bringup.RackScope, creds: dict[str, Credential], dry_run: bool) -> list[Result]:
+    log = get_run_logger()
+    return bringup.configure_hosts(scope, creds, dry_run, log=log.info)
+
+
+@task(name="verify server to server over the fabric", cache_policy=NO_CACHE)
+def verify_paths(scope: bringup.RackScope, creds: dict[str, Credential]) -> list[Result]:
+    return [Result.failure(scope.rack, "server path", p) for p in bringup.verify_server_paths(scope, creds)]
+
+
+@task(name="record in NetBox", cache_policy=NO_CACHE)
+def record(nb: Any, scope: bringup.RackScope, results: list[Result]) -> list[str]:
+    run = str(flow_run.get_name() or "manual")
+    return [f"{c.target}: {c.what}" for c in bringup.record_in_netbox(nb, scope, results, run)]
+
+
+def publish(report: BringupReport) -> None:
+    verb = "would change" if report.dry_run else "changed"
+    create_markdown_artifact(
+        key=f"rack-bringup-{report.site}-{report.rack}".lower(),
+        markdown=(
+            f"## Rack bring-up {report.site}/{report.rack}{' (dry run)' if report.dry_run else ''}\n\n"
+            f"* devices {verb}: **{report.changed}**\n* failed: **{report.failed}**\n"
+            + "".join(f"* NetBox: {c}\n" for c in report.netbox_changes)
+        ),
+        description="rack bring-up summary",
+    )
+    create_table_artifact(
+        table=report.rows,
+        key=f"rack-bringup-{report.site}-{report.rack}-devices".lower(),
+        description="per-device result",
+    )
+
+
+@flow(name="rack-bringup")
+def rack_bringup(
+    site: str = Field(..., pattern=NAME_PATTERN, description="NetBox site, e.g. fra1"),
+    rack: str = Field(..., pattern=NAME_PATTERN, description="NetBox rack, e.g. fra1-r02"),
+    dry_run: bool = Field(True, description="Show what would change; change nothing"),
+) -> BringupReport:
+    log = get_run_logger()
+    nb, scope, vault = read_intent(site, rack)
+    preflight(scope)
+    with exclusive(rack_limit_name("rack-bringup", site, rack)):
+        creds = credentials(scope, vault)
+        reachability(scope)
+        cabling(scope, creds)
+        results = switches(scope, creds, dry_run)
+        if not dry_run and not any(r.failed for r in results):
+            verify_routing(scope, creds)
+        if not any(r.failed for r in results):
+            results += hosts(scope, creds, dry_run)
+        if not dry_run and not any(r.failed for r in results):
+            results += verify_paths(scope, creds)
+        failed = [r for r in results if r.failed]
+        netbox = [] if dry_run or failed else record(nb, scope, results)
+    rows = bringup.report_rows(scope, results)
+    report = BringupReport(
+        site=site,
+        rack=rack,
+        dry_run=dry_run,
+        changed=sum(r["result"] == "changed" for r in rows),
+        failed=len(failed),
+        rows=rows,
+        netbox_changes=netbox,
+    )
+    publish(report)
+    if failed:
+        raise BringupFailed(
+            f"{len(failed)} step(s) failed; rack {rack} stays {scope.members[0].status.value}: "
+            + "; ".join(f"{r.target}: {r.detail}" for r in failed)
+        )
+    log.info("rack %s: %d device(s) %s", rack, report.changed, "would change" if dry_run else "changed")
+    return report
