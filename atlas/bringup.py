@@ -120,10 +120,8 @@ def preflight(scope: RackScope) -> list[str]:
                 problems.append(f"{d.name}:{i.name}: server NIC is not cabled in NetBox")
             if end_is_cabled and not i.addresses and d in scope.switches:
                 problems.append(f"{d.name}:{i.name}: cabled but has no address in NetBox")
-        if d.role.is_server and d.mgmt_address is not None:
-            for i in d.interfaces:
-                if i.kind == InterfaceKind.PHYSICAL and not i.addresses:
-                    problems.append(f"{d.name}:{i.name}: no address in NetBox")
+            if d.role.is_server and not i.addresses:
+                problems.append(f"{d.name}:{i.name}: no address in NetBox")
     for leaf in scope.leaves:
         uplinks = [c for c in scope.site.cables_of(leaf.name) if _peer_role(scope, leaf, c) == Role.SPINE]
         if not uplinks:
