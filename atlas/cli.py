@@ -98,6 +98,16 @@ def lab_down(name: LabName = "atlas", root: Root = DEFAULT_ROOT) -> None:
     console.print(f"lab {name} removed: " + ", ".join(f"{v} {k}" for k, v in removed.items()))
 
 
+@lab_app.command("reset")
+def lab_reset(name: LabName = "atlas", root: Root = DEFAULT_ROOT) -> None:
+    """Back to a freshly booted lab (NetBox as imported, blank switches and servers), in seconds."""
+    lab = Lab(_config(name, root))
+    with console.status("resetting") as status:
+        report = lab.reset(progress=lambda step: status.update(f"[bold]{step}[/bold]"))
+    console.print(f"lab {name} reset in {report.seconds:.1f} s")
+    console.print(_status_table(lab))
+
+
 @lab_app.command("status")
 def lab_status(name: LabName = "atlas", root: Root = DEFAULT_ROOT) -> None:
     """Health of each component; exit code 1 when anything is down."""

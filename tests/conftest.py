@@ -59,3 +59,20 @@ def vault(lab: Lab) -> Vault:
 @pytest.fixture(scope="session")
 def sites(nb: pynetbox.api) -> list[Site]:
     return [read_site(nb, name) for name in site_names(nb)]
+
+
+@pytest.fixture(scope="session")
+def flow_env(lab: Lab) -> Iterator[None]:
+    """Flows find Vault and Prefect the way they do in production: from the environment."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    saved = {k: os.environ.get(k) for k in ("VAULT_ADDR", "VAULT_TOKEN")}
+    os.environ["VAULT_ADDR"] = lab.cfg.openbao_url
+    os.environ["VAULT_TOKEN"] = lab.secrets.openbao_root_token
+    with temporary_settings({PREFECT_API_URL: lab.cfg.prefect_url}):
+        yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

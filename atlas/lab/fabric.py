@@ -365,11 +365,7 @@ class Fabric:
                 f"applying the saved config of {node.name}",
                 env={"HOME": str(d)} | self.cfg.process_env(),
             )
-        procs.run(
-            [*enter, "/usr/sbin/sshd", "-f", str(d / "ssh" / "sshd_config"), "-E", str(log / "sshd.log")],
-            f"starting sshd on {node.name}",
-            env=self.cfg.process_env(),
-        )
+        self.start_sshd(node.name)
         procs.spawn(
             # the default socket, /run/lldpd.socket, is private to the node: plain `lldpcli` works there
             [*enter, "/usr/sbin/lldpd", "-d", "-O", str(d / "lldpd.conf")],
@@ -377,6 +373,37 @@ class Fabric:
             log / "lldpd.log",
             env=self.cfg.process_env(),
         )
+
+    def start_sshd(self, node: str) -> None:
+        d = self.node_dir(node)
+        procs.run(
+            [
+                *self.nsenter(node),
+                "/usr/sbin/sshd",
+                "-f",
+                str(d / "ssh" / "sshd_config"),
+                "-E",
+                str(d / "log" / "sshd.log"),
+            ],
+            f"starting sshd on {node}",
+            env=self.cfg.process_env(),
+        )
+
+    # --- faults, for tests and drills ---------------------------------------------------------
+    def stop_sshd(self, node: str) -> bool:
+        """The node's SSH listener goes away, as when a switch's management plane hangs."""
+        return procs.stop_pidfile(self.run_dir(node) / "sshd.pid", "sshd")
+
+    def swap_cables(self, first: Cable, second: Cable) -> tuple[Cable, Cable]:
+        """Re-plugs two cables crossed (first.a to second.b, second.a to first.b), as a tech who
+        swapped two patch cords; returns the cables as they now are, so a second swap undoes it."""
+        for cable in (first, second):
+            with NetNS(self.cfg.netns(cable.a.device)) as ns:
+                ns.link("del", index=ns.link_lookup(ifname=cable.a.interface)[0])
+        crossed = (Cable(a=first.a, b=second.b), Cable(a=second.a, b=first.b))
+        for cable in crossed:
+            self._cable(cable)
+        return crossed
 
     # --- health and teardown ------------------------------------------------------------------
     def daemon_pidfiles(self, node: str, is_switch: bool) -> dict[str, tuple[Path, str]]:

@@ -183,6 +183,17 @@ class Lab:
         path.write_text("".join(f"export {k}={v}\n" for k, v in self.env().items()))
         path.chmod(0o600)
 
+    def reset(self, progress: Progress = _quiet) -> UpReport:
+        """Back to a freshly booted lab: NetBox as imported, switches blank, servers' files as new.
+        Keeps PostgreSQL, Redis, OpenBao, moto and Prefect running, so it takes seconds."""
+        progress("NetBox database back to the import")
+        NetBoxLab(self.cfg, self.secrets).drop_database()
+        progress("fabric back to blank switches and servers")
+        self.fabric.teardown()
+        shutil.rmtree(self.fabric.nodes_dir, ignore_errors=True)
+        self.state_file.unlink(missing_ok=True)
+        return self.up(progress)
+
     # --- status -------------------------------------------------------------------------------
     def nodes_on_record(self) -> list[str]:
         if not self.state_file.exists():

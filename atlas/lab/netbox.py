@@ -215,6 +215,10 @@ class NetBoxLab:
         self._bootstrap_admin()
         return "snapshot" if source is not None else "template"
 
+    def drop_database(self) -> None:
+        procs.stop_pidfile(self.run / "netbox.pid", "runserver")
+        self._psql(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+
     def keep_snapshot(self, snapshot: Path) -> None:
         """Dumps the database so the next lab with the same topology skips the import. The dump holds
         this lab's admin password hash and token digest; a restore replaces both (`_bootstrap_admin`)."""

@@ -1,0 +1,163 @@
+"""rack-bringup end to end in the lab: real NetBox, FRR switches over SSH, LLDP, Ansible on hosts,
+OpenBao and the lab's Prefect server. The tests run in file order: each leaves the lab as the next
+one expects (fra1's racks brought up, ams1's left planned for the fault cases)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pynetbox
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+from atlas.bringup import PreflightError
+from atlas.lab.lab import Lab
+from atlas.locks import rack_limit_name
+from atlas.model import Site
+from flows.rack_bringup import BringupFailed, rack_bringup
+
+pytestmark = pytest.mark.usefixtures("flow_env")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def running_configs(lab: Lab, devices: list[str]) -> dict[str, str]:
+    return {d: lab.fabric.vtysh(d, "show running-config") for d in devices}
+
+
+def site(sites: list[Site], name: str) -> Site:
+    return next(s for s in sites if s.name == name)
+
+
+def test_bad_netbox_data_is_refused_before_any_device_is_touched(lab: Lab, nb: pynetbox.api) -> None:
+    iface = nb.dcim.interfaces.get(device="fra1-r02-leaf1", name="swp3")
+    before = running_configs(lab, ["fra1-r02-leaf1", "fra1-spine1"])
+    iface.description = "to cmp1\nwrite erase"
+    iface.save()
+    try:
+        with pytest.raises(PreflightError) as info:
+            rack_bringup(site="fra1", rack="fra1-r02", dry_run=False)
+    finally:
+        iface.description = ""
+        iface.save()
+    assert "fra1-r02-leaf1:swp3 description" in str(info.value)
+    assert "control characters" in str(info.value)
+    assert running_configs(lab, ["fra1-r02-leaf1", "fra1-spine1"]) == before
+    assert "write erase" not in lab.fabric.vtysh("fra1-r02-leaf1", "show running-config")
+
+
+def test_a_dry_run_reports_the_diff_and_changes_nothing(lab: Lab, nb: pynetbox.api) -> None:
+    devices = ["fra1-r01-leaf1", "fra1-r01-leaf2", "fra1-spine1", "fra1-spine2"]
+    before = running_configs(lab, devices)
+    report = rack_bringup(site="fra1", rack="fra1-r01", dry_run=True)
+    assert report.dry_run and report.failed == 0
+    leaf = next(r for r in report.rows if r["device"] == "fra1-r01-leaf1")
+    assert leaf["result"] == "changed" and int(leaf["changes"]) > 10
+    assert "dry run" in leaf["detail"]
+    assert running_configs(lab, devices) == before
+    assert report.netbox_changes == []
+
+
+def test_swapped_cable_is_named_and_stops_the_rack_before_any_config(lab: Lab, sites: list[Site]) -> None:
+    ams1 = site(sites, "ams1")
+    uplinks = sorted(
+        (c for c in ams1.cables_of("ams1-r02-leaf1") if "spine" in c.a.device), key=lambda c: str(c.a)
+    )
+    first, second = uplinks[:2]
+    crossed = lab.fabric.swap_cables(first, second)
+    try:
+        time.sleep(6)  # one LLDP advertisement interval
+        with pytest.raises(BringupFailed) as info:
+            rack_bringup(site="ams1", rack="ams1-r02", dry_run=False)
+    finally:
+        lab.fabric.swap_cables(*crossed)
+    message = str(info.value)
+    assert "cabling differs from NetBox" in message
+    assert (
+        f"ams1-r02-leaf1:{first.b.interface}" in message and f"ams1-r02-leaf1:{second.b.interface}" in message
+    )
+    for leaf in ("ams1-r02-leaf1", "ams1-r02-leaf2"):
+        assert "router ospf" not in lab.fabric.vtysh(leaf, "show running-config")
+
+
+def test_a_planned_rack_comes_up_and_is_recorded(lab: Lab, nb: pynetbox.api) -> None:
+    first = rack_bringup(site="fra1", rack="fra1-r01", dry_run=False)  # the active rack, so r02 has a peer
+    assert first.failed == 0
+    report = rack_bringup(site="fra1", rack="fra1-r02", dry_run=False)
+    assert report.failed == 0
+    results = {r["device"]: r["result"] for r in report.rows}
+    assert results["fra1-r02-leaf1"] == results["fra1-r02-cmp1"] == "changed"
+    for name in ("fra1-r02-leaf1", "fra1-r02-leaf2", "fra1-r02-cmp1", "fra1-r02-sto1"):
+        device = nb.dcim.devices.get(name=name)
+        assert device.status.value == "active"
+        journal = nb.extras.journal_entries.filter(
+            assigned_object_type="dcim.device", assigned_object_id=device.id
+        )
+        assert any("rack-bringup" in e.comments for e in journal)
+    assert nb.dcim.racks.get(name="fra1-r02").status.value == "active"
+    neighbours = lab.fabric.vtysh("fra1-r02-leaf1", "show ip ospf neighbor")
+    assert neighbours.count("Full") == 2
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["rack-bringup-fra1-fra1-r02-devices"]))
+        )
+    assert artifacts and any("fra1-r02-cmp1" in str(a.data) for a in artifacts)
+
+
+def test_the_second_run_changes_nothing_and_says_so(lab: Lab) -> None:
+    report = rack_bringup(site="fra1", rack="fra1-r02", dry_run=False)
+    assert report.changed == 0 and report.failed == 0
+    assert {r["result"] for r in report.rows} == {"unchanged"}
+    assert report.netbox_changes == []
+
+
+def test_a_switch_without_ssh_fails_the_run_cleanly_and_a_rerun_completes(lab: Lab, nb: pynetbox.api) -> None:
+    assert lab.fabric.stop_sshd("ams1-r01-leaf2")
+    try:
+        with pytest.raises(BringupFailed, match="ams1-r01-leaf2: SSH"):
+            rack_bringup(site="ams1", rack="ams1-r01", dry_run=False)
+    finally:
+        lab.fabric.start_sshd("ams1-r01-leaf2")
+    report = rack_bringup(site="ams1", rack="ams1-r01", dry_run=False)
+    assert report.failed == 0
+    assert nb.dcim.devices.get(name="ams1-r01-leaf2").status.value == "active"
+
+
+def test_two_runs_for_one_rack_are_never_inside_its_critical_section_together(lab: Lab) -> None:
+    """Two flow runs in two processes, as two workers would run them, for the same rack."""
+    name = rack_limit_name("rack-bringup", "ams1", "ams1-r01")
+    code = "from flows.rack_bringup import rack_bringup; rack_bringup(site='ams1', rack='ams1-r01', dry_run=False)"
+    env = os.environ | {"PREFECT_API_URL": lab.cfg.prefect_url}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    peak, seen_waiting = 0, False
+    deadline = time.monotonic() + 600
+    with get_client(sync_client=True) as client:
+        while any(r.poll() is None for r in runs) and time.monotonic() < deadline:
+            slots = client.read_global_concurrency_limit_by_name(name).active_slots
+            peak = max(peak, slots)
+            seen_waiting |= slots == 1 and all(r.poll() is None for r in runs)
+            time.sleep(0.2)
+    errors = [r.communicate(timeout=60)[1] for r in runs]
+    assert [r.returncode for r in runs] == [0, 0], errors
+    assert peak == 1, f"the limit {name} held {peak} slots at once"
+    assert seen_waiting, "the two runs never overlapped, so nothing was shown"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fresh_lab(lab: Lab) -> None:
+    """Every rack as the topology has it: planned racks blank, nothing configured yet."""
+    lab.reset()
