@@ -8,9 +8,12 @@ export UV_PYTHON_DOWNLOADS := never
 bootstrap:
 	@scripts/bootstrap.sh
 
-## make demo: boot the default lab and show where NetBox and Prefect answer
+## make demo: boot the default lab, bring its active rack and a planned rack up, show where to watch
 demo: bootstrap
 	$(VENV)/atlas lab up
+	$(VENV)/atlas run bringup --lab atlas --site fra1 --rack fra1-r01
+	$(VENV)/atlas run bringup --lab atlas --site fra1 --rack fra1-r02
+	@echo "The runs, their logs and report artifacts: http://127.0.0.1:58004/runs"
 
 ## make test: lint, types, unit tests, then integration tests against a lab of their own
 test: bootstrap lint typecheck

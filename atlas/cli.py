@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.status import Status
 from rich.table import Table
 
 from atlas.lab.config import DEFAULT_ROOT, DEFAULT_TOPOLOGY, LabConfig, LabConfigError
@@ -24,6 +25,8 @@ lab_app = typer.Typer(
 topology_app = typer.Typer(help="Topology files: check them, import them into NetBox.", no_args_is_help=True)
 app.add_typer(lab_app, name="lab")
 app.add_typer(topology_app, name="topology")
+run_app = typer.Typer(help="Run a flow from a shell, with progress, as the UI would.", no_args_is_help=True)
+app.add_typer(run_app, name="run")
 console = Console()
 err = Console(stderr=True)
 
@@ -142,6 +145,67 @@ def lab_generate(
     shape = LabShape(sites=sites, spines=spines, racks=racks, compute=compute, storage=storage)
     for path in write(generate(shape), out):
         console.print(f"wrote {path}")
+
+
+@app.command("serve")
+def serve_command() -> None:
+    """Serve the deployments of prefect.yaml (rack-bringup, ...) until stopped."""
+    from atlas.serve import serve_all
+
+    serve_all()
+
+
+@run_app.command("bringup")
+def run_bringup(
+    site: Annotated[str, typer.Option(help="NetBox site")],
+    rack: Annotated[str, typer.Option(help="NetBox rack")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would change; change nothing")
+    ] = False,
+    lab: Annotated[str | None, typer.Option(help="Take Vault and Prefect from this lab")] = None,
+    root: Root = DEFAULT_ROOT,
+) -> None:
+    """Bring a rack up from a shell: the same flow as the rack-bringup deployment."""
+    import logging
+    import os
+
+    if lab is not None:
+        os.environ.update(Lab(_config(lab, root)).env())
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.rack_bringup import rack_bringup
+
+    class StepDisplay(logging.Handler):
+        def __init__(self, status: Status) -> None:
+            super().__init__()
+            self.status = status
+
+        def emit(self, record: logging.LogRecord) -> None:
+            task = getattr(record, "task_run_name", None)
+            if task:
+                self.status.update(f"[bold]{task.rsplit('-', 1)[0]}[/bold]: {record.getMessage()[:100]}")
+
+    api = os.environ.get("PREFECT_API_URL")
+    with temporary_settings({PREFECT_API_URL: api} if api else {}), console.status("starting") as status:
+        handler = StepDisplay(status)
+        logging.getLogger("prefect.task_runs").addHandler(handler)
+        try:
+            report = rack_bringup(site=site, rack=rack, dry_run=dry_run)
+        except Exception as e:
+            err.print(f"[red]rack-bringup {site}/{rack} failed:[/red] {e}")
+            raise typer.Exit(1) from None
+        finally:
+            logging.getLogger("prefect.task_runs").removeHandler(handler)
+    table = Table(title=f"rack-bringup {site}/{rack}{' (dry run)' if dry_run else ''}")
+    for column in ("device", "role", "result", "changes", "detail"):
+        table.add_column(column)
+    for row in report.rows:
+        table.add_row(*(row[c] for c in ("device", "role", "result", "changes", "detail")))
+    console.print(table)
+    verb = "would change" if dry_run else "changed"
+    console.print(f"{report.changed} device(s) {verb}, {report.failed} failed")
+    for change in report.netbox_changes:
+        console.print(f"NetBox: {change}")
 
 
 @topology_app.command("check")

@@ -8,7 +8,7 @@ reaches another rack -> NetBox: planned -> active, journal -> report.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -128,9 +128,9 @@ def publish(report: BringupReport) -> None:
 
 @flow(name="rack-bringup")
 def rack_bringup(
-    site: str = Field(..., pattern=NAME_PATTERN, description="NetBox site, e.g. fra1"),
-    rack: str = Field(..., pattern=NAME_PATTERN, description="NetBox rack, e.g. fra1-r02"),
-    dry_run: bool = Field(True, description="Show what would change; change nothing"),
+    site: Annotated[str, Field(pattern=NAME_PATTERN, description="NetBox site, e.g. fra1")],
+    rack: Annotated[str, Field(pattern=NAME_PATTERN, description="NetBox rack, e.g. fra1-r02")],
+    dry_run: Annotated[bool, Field(description="Show what would change; change nothing")] = True,
 ) -> BringupReport:
     log = get_run_logger()
     nb, scope, vault = read_intent(site, rack)

@@ -108,6 +108,9 @@ class Lab:
         topology = load_topology(self.cfg.topology)  # refuse bad files before starting anything
         netbox = NetBoxLab(self.cfg, secrets)
         servers = lab_servers(self.cfg, secrets)
+        # `atlas serve` registers deployments with Prefect: it starts once the others answer
+        serving = [s for s in servers if s.name == "serve"]
+        servers = [s for s in servers if s.name != "serve"]
         was_healthy = netbox.healthy()
         snapshot = self.snapshot_path()
         progress("NetBox, OpenBao, moto and Prefect")
@@ -117,6 +120,7 @@ class Lab:
             server_jobs = {s.name: pool.submit(s.start, self.cfg) for s in servers}
             how = netbox_job.result()
             report.started += [name for name, job in server_jobs.items() if job.result()]
+        report.started += [s.name for s in serving if s.start(self.cfg)]
         if not was_healthy:
             report.started.insert(0, "netbox")
         nb = connect(self.cfg.netbox_url, secrets.netbox_token)

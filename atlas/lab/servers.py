@@ -109,4 +109,19 @@ def lab_servers(cfg: LabConfig, secrets: LabSecrets) -> list[Server]:
             },
             boot_timeout=120.0,
         ),
+        Server(
+            # serves the deployments of prefect.yaml; flow runs find Vault and Prefect in its env
+            name="serve",
+            argv=[str(VENV_BIN / "atlas"), "serve"],
+            marker="atlas serve",
+            # ready once the deployment is registered
+            health_url=f"{cfg.prefect_url}/deployments/name/rack-bringup/rack-bringup",
+            env={
+                "PREFECT_API_URL": cfg.prefect_url,
+                "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+                "VAULT_ADDR": cfg.openbao_url,
+                "VAULT_TOKEN": secrets.openbao_root_token,
+                "PREFECT_HOME": str(cfg.dir / "prefect-serve"),
+            },
+        ),
     ]

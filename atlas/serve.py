@@ -1,0 +1,41 @@
+"""`atlas serve`: serves the deployments of prefect.yaml from this process (no work pool needed)."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prefect import Flow, serve
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def _load_flow(entrypoint: str) -> Flow[Any, Any]:
+    """`flows/rack_bringup.py:rack_bringup` -> the flow object, imported as a module of the project."""
+    path, _, name = entrypoint.partition(":")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    flow = getattr(module, name)
+    if not isinstance(flow, Flow):
+        raise TypeError(f"{entrypoint} is not a Prefect flow")
+    return flow
+
+
+def deployments_from(prefect_yaml: Path = PROJECT / "prefect.yaml") -> list[Any]:
+    config = yaml.safe_load(prefect_yaml.read_text())
+    return [
+        _load_flow(d["entrypoint"]).to_deployment(
+            name=d["name"],
+            description=d.get("description"),
+            tags=d.get("tags", []),
+            parameters=d.get("parameters", {}),
+            cron=(d.get("schedule") or {}).get("cron"),
+        )
+        for d in config["deployments"]
+    ]
+
+
+def serve_all(limit: int = 4) -> None:
+    # A served deployment stays active when this process stops: another serve process may own it.
+    serve(*deployments_from(), limit=limit, pause_on_shutdown=False)

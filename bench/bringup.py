@@ -1,0 +1,71 @@
+"""Rack bring-up times: first run, re-run (goal: re-run / first <= 0.10), and a rack with twice the
+servers against the default rack (goal <= 1.3). Each lab is booted for the benchmark beside any
+other lab, on its own ports and addresses, and removed afterwards. Prints; asserts nothing.
+
+    .venv/bin/python bench/bringup.py
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from ipaddress import IPv4Network
+
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from atlas.lab.config import DEFAULT_ROOT, LabConfig
+from atlas.lab.generate import LabShape, generate, write
+from atlas.lab.lab import Lab
+from flows.rack_bringup import rack_bringup
+
+DEFAULT = LabShape(
+    sites=1,
+    mgmt=IPv4Network("198.18.16.0/22"),
+    loopbacks=IPv4Network("198.19.16.0/22"),
+    fabric=IPv4Network("198.19.128.0/18"),
+)
+DOUBLE = replace(DEFAULT, compute=DEFAULT.compute * 2, storage=DEFAULT.storage * 2)
+
+
+def bringup_seconds(lab: Lab, rack: str) -> float:
+    os.environ.update(lab.env())
+    with temporary_settings({PREFECT_API_URL: lab.cfg.prefect_url}):
+        t0 = time.perf_counter()
+        report = rack_bringup(site="fra1", rack=rack, dry_run=False)
+        seconds = time.perf_counter() - t0
+    if report.failed:
+        raise SystemExit(f"bring-up of {rack} failed: {report.rows}")
+    return seconds
+
+
+def measure(name: str, port_base: int, shape: LabShape) -> tuple[float, float]:
+    topology = DEFAULT_ROOT / name / "topology"
+    lab = Lab(LabConfig(name=name, port_base=port_base, topology=topology))
+    lab.down()
+    write(generate(shape), topology)
+    try:
+        lab.up()
+        bringup_seconds(lab, "fra1-r01")  # the site's active rack, as the lab's NetBox says
+        first = bringup_seconds(lab, "fra1-r02")
+        again = bringup_seconds(lab, "fra1-r02")
+    finally:
+        lab.down()
+    return first, again
+
+
+def main() -> None:
+    first, again = measure("abring", 59400, DEFAULT)
+    double, _ = measure("abring2", 59500, DOUBLE)
+    servers = DEFAULT.compute + DEFAULT.storage
+    print(f"first bring-up of a rack ({servers} servers)      {first:7.1f} s")
+    print(
+        f"re-run on the converged rack                {again:7.1f} s   ratio {again / first:.2f} (goal <= 0.10)"
+    )
+    print(
+        f"first bring-up, {2 * servers} servers                   {double:7.1f} s   ratio {double / first:.2f} (goal <= 1.3)"
+    )
+
+
+if __name__ == "__main__":
+    main()
