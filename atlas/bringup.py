@@ -102,7 +102,7 @@ def preflight(scope: RackScope) -> list[str]:
             for a in i.addresses:
                 owners.setdefault(str(a.ip), []).append(f"{d.name}:{i.name}")
     for d in scope.touched:
-        problems += [p for p in (name_problem("device", d.name),) if p]
+        _add(problems, name_problem("device", d.name))
         if not d.platform:
             problems.append(f"{d.name}: no platform in NetBox")
         if d.mgmt_address is None:
@@ -110,9 +110,9 @@ def preflight(scope: RackScope) -> list[str]:
         if d.loopback is None:
             problems.append(f"{d.name}: no loopback address in NetBox")
         for i in d.interfaces:
-            problems += [p for p in (name_problem(f"{d.name} interface", i.name),) if p]
+            _add(problems, name_problem(f"{d.name} interface", i.name))
             if i.description:
-                problems += [p for p in (text_problem(f"{d.name}:{i.name} description", i.description),) if p]
+                _add(problems, text_problem(f"{d.name}:{i.name} description", i.description))
             if i.kind != InterfaceKind.PHYSICAL:
                 continue
             end_is_cabled = any(e.device == d.name and e.interface == i.name for e in cabled)
@@ -135,10 +135,13 @@ def preflight(scope: RackScope) -> list[str]:
     return sorted(dict.fromkeys(problems))
 
 
+def _add(problems: list[str], problem: str | None) -> None:
+    if problem:
+        problems.append(problem)
+
+
 def _peer_role(scope: RackScope, device: Device, cable: Cable) -> Role | None:
-    mine = cable.a if cable.a.device == device.name else cable.b
-    peer = cable.peer_of(mine)
-    other = scope.devices.get(peer.device) if peer else None
+    other = scope.devices.get(cable.ends_from(device.name)[1].device)
     return other.role if other else None
 
 
@@ -229,9 +232,8 @@ def verify_routing(scope: RackScope, creds: dict[str, Credential], timeout: floa
     def fabric_ports(d: Device) -> list[str]:
         ports = []
         for c in scope.site.cables_of(d.name):
-            mine = c.a if c.a.device == d.name else c.b
-            peer = c.peer_of(mine)
-            other = scope.devices.get(peer.device) if peer else None
+            mine, far = c.ends_from(d.name)
+            other = scope.devices.get(far.device)
             if other is not None and other.role.is_switch and (other in scope.leaves or d in scope.leaves):
                 ports.append(mine.interface)
         return ports
@@ -263,10 +265,9 @@ def host_inventory(scope: RackScope) -> list[Host]:
             elif i.kind == InterfaceKind.PHYSICAL:
                 addresses[i.name] = [str(a) for a in i.addresses]
         for c in scope.site.cables_of(s.name):
-            mine = c.a if c.a.device == s.name else c.b
-            peer = c.peer_of(mine)
-            leaf = scope.devices.get(peer.device) if peer else None
-            port = leaf.interface(peer.interface) if leaf and peer else None
+            mine, far = c.ends_from(s.name)
+            leaf = scope.devices.get(far.device)
+            port = leaf.interface(far.interface) if leaf else None
             if port is not None and port.addresses:
                 gateways.append({"gateway": str(port.addresses[0].ip), "ifname": mine.interface})
         assert s.mgmt_address is not None  # preflight

@@ -86,12 +86,9 @@ class Cable(Frozen):
     def ends(self) -> tuple[Endpoint, Endpoint]:
         return (self.a, self.b)
 
-    def peer_of(self, end: Endpoint) -> Endpoint | None:
-        if end == self.a:
-            return self.b
-        if end == self.b:
-            return self.a
-        return None
+    def ends_from(self, device: str) -> tuple[Endpoint, Endpoint]:
+        """(the end on `device`, the far end); a cable of `device` is assumed."""
+        return (self.a, self.b) if self.a.device == device else (self.b, self.a)
 
 
 class Device(Frozen):

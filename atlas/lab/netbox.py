@@ -224,22 +224,7 @@ class NetBoxLab:
         this lab's admin password hash and token digest; a restore replaces both (`_bootstrap_admin`)."""
         snapshot.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         partial = snapshot.with_suffix(".partial")
-        procs.run(
-            [
-                "pg_dump",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.cfg.ports.postgres),
-                "-U",
-                "postgres",
-                "-Fc",
-                "-f",
-                str(partial),
-                DB_NAME,
-            ],
-            "dumping the imported database",
-        )
+        self._dump(partial, "dumping the imported database")
         partial.chmod(0o600)
         partial.rename(snapshot)
 
@@ -250,6 +235,10 @@ class NetBoxLab:
             env=self._env(),
         )
         partial = self.template.with_suffix(".partial")
+        self._dump(partial, "dumping the migrated database")
+        partial.rename(self.template)
+
+    def _dump(self, path: Path, what: str) -> None:
         procs.run(
             [
                 "pg_dump",
@@ -261,12 +250,11 @@ class NetBoxLab:
                 "postgres",
                 "-Fc",
                 "-f",
-                str(partial),
+                str(path),
                 DB_NAME,
             ],
-            "dumping the migrated database",
+            what,
         )
-        partial.rename(self.template)
 
     def _bootstrap_admin(self) -> None:
         script = _BOOTSTRAP.format(

@@ -64,9 +64,7 @@ def switch_intent(site: Site, device: Device, peers: dict[str, Device]) -> Switc
     loopback of every server behind it. `peers` holds every device the switch may be cabled to."""
     fabric, servers, routes = [], [], []
     for cable in site.cables_of(device.name):
-        mine = cable.a if cable.a.device == device.name else cable.b
-        other = cable.peer_of(mine)
-        assert other is not None
+        mine, other = cable.ends_from(device.name)
         address = _address(device, mine.interface)
         peer = peers.get(other.device)
         if address is None or peer is None:

@@ -19,14 +19,19 @@ def apply_config(device: Device, cred: Credential, intended: str, dry_run: bool 
             before = diff(show(cli, "show running-config"), intended)
             if before.empty:
                 return Result(target=device.name, step=STEP, detail="already as intended")
-            if dry_run:
+
+            def changed(detail: str, failed: bool = False) -> Result:
                 return Result(
                     target=device.name,
                     step=STEP,
                     changed=True,
+                    failed=failed,
                     diff=before.summary,
-                    detail=f"dry run: {len(before.summary)} change(s) not applied",
+                    detail=detail,
                 )
+
+            if dry_run:
+                return changed(f"dry run: {len(before.summary)} change(s) not applied")
             try:
                 cli.send_config_set(list(before.commands), error_pattern=CLI_ERRORS)
             except Exception as e:  # netmiko raises ConfigInvalidException and friends
@@ -37,27 +42,7 @@ def apply_config(device: Device, cred: Credential, intended: str, dry_run: bool 
     except DeviceUnreachable as e:
         return Result.failure(device.name, STEP, str(e))
     if not after.empty:
-        return Result(
-            target=device.name,
-            step=STEP,
-            changed=True,
-            failed=True,
-            diff=before.summary,
-            detail=f"still differs after the push: {'; '.join(after.summary)}",
-        )
+        return changed(f"still differs after the push: {'; '.join(after.summary)}", failed=True)
     if "saved" not in saved and "[OK]" not in saved:
-        return Result(
-            target=device.name,
-            step=STEP,
-            changed=True,
-            failed=True,
-            diff=before.summary,
-            detail="configuration applied but not saved",
-        )
-    return Result(
-        target=device.name,
-        step=STEP,
-        changed=True,
-        diff=before.summary,
-        detail=f"{len(before.summary)} change(s) applied and saved",
-    )
+        return changed("configuration applied but not saved", failed=True)
+    return changed(f"{len(before.summary)} change(s) applied and saved")
