@@ -294,13 +294,14 @@ def host_inventory(scope: RackScope) -> list[Host]:
 
 
 def configure_hosts(scope: RackScope, creds: dict[str, Credential], dry_run: bool, log: Log) -> list[Result]:
-    by_role: dict[str, list[Host]] = {}
+    """One playbook run per distinct credential (usually one for the whole rack)."""
     inventory = {h.name: h for h in host_inventory(scope)}
+    groups: dict[Credential, list[Host]] = {}
     for s in scope.servers:
-        by_role.setdefault(s.role.value, []).append(inventory[s.name])
+        groups.setdefault(creds[s.role.value], []).append(inventory[s.name])
     results = []
-    for role, hosts in sorted(by_role.items()):
-        results += run_playbook(HOST_PLAYBOOK, hosts, creds[role], check=dry_run, on_event=log)
+    for cred, hosts in groups.items():
+        results += run_playbook(HOST_PLAYBOOK, hosts, cred, check=dry_run, on_event=log)
     return results
 
 

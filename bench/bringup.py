@@ -7,7 +7,10 @@ other lab, on its own ports and addresses, and removed afterwards. Prints; asser
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from ipaddress import IPv4Network
@@ -54,16 +57,27 @@ def measure(name: str, port_base: int, shape: LabShape) -> tuple[float, float]:
     return first, again
 
 
+SHAPES = {"default": ("abring", 59400, DEFAULT), "double": ("abring2", 59500, DOUBLE)}
+
+
 def main() -> None:
-    first, again = measure("abring", 59400, DEFAULT)
-    double, _ = measure("abring2", 59500, DOUBLE)
+    """Each lab is measured in a process of its own: Prefect's client services bind to one API."""
+    if len(sys.argv) == 2:
+        first, again = measure(*SHAPES[sys.argv[1]])
+        print(json.dumps({"first": first, "again": again}))
+        return
+    times = {}
+    for shape in SHAPES:
+        out = subprocess.run([sys.executable, __file__, shape], capture_output=True, text=True, check=True)
+        times[shape] = json.loads(out.stdout.strip().splitlines()[-1])
+    first, again, double = times["default"]["first"], times["default"]["again"], times["double"]["first"]
     servers = DEFAULT.compute + DEFAULT.storage
-    print(f"first bring-up of a rack ({servers} servers)      {first:7.1f} s")
+    print(f"first bring-up of a rack ({servers} servers)   {first:7.1f} s")
     print(
-        f"re-run on the converged rack                {again:7.1f} s   ratio {again / first:.2f} (goal <= 0.10)"
+        f"re-run on the converged rack             {again:7.1f} s   ratio {again / first:.2f} (goal <= 0.10)"
     )
     print(
-        f"first bring-up, {2 * servers} servers                   {double:7.1f} s   ratio {double / first:.2f} (goal <= 1.3)"
+        f"first bring-up, {2 * servers} servers                {double:7.1f} s   ratio {double / first:.2f} (goal <= 1.3)"
     )
 
 
