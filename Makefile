@@ -13,7 +13,7 @@ demo: bootstrap
 	$(VENV)/atlas lab up
 	$(VENV)/atlas run bringup --lab atlas --site fra1 --rack fra1-r01
 	$(VENV)/atlas run bringup --lab atlas --site fra1 --rack fra1-r02
-	@echo "The runs, their logs and report artifacts: http://127.0.0.1:58004/runs"
+	@echo "The runs, their logs and report artifacts: http://127.0.0.1:28004/runs"
 
 ## make test: lint, types, unit tests, then integration tests against a lab of their own
 test: bootstrap lint typecheck

@@ -57,7 +57,7 @@ def measure(name: str, port_base: int, shape: LabShape) -> tuple[float, float]:
     return first, again
 
 
-SHAPES = {"default": ("abring", 59400, DEFAULT), "double": ("abring2", 59500, DOUBLE)}
+SHAPES = {"default": ("abring", 29400, DEFAULT), "double": ("abring2", 29500, DOUBLE)}
 
 
 def main() -> None:

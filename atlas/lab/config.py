@@ -28,6 +28,14 @@ class LabConfigError(ValueError):
     pass
 
 
+def ephemeral_ports() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 @dataclass(frozen=True)
 class Ports:
     netbox: int
@@ -48,7 +56,7 @@ class Ports:
 @dataclass(frozen=True)
 class LabConfig:
     name: str = "atlas"
-    port_base: int = 58000
+    port_base: int = 28000
     topology: Path = DEFAULT_TOPOLOGY
     root: Path = DEFAULT_ROOT
 
@@ -57,8 +65,13 @@ class LabConfig:
             raise LabConfigError(
                 f"lab name {self.name!r} must be 1-8 lowercase letters or digits, starting with a letter"
             )
-        if not 1024 < self.port_base < 65000:
-            raise LabConfigError(f"port base {self.port_base} must be between 1025 and 64999")
+        low, high = ephemeral_ports()
+        if not 1024 < self.port_base < 65000 or (low <= self.port_base + 7 and self.port_base <= high):
+            # a listener there can find its port taken by some client's outgoing connection
+            raise LabConfigError(
+                f"port base {self.port_base}: the lab needs 8 ports from 1025 up, outside the kernel's "
+                f"ephemeral range {low}-{high}"
+            )
 
     @property
     def dir(self) -> Path:

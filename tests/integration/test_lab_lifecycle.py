@@ -57,7 +57,7 @@ def leftovers(cfg: LabConfig) -> dict[str, list[str]]:
 def test_up_is_idempotent_repairs_a_half_dead_lab_and_down_leaves_nothing(lab: Lab) -> None:
     topology = DEFAULT_ROOT / "atiny" / "topology"
     write(generate(TINY), topology)
-    tiny = Lab(LabConfig(name="atiny", port_base=59100, topology=topology))
+    tiny = Lab(LabConfig(name="atiny", port_base=29100, topology=topology))
     main_namespaces = lab.fabric.namespaces()
     try:
         first = tiny.up()
@@ -89,7 +89,7 @@ def test_up_is_idempotent_repairs_a_half_dead_lab_and_down_leaves_nothing(lab: L
 
 
 def test_a_lab_refuses_to_boot_over_another_labs_addresses(lab: Lab, tmp_path: Path) -> None:
-    clash = Lab(LabConfig(name="aclash", port_base=59200, topology=lab.cfg.topology))
+    clash = Lab(LabConfig(name="aclash", port_base=29200, topology=lab.cfg.topology))
     try:
         # its NetBox and servers may start; the fabric must not
         try:

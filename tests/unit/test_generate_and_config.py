@@ -32,6 +32,12 @@ def test_lab_names_that_could_collide_or_overflow_link_names_are_refused(name: s
         LabConfig(name=name)
 
 
+def test_a_port_base_in_the_ephemeral_range_is_refused() -> None:
+    # a listener there may find its port taken by some client's outgoing connection
+    with pytest.raises(LabConfigError, match="ephemeral range"):
+        LabConfig(name="lab", port_base=58000)
+
+
 def test_link_names_fit_linux_limits() -> None:
     cfg = LabConfig(name="abcdefgh")
     assert len(cfg.bridge) <= 15
