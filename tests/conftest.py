@@ -32,13 +32,12 @@ TEST_SHAPE = LabShape(
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
     topology_dir = DEFAULT_ROOT / "atest" / "topology"
-    write(generate(TEST_SHAPE), topology_dir)
-    cfg = LabConfig(name="atest", port_base=29000, topology=topology_dir)
-    the_lab = Lab(cfg)
+    the_lab = Lab(LabConfig(name="atest", port_base=29000, topology=topology_dir))
     if os.environ.get("ATLAS_KEEP_LAB") and the_lab.status() and all(r.healthy for r in the_lab.status()):
         the_lab.reset()  # seconds: NetBox as imported, blank switches and servers
     else:
         the_lab.down()  # whatever an earlier session left, configured or half-dead
+        write(generate(TEST_SHAPE), topology_dir)
         the_lab.up()
     yield the_lab
     if not os.environ.get("ATLAS_KEEP_LAB"):
