@@ -102,19 +102,16 @@ class NetBoxLab:
         (conf / "configuration.py").chmod(0o600)
 
     # --- postgres ----------------------------------------------------------------------------
+    def _client(self, tool: str, user: str) -> list[str]:
+        return [tool, "-h", "127.0.0.1", "-p", str(self.cfg.ports.postgres), "-U", user]
+
     def _as_postgres(self, *argv: str) -> list[str]:
         return ["runuser", "-u", "postgres", "--", *argv]
 
     def _psql(self, sql: str, db: str = "postgres") -> str:
         out = procs.run(
             [
-                "psql",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.cfg.ports.postgres),
-                "-U",
-                "postgres",
+                *self._client("psql", "postgres"),
                 "-d",
                 db,
                 "-v",
@@ -196,13 +193,7 @@ class NetBoxLab:
             dump = source or self.template
             procs.run(
                 [
-                    "pg_restore",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(self.cfg.ports.postgres),
-                    "-U",
-                    "netbox",
+                    *self._client("pg_restore", "netbox"),
                     "-d",
                     DB_NAME,
                     "--no-owner",
@@ -241,13 +232,7 @@ class NetBoxLab:
     def _dump(self, path: Path, what: str) -> None:
         procs.run(
             [
-                "pg_dump",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.cfg.ports.postgres),
-                "-U",
-                "postgres",
+                *self._client("pg_dump", "postgres"),
                 "-Fc",
                 "-f",
                 str(path),
