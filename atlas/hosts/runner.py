@@ -118,6 +118,9 @@ def run_playbook(
                 "ANSIBLE_LOCAL_TEMP": str(workdir / "tmp"),
                 "ANSIBLE_LIBRARY": str(PLAYBOOKS / "library"),
                 "ANSIBLE_HOST_KEY_CHECKING": "False",
+                # every host of the run at once, and one SSH round trip per task instead of several
+                "ANSIBLE_FORKS": str(max(5, len(hosts))),
+                "ANSIBLE_PIPELINING": "True",
                 "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             },
         )
