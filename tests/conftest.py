@@ -1,7 +1,7 @@
 """One real lab per test session: NetBox, OpenBao, moto, Prefect and the FRR fabric, booted by Atlas.
 
 The test lab has the default lab's shape on its own addresses and ports, so it runs beside a demo lab.
-Set ATLAS_KEEP_LAB=1 to leave it running after the session (the next session then starts in seconds).
+Set ATLAS_KEEP_LAB=1 to leave it running afterwards (the next test run then starts in seconds).
 """
 
 from __future__ import annotations
