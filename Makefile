@@ -20,8 +20,8 @@ test: bootstrap lint typecheck
 	$(VENV)/pytest tests/unit tests/integration tests/e2e
 
 lint: bootstrap
-	$(VENV)/ruff check atlas tests bench
-	$(VENV)/ruff format --check atlas tests bench
+	$(VENV)/ruff check atlas tests bench flows
+	$(VENV)/ruff format --check atlas tests bench flows
 
 typecheck: bootstrap
 	$(VENV)/mypy
