@@ -87,12 +87,14 @@ def run_playbook(
         (workdir / "inventory" / "hosts.json").write_text(json.dumps(_inventory(hosts, key_file)))
         changed: dict[str, list[str]] = {h.name: [] for h in hosts}
         failed: dict[str, str] = {}
+        seen: set[str] = set()
 
         def handle(event: dict[str, Any]) -> bool:
             if event.get("event") not in _HOST_EVENTS:
                 return False
             data = event["event_data"]
             host, task, res = data.get("host", "?"), data.get("task", "?"), data.get("res", {})
+            seen.add(host)
             if event["event"] in ("runner_on_failed", "runner_on_unreachable") and not data.get(
                 "ignore_errors"
             ):
@@ -125,10 +127,12 @@ def run_playbook(
             },
         )
         if runner.rc != 0:
-            # a failure before any host event (no ansible-playbook, a syntax error) fails every host
+            # hosts the playbook never reached (no ansible-playbook, a syntax error) failed too;
+            # a host that ran its tasks cleanly keeps its own result when another host failed
             reason = f"ansible-playbook ended {runner.status} (exit {runner.rc})"
             for h in hosts:
-                failed.setdefault(h.name, reason)
+                if h.name not in seen:
+                    failed.setdefault(h.name, reason)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return [

@@ -19,6 +19,8 @@ from atlas.bringup import PreflightError
 from atlas.lab.lab import Lab
 from atlas.locks import rack_limit_name
 from atlas.model import Site
+from atlas.net.sessions import ssh_exec
+from atlas.secrets import Vault
 from flows.rack_bringup import BringupFailed, rack_bringup
 
 pytestmark = pytest.mark.usefixtures("flow_env")
@@ -155,6 +157,29 @@ def test_two_runs_for_one_rack_are_never_inside_its_critical_section_together(la
     assert [r.returncode for r in runs] == [0, 0], errors
     assert peak == 1, f"the limit {name} held {peak} slots at once"
     assert seen_waiting, "the two runs never overlapped, so nothing was shown"
+
+
+def test_a_failing_server_fails_only_its_row_and_keeps_the_rack_planned(
+    lab: Lab, nb: pynetbox.api, sites: list[Site], vault: Vault
+) -> None:
+    broken = site(sites, "ams1").device("ams1-r02-cmp2")
+    assert broken is not None
+    cred = vault.credential("ams1", "compute")
+    ssh_exec(broken, cred, "rm -rf /etc/atlas && touch /etc/atlas")  # the facts directory cannot be made
+    try:
+        with pytest.raises(BringupFailed, match="ams1-r02-cmp2") as info:
+            rack_bringup(site="ams1", rack="ams1-r02", dry_run=False)
+    finally:
+        ssh_exec(broken, cred, "rm -f /etc/atlas")
+    assert "Facts directory" in str(info.value)
+    assert "ams1-r02-cmp1" not in str(info.value)
+    assert nb.dcim.racks.get(name="ams1-r02").status.value == "planned"
+    assert nb.dcim.devices.get(name="ams1-r02-cmp1").status.value == "planned"
+    report = rack_bringup(site="ams1", rack="ams1-r02", dry_run=False)
+    rows = {r["device"]: r["result"] for r in report.rows}
+    assert report.failed == 0
+    assert rows["ams1-r02-cmp2"] == "changed" and rows["ams1-r02-leaf1"] == "unchanged"
+    assert nb.dcim.racks.get(name="ams1-r02").status.value == "active"
 
 
 @pytest.fixture(scope="module", autouse=True)
