@@ -150,15 +150,6 @@ class Site(Frozen):
         return tuple(c for c in self.cables if device in (c.a.device, c.b.device))
 
 
-def addresses_of(devices: tuple[Device, ...] | list[Device]) -> list[IPAddress]:
-    return [
-        IPAddress(address=a, device=d.name, interface=i.name)
-        for d in devices
-        for i in d.interfaces
-        for a in i.addresses
-    ]
-
-
 class Change(Frozen):
     """One change a step made, or would make in a dry run; `changed=False` means already in place."""
 

@@ -110,9 +110,6 @@ class Fabric:
             argv += ["-c", c]
         return procs.run(argv, f"vtysh on {node}", env={"HOME": str(self.node_dir(node))}).stdout
 
-    def exec(self, node: str, *argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*self.nsenter(node), *argv], capture_output=True, text=True, check=False)
-
     # --- plan ---------------------------------------------------------------------------------
     @staticmethod
     def nodes(sites: list[Site]) -> list[Node]:

@@ -8,7 +8,7 @@ from ipaddress import IPv4Network
 from typing import Any
 
 from atlas.model import Device
-from atlas.net.sessions import DeviceUnreachable, show, switch_cli
+from atlas.net.sessions import show, switch_cli
 from atlas.secrets import Credential
 
 
@@ -55,6 +55,3 @@ def routing_problems(
     if missing:
         problems.append(f"{device.name}: no route to {', '.join(map(str, missing))}")
     return problems
-
-
-__all__ = ["DeviceUnreachable", "RoutingState", "read_routing", "routing_problems"]
