@@ -15,8 +15,9 @@ from ipaddress import IPv4Network
 
 import pynetbox
 
+from atlas.hosts.facts import FACTS_COMMAND, baseline_drift
 from atlas.hosts.runner import Host, run_playbook
-from atlas.model import Cable, Change, Device, DeviceStatus, InterfaceKind, Result, Role, Site
+from atlas.model import Cable, Change, Device, DeviceStatus, InterfaceKind, RackStatus, Result, Role, Site
 from atlas.net.lldp import CablingProblem, check_cabling
 from atlas.net.render import RenderError, intent_problems, render, switch_intent
 from atlas.net.sessions import DeviceUnreachable, lldp_neighbours, ssh_exec
@@ -24,7 +25,7 @@ from atlas.net.switch import apply_config
 from atlas.net.verify import read_routing, routing_problems
 from atlas.safety import name_problem, text_problem
 from atlas.secrets import Credential, Vault
-from atlas.sot.read import NotInNetBox, read_site, site_names
+from atlas.sot.read import NotInNetBox, read_devices, read_site
 from atlas.sot.write import add_journal_entry, set_device_status
 
 HOST_PLAYBOOK = "host-baseline.yml"
@@ -48,7 +49,7 @@ class PreflightError(ValueError):
 class RackScope:
     site: Site
     rack: str
-    devices: dict[str, Device]  # every device of every site, for the far ends of cables
+    devices: dict[str, Device]  # the site's devices and the far ends of its cables in other sites
 
     @property
     def members(self) -> tuple[Device, ...]:
@@ -82,9 +83,7 @@ def read_scope(nb: pynetbox.api, site: str, rack: str) -> RackScope:
         raise NotInNetBox(f"rack {rack!r} is not in site {site!r} in NetBox")
     devices = {d.name: d for d in whole.devices}
     far = {e.device for c in whole.cables for e in c.ends()} - set(devices)
-    for other in site_names(nb):
-        if other != site and far:
-            devices |= {d.name: d for d in read_site(nb, other).devices}
+    devices |= {d.name: d for d in read_devices(nb, sorted(far))} if far else {}
     return RackScope(site=whole, rack=rack, devices=devices)
 
 
@@ -293,13 +292,37 @@ def host_inventory(scope: RackScope) -> list[Host]:
     return hosts
 
 
+def _read_baselines(
+    hosts: list[Host], devices: dict[str, Device], creds: dict[str, Credential]
+) -> dict[str, list[str]]:
+    """Per host, how it differs from its baseline; a host whose state cannot be read differs."""
+
+    def drift(host: Host) -> list[str]:
+        device = devices[host.name]
+        try:
+            return baseline_drift(host.variables, ssh_exec(device, creds[device.role.value], FACTS_COMMAND))
+        except DeviceUnreachable as e:
+            return [f"state not readable: {e}"]
+
+    with ThreadPoolExecutor(max_workers=MAX_PARALLEL_SESSIONS) as pool:
+        return dict(zip((h.name for h in hosts), pool.map(drift, hosts), strict=True))
+
+
 def configure_hosts(scope: RackScope, creds: dict[str, Credential], dry_run: bool, log: Log) -> list[Result]:
-    """One playbook run per distinct credential (usually one for the whole rack)."""
-    inventory = {h.name: h for h in host_inventory(scope)}
+    """The playbook runs only on hosts whose state differs from their baseline (one run per distinct
+    credential, usually one for the whole rack); the others are reported as they are."""
+    inventory = host_inventory(scope)
+    drift = _read_baselines(inventory, scope.devices, creds)
+    results = [
+        Result(target=h.name, step=HOST_PLAYBOOK, detail="already as intended")
+        for h in inventory
+        if not drift[h.name]
+    ]
     groups: dict[Credential, list[Host]] = {}
-    for s in scope.servers:
-        groups.setdefault(creds[s.role.value], []).append(inventory[s.name])
-    results = []
+    for h in inventory:
+        if drift[h.name]:
+            log(f"{h.name}: differs from its baseline: " + "; ".join(drift[h.name]))
+            groups.setdefault(creds[scope.devices[h.name].role.value], []).append(h)
     for cred, hosts in groups.items():
         results += run_playbook(HOST_PLAYBOOK, hosts, cred, check=dry_run, on_event=log)
     return results
@@ -320,7 +343,9 @@ def verify_server_paths(scope: RackScope, creds: dict[str, Credential]) -> list[
     source, target = scope.servers[0], others[0]
     assert target.loopback is not None
     try:
-        ssh_exec(source, creds[source.role.value], f"ping -c 2 -W 2 {target.loopback.ip}", timeout=20)
+        # any one of three quick echoes proves the path; a lost first packet (ARP) does not fail it
+        ping = f"ping -c 3 -i 0.2 -W 2 {target.loopback.ip}"
+        ssh_exec(source, creds[source.role.value], ping, timeout=20)
     except DeviceUnreachable as e:
         return [f"{source.name} cannot reach {target.name} ({target.loopback.ip}) over the fabric: {e}"]
     return []
@@ -337,12 +362,16 @@ def record_in_netbox(nb: pynetbox.api, scope: RackScope, results: list[Result], 
         lines = [
             f"- {r.step}: {r.detail}" + "".join(f"\n  - `{x}`" for x in r.diff) for r in done if r.changed
         ]
-        status = set_device_status(nb, d.name, DeviceStatus.ACTIVE) if d in scope.members else None
+        # the scope was read at the start of this run: an already active device costs no API call
+        needs_status = d in scope.members and d.status != DeviceStatus.ACTIVE
+        status = set_device_status(nb, d.name, DeviceStatus.ACTIVE) if needs_status else None
         if status is not None and status.changed:
             changes.append(status)
             lines.append(f"- status: {status.before} → active")
         if lines:
             changes.append(add_journal_entry(nb, d.name, f"rack-bringup {run}:\n" + "\n".join(lines)))
+    if all(r.status == RackStatus.ACTIVE for r in scope.site.racks if r.name == scope.rack):
+        return changes
     rack = nb.dcim.racks.get(name=scope.rack, site_id=scope.site.netbox_id)
     if rack is not None and rack.status.value != "active":
         rack.status = "active"

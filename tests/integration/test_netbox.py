@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +13,10 @@ import pynetbox
 import pytest
 import yaml
 
+from atlas.bringup import read_scope
 from atlas.model import Device, DeviceStatus, Site
 from atlas.sot.loader import ImportConflict, import_topology
-from atlas.sot.read import read_rack, read_site
+from atlas.sot.read import read_site
 from atlas.sot.schema import CUSTOM_FIELDS, ensure_custom_fields
 from atlas.sot.write import NetBoxWriteError, add_journal_entry, set_custom_fields, set_device_status
 from atlas.topology import Topology, load_topology
@@ -37,25 +40,38 @@ def test_every_site_reads_back_as_the_topology_describes_it(topology: Topology, 
         assert {frozenset(c.ends()) for c in got.cables} == {frozenset(c.ends()) for c in want.cables}
 
 
-def test_reading_a_site_takes_a_fixed_number_of_api_calls(nb: pynetbox.api, sites: list[Site]) -> None:
+@contextmanager
+def api_calls(nb: pynetbox.api) -> Iterator[list[str]]:
     calls: list[str] = []
     nb.http_session.hooks["response"].append(lambda r, *a, **k: calls.append(r.url))
     try:
-        site = read_site(nb, "fra1")
+        yield calls
     finally:
         nb.http_session.hooks["response"].pop()
+
+
+def test_reading_a_site_takes_a_fixed_number_of_api_calls(nb: pynetbox.api, sites: list[Site]) -> None:
+    with api_calls(nb) as calls:
+        site = read_site(nb, "fra1")
     interfaces = sum(len(d.interfaces) for d in site.devices)
     assert interfaces > 150  # one call per interface would show here
     assert len(calls) == 7, calls  # site, racks, devices, interfaces, cables, prefixes, addresses
 
 
-def test_a_rack_is_read_with_the_spines_it_is_cabled_to(nb: pynetbox.api) -> None:
-    rack = read_rack(nb, "fra1", "fra1-r02")
-    names = {d.name for d in rack.devices}
-    assert {"fra1-r02-leaf1", "fra1-r02-leaf2", "fra1-spine1", "fra1-spine2"} <= names
-    assert not any(n.startswith("fra1-r01") for n in names)
-    members = {d.name for d in rack.devices if d.rack == "fra1-r02"}
-    assert rack.cables and all(members & {c.a.device, c.b.device} for c in rack.cables)
+def test_a_rack_is_read_with_its_site_and_only_the_far_ends_of_its_cables(nb: pynetbox.api) -> None:
+    with api_calls(nb) as calls:
+        scope = read_scope(nb, "fra1", "fra1-r02")
+    assert {d.name for d in scope.spines} == {"fra1-spine1", "fra1-spine2"}
+    assert {d.name for d in scope.members} == {
+        "fra1-r02-leaf1",
+        "fra1-r02-leaf2",
+        "fra1-r02-cmp1",
+        "fra1-r02-cmp2",
+        "fra1-r02-sto1",
+    }
+    assert set(scope.devices) - {d.name for d in scope.site.devices} == {"core1"}
+    assert scope.devices["core1"].site == "core" and scope.devices["core1"].loopback is not None
+    assert len(calls) == 7 + 3, calls  # the site; then the far devices, their interfaces, addresses
 
 
 def test_a_second_import_of_the_topology_changes_nothing(nb: pynetbox.api, topology: Topology) -> None:
