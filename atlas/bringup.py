@@ -9,7 +9,6 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 
@@ -23,13 +22,13 @@ from atlas.net.render import RenderError, intent_problems, render, switch_intent
 from atlas.net.sessions import DeviceUnreachable, lldp_neighbours, ssh_exec
 from atlas.net.switch import apply_config
 from atlas.net.verify import read_routing, routing_problems
+from atlas.parallel import each_device
 from atlas.safety import name_problem, text_problem
 from atlas.secrets import Credential, Vault
 from atlas.sot.read import NotInNetBox, read_devices, read_site
 from atlas.sot.write import add_journal_entry, set_device_status
 
 HOST_PLAYBOOK = "host-baseline.yml"
-MAX_PARALLEL_SESSIONS = 8
 HOST_SYSCTLS = {
     "net.ipv4.fib_multipath_hash_policy": "1",  # spread flows over both leaves by L4 hash
     "net.ipv4.conf.all.rp_filter": "0",  # replies may come back over the other leaf
@@ -171,13 +170,6 @@ def wait_reachable(devices: tuple[Device, ...], timeout: float = 30.0, port: int
     ]
 
 
-def _parallel[T](func: Callable[[Device], T], devices: tuple[Device, ...]) -> list[T]:
-    if not devices:
-        return []
-    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_SESSIONS, len(devices))) as pool:
-        return list(pool.map(func, devices))
-
-
 # --- cabling ------------------------------------------------------------------------------------
 def check_rack_cabling(scope: RackScope, creds: dict[str, Credential], wait: float = 12.0) -> list[str]:
     """LLDP of the rack's leaves and servers against NetBox. LLDP advertises every 5 s, so a port
@@ -187,7 +179,7 @@ def check_rack_cabling(scope: RackScope, creds: dict[str, Credential], wait: flo
     deadline = time.monotonic() + wait
     while True:
         try:
-            seen = _parallel(lambda d: lldp_neighbours(d, creds[d.role.value]), devices)
+            seen = each_device(lambda d: lldp_neighbours(d, creds[d.role.value]), devices)
         except DeviceUnreachable as e:
             return [str(e)]
         problems: list[CablingProblem] = check_cabling(
@@ -207,7 +199,7 @@ def configure_switches(scope: RackScope, creds: dict[str, Credential], dry_run: 
             return Result.failure(d.name, "switch-config", str(e))
         return apply_config(d, creds[d.role.value], intended, dry_run=dry_run)
 
-    return _parallel(one, scope.switches)
+    return each_device(one, scope.switches)
 
 
 def expected_routes(scope: RackScope) -> list[IPv4Network]:
@@ -240,7 +232,7 @@ def verify_routing(scope: RackScope, creds: dict[str, Credential], timeout: floa
     deadline = time.monotonic() + timeout
     while True:
         try:
-            states = _parallel(lambda d: read_routing(d, creds[d.role.value]), scope.switches)
+            states = each_device(lambda d: read_routing(d, creds[d.role.value]), scope.switches)
         except DeviceUnreachable as e:
             return [str(e)]
         problems = []
@@ -296,16 +288,17 @@ def _read_baselines(
     hosts: list[Host], devices: dict[str, Device], creds: dict[str, Credential]
 ) -> dict[str, list[str]]:
     """Per host, how it differs from its baseline; a host whose state cannot be read differs."""
+    variables = {h.name: h.variables for h in hosts}
 
-    def drift(host: Host) -> list[str]:
-        device = devices[host.name]
+    def drift(device: Device) -> list[str]:
         try:
-            return baseline_drift(host.variables, ssh_exec(device, creds[device.role.value], FACTS_COMMAND))
+            output = ssh_exec(device, creds[device.role.value], FACTS_COMMAND)
         except DeviceUnreachable as e:
             return [f"state not readable: {e}"]
+        return baseline_drift(variables[device.name], output)
 
-    with ThreadPoolExecutor(max_workers=MAX_PARALLEL_SESSIONS) as pool:
-        return dict(zip((h.name for h in hosts), pool.map(drift, hosts), strict=True))
+    servers = [devices[h.name] for h in hosts]
+    return dict(zip(variables, each_device(drift, servers), strict=True))
 
 
 def configure_hosts(scope: RackScope, creds: dict[str, Credential], dry_run: bool, log: Log) -> list[Result]:

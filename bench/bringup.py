@@ -68,7 +68,9 @@ def main() -> None:
         return
     times = {}
     for shape in SHAPES:
-        out = subprocess.run([sys.executable, __file__, shape], capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, __file__, shape], capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise SystemExit(f"the {shape} lab's measurement failed:\n{out.stderr[-3000:]}")
         times[shape] = json.loads(out.stdout.strip().splitlines()[-1])
     first, again, double = times["default"]["first"], times["default"]["again"], times["double"]["first"]
     servers = DEFAULT.compute + DEFAULT.storage

@@ -11,18 +11,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from atlas import bringup
 from atlas.locks import exclusive, rack_limit_name
 from atlas.model import Result
-from atlas.secrets import Credential, Vault, VaultSettings
-from atlas.sot.client import connect
-
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+from atlas.secrets import Credential, Vault
+from flows.common import NAME_PATTERN, DryRun, SiteName, publish, run_name, sources
 
 
 class BringupFailed(RuntimeError):
@@ -41,9 +37,7 @@ class BringupReport(BaseModel):
 
 @task(name="read intent from NetBox", cache_policy=NO_CACHE)
 def read_intent(site: str, rack: str) -> tuple[Any, bringup.RackScope, Vault]:
-    vault = Vault(VaultSettings.from_env())
-    url, token = vault.netbox()
-    nb = connect(url, token)
+    nb, vault = sources()
     return nb, bringup.read_scope(nb, site, rack), vault
 
 
@@ -104,33 +98,25 @@ def verify_paths(scope: bringup.RackScope, creds: dict[str, Credential]) -> list
 
 @task(name="record in NetBox", cache_policy=NO_CACHE)
 def record(nb: Any, scope: bringup.RackScope, results: list[Result]) -> list[str]:
-    run = str(flow_run.get_name() or "manual")
-    return [f"{c.target}: {c.what}" for c in bringup.record_in_netbox(nb, scope, results, run)]
+    return [f"{c.target}: {c.what}" for c in bringup.record_in_netbox(nb, scope, results, run_name())]
 
 
-def publish(report: BringupReport) -> None:
+def publish_report(report: BringupReport) -> None:
     verb = "would change" if report.dry_run else "changed"
-    create_markdown_artifact(
-        key=f"rack-bringup-{report.site}-{report.rack}".lower(),
-        markdown=(
-            f"## Rack bring-up {report.site}/{report.rack}{' (dry run)' if report.dry_run else ''}\n\n"
-            f"* devices {verb}: **{report.changed}**\n* failed: **{report.failed}**\n"
-            + "".join(f"* NetBox: {c}\n" for c in report.netbox_changes)
-        ),
-        description="rack bring-up summary",
-    )
-    create_table_artifact(
-        table=report.rows,
-        key=f"rack-bringup-{report.site}-{report.rack}-devices".lower(),
-        description="per-device result",
+    publish(
+        f"rack-bringup-{report.site}-{report.rack}",
+        f"Rack bring-up {report.site}/{report.rack}{' (dry run)' if report.dry_run else ''}",
+        [f"devices {verb}: **{report.changed}**", f"failed: **{report.failed}**"]
+        + [f"NetBox: {c}" for c in report.netbox_changes],
+        report.rows,
     )
 
 
 @flow(name="rack-bringup")
 def rack_bringup(
-    site: Annotated[str, Field(pattern=NAME_PATTERN, description="NetBox site, e.g. fra1")],
+    site: SiteName,
     rack: Annotated[str, Field(pattern=NAME_PATTERN, description="NetBox rack, e.g. fra1-r02")],
-    dry_run: Annotated[bool, Field(description="Show what would change; change nothing")] = True,
+    dry_run: DryRun = True,
 ) -> BringupReport:
     log = get_run_logger()
     nb, scope, vault = read_intent(site, rack)
@@ -158,7 +144,7 @@ def rack_bringup(
         rows=rows,
         netbox_changes=netbox,
     )
-    publish(report)
+    publish_report(report)
     if failed:
         raise BringupFailed(
             f"{len(failed)} step(s) failed; rack {rack} stays {scope.members[0].status.value}: "

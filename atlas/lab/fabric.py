@@ -210,12 +210,16 @@ class Fabric:
             )
         procs.run(["chpasswd"], f"setting the password of {user}", input=f"{user}:{switch_password}\n")
         shutil.chown(home, user, user)
+        self.install_switch_shell()
+        # sshd's compiled-in privilege separation directory, in the root mount namespace too.
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+
+    def install_switch_shell(self) -> None:
+        """Also on every `lab up` of a running lab, so a lab keeps the shell of the code that runs it."""
         shell = self.cfg.dir / "bin" / "switch-shell"
         shell.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(SWITCH_SHELL, shell)
         shell.chmod(0o755)
-        # sshd's compiled-in privilege separation directory, in the root mount namespace too.
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
 
     def _private_ns_dir(self) -> None:
         """Persistent mount namespaces can only be bound on a mount with private propagation."""

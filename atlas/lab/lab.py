@@ -132,6 +132,7 @@ class Lab:
                 netbox.keep_snapshot(snapshot)
         elif how == "snapshot":
             report.imported = {"restored from": 1}
+        ensure_custom_fields(nb)  # a lab booted by an older Atlas gains the fields added since
         sites = [read_site(nb, name) for name in site_names(nb)]
         progress("credentials into OpenBao")
         self._seed_vault(sites, secrets)
@@ -146,6 +147,8 @@ class Lab:
                 json.dumps({"nodes": [n.name for n in Fabric.nodes(sites)], "mgmt": str(mgmt)}) + "\n"
             )
             report.fabric_rebuilt = True
+        else:
+            self.fabric.install_switch_shell()
         self._write_env(secrets)
         report.seconds = time.monotonic() - t0
         return report

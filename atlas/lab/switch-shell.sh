@@ -2,7 +2,8 @@
 # sshd ForceCommand of a lab switch: every login lands in this switch's vtysh, like a real switch CLI.
 # usage (from sshd_config): switch-shell RUN_DIR FRR_CONFIG_DIR
 # Allowed remote commands: none (interactive vtysh, as netmiko uses it), 'lldpcli [-f FMT] show ...',
-# and 'vtysh-c CMD'. SSH_ORIGINAL_COMMAND is word-split without globbing and never evaluated.
+# and "vtysh -c 'CMD'" (one single-quoted command without quotes inside, as a real switch's shell
+# would run it). SSH_ORIGINAL_COMMAND is word-split without globbing and never evaluated.
 set -f
 run=$1
 conf=$2
@@ -13,9 +14,12 @@ case "$SSH_ORIGINAL_COMMAND" in
     set -- $SSH_ORIGINAL_COMMAND
     shift
     exec /usr/sbin/lldpcli "$@" ;;
-  "vtysh-c "*)
-    exec /usr/bin/vtysh --vty_socket "$run" --config_dir "$conf" -c "${SSH_ORIGINAL_COMMAND#vtysh-c }" ;;
+  "vtysh -c '"*"'")
+    cmd=${SSH_ORIGINAL_COMMAND#"vtysh -c '"}
+    cmd=${cmd%"'"}
+    case "$cmd" in *"'"*) echo "one single-quoted vtysh command only" >&2; exit 1 ;; esac
+    exec /usr/bin/vtysh --vty_socket "$run" --config_dir "$conf" -c "$cmd" ;;
   *)
-    echo "this is a switch: only its CLI, 'lldpcli ... show ...' or 'vtysh-c CMD'" >&2
+    echo "this is a switch: only its CLI, 'lldpcli ... show ...' or \"vtysh -c 'CMD'\"" >&2
     exit 1 ;;
 esac

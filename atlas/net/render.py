@@ -17,6 +17,7 @@ from atlas.safety import name_problem, text_problem
 
 TEMPLATES = Path(__file__).with_name("templates")
 PLATFORM_TEMPLATES = {"frr": "frr.j2"}
+COST_OUT_FIELD = "ospf_cost_out"
 
 
 class RenderError(ValueError):
@@ -52,6 +53,7 @@ class SwitchIntent:
     fabric_links: tuple[Link, ...]
     server_links: tuple[Link, ...]
     server_routes: tuple[StaticRoute, ...]
+    cost_out: bool  # OSPF maintenance: the switch carries no transit traffic while another path exists
 
 
 def _address(device: Device, interface: str) -> IPv4Interface | None:
@@ -83,6 +85,7 @@ def switch_intent(site: Site, device: Device, peers: dict[str, Device]) -> Switc
         fabric_links=tuple(sorted(fabric, key=key)),
         server_links=tuple(sorted(servers, key=key)),
         server_routes=tuple(sorted(routes, key=lambda r: (int(r.prefix.network_address), int(r.next_hop)))),
+        cost_out=device.custom_fields.get(COST_OUT_FIELD) is True,
     )
 
 
@@ -125,5 +128,6 @@ def render(intent: SwitchIntent, timers: Timers | None = None) -> str:
         fabric_links=intent.fabric_links,
         server_links=intent.server_links,
         server_routes=intent.server_routes,
+        cost_out=intent.cost_out,
         timers=timers or Timers(),
     )

@@ -89,5 +89,13 @@ def ssh_exec(device: Device, cred: Credential, command: str, timeout: float = 15
         client.close()
 
 
+def switch_show(device: Device, cred: Credential, command: str, timeout: float = 15.0) -> str:
+    """One show command over an exec channel: no interactive session, no prompt detection, so reads
+    (sweeps, verification) cost one SSH handshake. Atlas's commands are constants without quotes."""
+    if "'" in command or not command.startswith("show "):
+        raise ValueError(f"not a plain show command: {command!r}")
+    return ssh_exec(device, cred, f"vtysh -c '{command}'", timeout=timeout)
+
+
 def lldp_neighbours(device: Device, cred: Credential) -> Neighbours:
     return parse_neighbours(json.loads(ssh_exec(device, cred, "lldpcli -f json0 show neighbors")))

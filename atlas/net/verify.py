@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 from typing import Any
 
 from atlas.model import Device
-from atlas.net.sessions import show, switch_cli
+from atlas.net.sessions import switch_show
 from atlas.secrets import Credential
 
 
 @dataclass(frozen=True)
 class RoutingState:
     full_neighbours_on: frozenset[str]  # interfaces with a Full OSPF adjacency
-    routes: frozenset[IPv4Network]
+    routes: Mapping[IPv4Network, frozenset[str]]  # selected routes -> the interfaces they leave by
+
+    def leaving_by(self, ports: Iterable[str], destinations: Iterable[IPv4Network]) -> list[IPv4Network]:
+        """The destinations whose route leaves by any of `ports`."""
+        wanted = set(ports)
+        return [d for d in destinations if self.routes.get(d, frozenset()) & wanted]
 
 
 def full_interfaces(ospf_neighbours: dict[str, Any]) -> frozenset[str]:
@@ -28,19 +34,22 @@ def full_interfaces(ospf_neighbours: dict[str, Any]) -> frozenset[str]:
     return frozenset(found)
 
 
-def route_prefixes(routes: dict[str, Any]) -> frozenset[IPv4Network]:
-    return frozenset(
-        IPv4Network(prefix)
-        for prefix, entries in routes.items()
-        if any(e.get("selected") and e.get("installed", True) for e in entries)
-    )
+def route_table(routes: dict[str, Any]) -> dict[IPv4Network, frozenset[str]]:
+    table = {}
+    for prefix, entries in routes.items():
+        for e in entries:
+            if e.get("selected") and e.get("installed", True):
+                hops = e.get("nexthops", [])
+                table[IPv4Network(prefix)] = frozenset(
+                    str(h["interfaceName"]) for h in hops if h.get("active") and "interfaceName" in h
+                )
+    return table
 
 
 def read_routing(device: Device, cred: Credential) -> RoutingState:
-    with switch_cli(device, cred) as cli:
-        neighbours = json.loads(show(cli, "show ip ospf neighbor json"))
-        routes = json.loads(show(cli, "show ip route json"))
-    return RoutingState(full_neighbours_on=full_interfaces(neighbours), routes=route_prefixes(routes))
+    neighbours = json.loads(switch_show(device, cred, "show ip ospf neighbor json"))
+    routes = json.loads(switch_show(device, cred, "show ip route json"))
+    return RoutingState(full_neighbours_on=full_interfaces(neighbours), routes=route_table(routes))
 
 
 def routing_problems(

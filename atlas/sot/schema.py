@@ -24,6 +24,12 @@ CUSTOM_FIELDS = (
     ),
     CustomField("config_compliance", "Config compliance", "text", "compliant / drift, from config-sweep"),
     CustomField("config_checked_at", "Config checked at", "datetime", "When config-sweep last checked it"),
+    CustomField(
+        "ospf_cost_out",
+        "OSPF cost-out",
+        "boolean",
+        "Switch in OSPF maintenance: traffic avoids it (fabric-cost-out / fabric-cost-in)",
+    ),
 )
 
 
