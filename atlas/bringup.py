@@ -14,8 +14,7 @@ from ipaddress import IPv4Network
 
 import pynetbox
 
-from atlas.hosts.facts import FACTS_COMMAND, baseline_drift
-from atlas.hosts.runner import Host, run_playbook
+from atlas.hosts import baseline
 from atlas.model import Cable, Change, Device, DeviceStatus, InterfaceKind, RackStatus, Result, Role, Site
 from atlas.net.lldp import CablingProblem, check_cabling
 from atlas.net.render import RenderError, intent_problems, render, switch_intent
@@ -27,12 +26,6 @@ from atlas.safety import name_problem, text_problem
 from atlas.secrets import Credential, Vault
 from atlas.sot.read import NotInNetBox, read_devices, read_site
 from atlas.sot.write import add_journal_entry, set_device_status
-
-HOST_PLAYBOOK = "host-baseline.yml"
-HOST_SYSCTLS = {
-    "net.ipv4.fib_multipath_hash_policy": "1",  # spread flows over both leaves by L4 hash
-    "net.ipv4.conf.all.rp_filter": "0",  # replies may come back over the other leaf
-}
 
 Log = Callable[[str], None]
 
@@ -245,80 +238,9 @@ def verify_routing(scope: RackScope, creds: dict[str, Credential], timeout: floa
 
 
 # --- hosts --------------------------------------------------------------------------------------
-def host_inventory(scope: RackScope) -> list[Host]:
-    hosts = []
-    for s in scope.servers:
-        addresses: dict[str, list[str]] = {"lo": ["127.0.0.1/8"]}
-        gateways = []
-        for i in s.interfaces:
-            if i.kind == InterfaceKind.LOOPBACK:
-                addresses["lo"] += [str(a) for a in i.addresses]
-            elif i.kind == InterfaceKind.PHYSICAL:
-                addresses[i.name] = [str(a) for a in i.addresses]
-        for c in scope.site.cables_of(s.name):
-            mine, far = c.ends_from(s.name)
-            leaf = scope.devices.get(far.device)
-            port = leaf.interface(far.interface) if leaf else None
-            if port is not None and port.addresses:
-                gateways.append({"gateway": str(port.addresses[0].ip), "ifname": mine.interface})
-        assert s.mgmt_address is not None  # preflight
-        hosts.append(
-            Host(
-                name=s.name,
-                address=str(s.mgmt_address.ip),
-                variables={
-                    "atlas_hostname": s.name,
-                    "atlas_sysctls": HOST_SYSCTLS,
-                    "atlas_addresses": addresses,
-                    "atlas_gateways": sorted(gateways, key=lambda g: g["ifname"]),
-                    "atlas_facts": {
-                        "site": s.site,
-                        "rack": s.rack,
-                        "role": s.role.value,
-                        "name": s.name,
-                        "loopback": str(s.loopback) if s.loopback else None,
-                    },
-                },
-            )
-        )
-    return hosts
-
-
-def _read_baselines(
-    hosts: list[Host], devices: dict[str, Device], creds: dict[str, Credential]
-) -> dict[str, list[str]]:
-    """Per host, how it differs from its baseline; a host whose state cannot be read differs."""
-    variables = {h.name: h.variables for h in hosts}
-
-    def drift(device: Device) -> list[str]:
-        try:
-            output = ssh_exec(device, creds[device.role.value], FACTS_COMMAND)
-        except DeviceUnreachable as e:
-            return [f"state not readable: {e}"]
-        return baseline_drift(variables[device.name], output)
-
-    servers = [devices[h.name] for h in hosts]
-    return dict(zip(variables, each_device(drift, servers), strict=True))
-
-
 def configure_hosts(scope: RackScope, creds: dict[str, Credential], dry_run: bool, log: Log) -> list[Result]:
-    """The playbook runs only on hosts whose state differs from their baseline (one run per distinct
-    credential, usually one for the whole rack); the others are reported as they are."""
-    inventory = host_inventory(scope)
-    drift = _read_baselines(inventory, scope.devices, creds)
-    results = [
-        Result(target=h.name, step=HOST_PLAYBOOK, detail="already as intended")
-        for h in inventory
-        if not drift[h.name]
-    ]
-    groups: dict[Credential, list[Host]] = {}
-    for h in inventory:
-        if drift[h.name]:
-            log(f"{h.name}: differs from its baseline: " + "; ".join(drift[h.name]))
-            groups.setdefault(creds[scope.devices[h.name].role.value], []).append(h)
-    for cred, hosts in groups.items():
-        results += run_playbook(HOST_PLAYBOOK, hosts, cred, check=dry_run, on_event=log)
-    return results
+    hosts = baseline.inventory(scope.site, scope.devices, scope.servers)
+    return baseline.converge(hosts, scope.devices, lambda d: creds[d.role.value], dry_run, log)
 
 
 def verify_server_paths(scope: RackScope, creds: dict[str, Credential]) -> list[str]:

@@ -148,11 +148,15 @@ def lab_generate(
 
 
 @app.command("serve")
-def serve_command() -> None:
-    """Serve the deployments of prefect.yaml (rack-bringup, ...) until stopped."""
+def serve_command(
+    paused_schedules: Annotated[
+        bool, typer.Option("--paused-schedules", help="Register schedules paused (e.g. a test lab)")
+    ] = False,
+) -> None:
+    """Serve the deployments of prefect.yaml (rack-bringup, config-sweep, ...) until stopped."""
     from atlas.serve import serve_all
 
-    serve_all()
+    serve_all(paused_schedules=paused_schedules)
 
 
 @run_app.command("bringup")

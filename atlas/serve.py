@@ -22,7 +22,9 @@ def _load_flow(entrypoint: str) -> Flow[Any, Any]:
     return flow
 
 
-def deployments_from(prefect_yaml: Path = PROJECT / "prefect.yaml") -> list[Any]:
+def deployments_from(
+    prefect_yaml: Path = PROJECT / "prefect.yaml", paused_schedules: bool = False
+) -> list[Any]:
     config = yaml.safe_load(prefect_yaml.read_text())
     return [
         _load_flow(d["entrypoint"]).to_deployment(
@@ -30,12 +32,13 @@ def deployments_from(prefect_yaml: Path = PROJECT / "prefect.yaml") -> list[Any]
             description=d.get("description"),
             tags=d.get("tags", []),
             parameters=d.get("parameters", {}),
-            cron=(d.get("schedule") or {}).get("cron"),
+            cron=[s["cron"] for s in d.get("schedules", [])] or None,
+            paused=paused_schedules if d.get("schedules") else None,
         )
         for d in config["deployments"]
     ]
 
 
-def serve_all(limit: int = 4) -> None:
+def serve_all(limit: int = 4, paused_schedules: bool = False) -> None:
     # A served deployment stays active when this process stops: another serve process may own it.
-    serve(*deployments_from(), limit=limit, pause_on_shutdown=False)
+    serve(*deployments_from(paused_schedules=paused_schedules), limit=limit, pause_on_shutdown=False)

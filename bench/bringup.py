@@ -44,7 +44,7 @@ def bringup_seconds(lab: Lab, rack: str) -> float:
 
 def measure(name: str, port_base: int, shape: LabShape) -> tuple[float, float]:
     topology = DEFAULT_ROOT / name / "topology"
-    lab = Lab(LabConfig(name=name, port_base=port_base, topology=topology))
+    lab = Lab(LabConfig(name=name, port_base=port_base, topology=topology, schedules=False))
     lab.down()
     write(generate(shape), topology)
     try:

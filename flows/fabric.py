@@ -56,8 +56,18 @@ def push(view: fabric.FabricView, switches: list[Device], creds: Creds, dry_run:
 
 
 @task(name="verify adjacencies", cache_policy=NO_CACHE)
-def verify_adjacencies(view: fabric.FabricView, switches: list[Device], creds: Creds) -> list[str]:
-    """Every cabled link between two active switches Full, as each chosen switch sees it."""
+def verify_adjacencies(
+    view: fabric.FabricView, switches: list[Device], creds: Creds, before: dict[str, Any]
+) -> list[str]:
+    """No adjacency that was Full before the push is lost, and every link between two of the pushed
+    switches comes up Full (a link to a switch outside the push may be down for its own reasons)."""
+    names = {d.name for d in switches}
+
+    def wanted(d: Device) -> list[str]:
+        was = before.get(d.name)
+        kept = set(was.full_neighbours_on) if was is not None else set()
+        return sorted(kept | {p for p, peer in view.peers(d.name) if peer.name in names})
+
     deadline = time.monotonic() + 60
     while True:
         states = fabric.read_states(view, creds, switches)
@@ -66,9 +76,8 @@ def verify_adjacencies(view: fabric.FabricView, switches: list[Device], creds: C
             state = states[d.name]
             if state is None:
                 problems.append(f"{d.name}: routing state could not be read")
-                continue
-            ports = [p for p, peer in view.peers(d.name) if peer in fabric.live_switches(view)]
-            problems += routing_problems(d, state, ports, [])
+            else:
+                problems += routing_problems(d, state, wanted(d), [])
         if not problems or time.monotonic() > deadline:
             return problems
         time.sleep(1)
@@ -105,10 +114,12 @@ def fabric_apply(
     problems = fabric.config_problems(view, chosen)
     if problems:
         raise fabric.SelectionError(problems)
+    before = {} if dry_run else fabric.read_states(view, creds, chosen)
     results = push(view, chosen, creds, dry_run)
     changed = [r for r in results if r.changed and not r.failed]
     if not dry_run and changed:
-        verify = verify_adjacencies(view, [d for d in chosen if d.name in {r.target for r in changed}], creds)
+        pushed = [d for d in chosen if d.name in {r.target for r in changed}]
+        verify = verify_adjacencies(view, pushed, creds, before)
         results += [Result.failure(site, "verify", p) for p in verify]
         for r in changed:
             add_journal_entry(

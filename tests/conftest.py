@@ -32,7 +32,7 @@ TEST_SHAPE = LabShape(
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
     topology_dir = DEFAULT_ROOT / "atest" / "topology"
-    the_lab = Lab(LabConfig(name="atest", port_base=29000, topology=topology_dir))
+    the_lab = Lab(LabConfig(name="atest", port_base=29000, topology=topology_dir, schedules=False))
     if os.environ.get("ATLAS_KEEP_LAB") and the_lab.status() and all(r.healthy for r in the_lab.status()):
         the_lab.reset()  # seconds: NetBox as imported, blank switches and servers
     else:

@@ -72,7 +72,9 @@ def run_playbook(
     cred: Credential,
     check: bool = False,
     on_event: EventSink | None = None,
+    forks: int | None = None,
 ) -> list[Result]:
+    """`forks` bounds the SSH sessions at once; by default every host of the run at once."""
     if not hosts:
         return []
     if not cred.ssh_private_key:
@@ -120,8 +122,8 @@ def run_playbook(
                 "ANSIBLE_LOCAL_TEMP": str(workdir / "tmp"),
                 "ANSIBLE_LIBRARY": str(PLAYBOOKS / "library"),
                 "ANSIBLE_HOST_KEY_CHECKING": "False",
-                # every host of the run at once, and one SSH round trip per task instead of several
-                "ANSIBLE_FORKS": str(max(5, len(hosts))),
+                # one SSH round trip per task instead of several
+                "ANSIBLE_FORKS": str(forks or max(5, len(hosts))),
                 "ANSIBLE_PIPELINING": "True",
                 "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             },

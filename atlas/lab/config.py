@@ -59,6 +59,9 @@ class LabConfig:
     port_base: int = 28000
     topology: Path = DEFAULT_TOPOLOGY
     root: Path = DEFAULT_ROOT
+    # Scheduled deployments (the config sweep) run on their own; a test lab keeps them paused so
+    # nothing touches its devices or NetBox behind the tests' backs.
+    schedules: bool = True
 
     def __post_init__(self) -> None:
         if not NAME.fullmatch(self.name):
@@ -134,4 +137,5 @@ class LabConfig:
             port_base=int(data["port_base"]),
             topology=Path(data["topology"]),
             root=Path(data["root"]),
+            schedules=bool(data.get("schedules", True)),
         )

@@ -112,7 +112,7 @@ def lab_servers(cfg: LabConfig, secrets: LabSecrets) -> list[Server]:
         Server(
             # serves the deployments of prefect.yaml; flow runs find Vault and Prefect in its env
             name="serve",
-            argv=[str(VENV_BIN / "atlas"), "serve"],
+            argv=[str(VENV_BIN / "atlas"), "serve", *([] if cfg.schedules else ["--paused-schedules"])],
             marker="atlas serve",
             # ready once the deployment is registered
             health_url=f"{cfg.prefect_url}/deployments/name/rack-bringup/rack-bringup",

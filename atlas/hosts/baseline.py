@@ -1,0 +1,109 @@
+"""The host baseline (playbooks/host-baseline.yml): its variables from NetBox, and converging hosts
+to it by reading their state first and running the playbook only where it differs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from atlas.hosts.facts import FACTS_COMMAND, baseline_drift
+from atlas.hosts.runner import Host, run_playbook
+from atlas.model import Device, InterfaceKind, Result, Site
+from atlas.net.sessions import DeviceUnreachable, ssh_exec
+from atlas.parallel import each_device
+from atlas.secrets import Credential
+
+PLAYBOOK = "host-baseline.yml"
+SYSCTLS = {
+    "net.ipv4.fib_multipath_hash_policy": "1",  # spread flows over both leaves by L4 hash
+    "net.ipv4.conf.all.rp_filter": "0",  # replies may come back over the other leaf
+}
+
+CredentialOf = Callable[[Device], Credential]
+Log = Callable[[str], None]
+
+
+def inventory(site: Site, devices: dict[str, Device], servers: Iterable[Device]) -> list[Host]:
+    """Each server's playbook variables: addresses, the ECMP default route over the leaves it is
+    cabled to (their addresses on those cables), sysctls, hostname, facts."""
+    hosts = []
+    for s in servers:
+        addresses: dict[str, list[str]] = {"lo": ["127.0.0.1/8"]}
+        gateways = []
+        for i in s.interfaces:
+            if i.kind == InterfaceKind.LOOPBACK:
+                addresses["lo"] += [str(a) for a in i.addresses]
+            elif i.kind == InterfaceKind.PHYSICAL:
+                addresses[i.name] = [str(a) for a in i.addresses]
+        for c in site.cables_of(s.name):
+            mine, far = c.ends_from(s.name)
+            leaf = devices.get(far.device)
+            port = leaf.interface(far.interface) if leaf else None
+            if port is not None and port.addresses:
+                gateways.append({"gateway": str(port.addresses[0].ip), "ifname": mine.interface})
+        assert s.mgmt_address is not None  # preflight
+        hosts.append(
+            Host(
+                name=s.name,
+                address=str(s.mgmt_address.ip),
+                variables={
+                    "atlas_hostname": s.name,
+                    "atlas_sysctls": SYSCTLS,
+                    "atlas_addresses": addresses,
+                    "atlas_gateways": sorted(gateways, key=lambda g: g["ifname"]),
+                    "atlas_facts": {
+                        "site": s.site,
+                        "rack": s.rack,
+                        "role": s.role.value,
+                        "name": s.name,
+                        "loopback": str(s.loopback) if s.loopback else None,
+                    },
+                },
+            )
+        )
+    return hosts
+
+
+def read_drift(hosts: list[Host], devices: dict[str, Device], cred_of: CredentialOf) -> dict[str, list[str]]:
+    """Per host, how it differs from its baseline; a host whose state cannot be read differs."""
+    variables = {h.name: h.variables for h in hosts}
+
+    def drift(device: Device) -> list[str]:
+        try:
+            output = ssh_exec(device, cred_of(device), FACTS_COMMAND)
+        except DeviceUnreachable as e:
+            return [f"state not readable: {e}"]
+        return baseline_drift(variables[device.name], output)
+
+    return dict(zip(variables, each_device(drift, [devices[h.name] for h in hosts]), strict=True))
+
+
+def run(
+    hosts: list[Host],
+    devices: dict[str, Device],
+    cred_of: CredentialOf,
+    check: bool,
+    log: Log | None = None,
+    forks: int | None = None,
+) -> list[Result]:
+    """The playbook on `hosts`, one run per distinct credential (usually one for all of them)."""
+    groups: dict[Credential, list[Host]] = {}
+    for h in hosts:
+        groups.setdefault(cred_of(devices[h.name]), []).append(h)
+    results = []
+    for cred, members in groups.items():
+        results += run_playbook(PLAYBOOK, members, cred, check=check, on_event=log, forks=forks)
+    return results
+
+
+def converge(
+    hosts: list[Host], devices: dict[str, Device], cred_of: CredentialOf, dry_run: bool, log: Log
+) -> list[Result]:
+    """The playbook runs only on hosts whose state differs; the others are reported as they are."""
+    drift = read_drift(hosts, devices, cred_of)
+    for name, found in drift.items():
+        if found:
+            log(f"{name}: differs from its baseline: " + "; ".join(found))
+    as_intended = [
+        Result(target=h.name, step=PLAYBOOK, detail="already as intended") for h in hosts if not drift[h.name]
+    ]
+    return as_intended + run([h for h in hosts if drift[h.name]], devices, cred_of, check=dry_run, log=log)
