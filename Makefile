@@ -34,6 +34,8 @@ integration: bootstrap
 
 bench: bootstrap
 	$(VENV)/python bench/lab_boot.py
+	$(VENV)/python bench/bringup.py
+	$(VENV)/python bench/sweep_vs_nornir.py
 
 down:
 	$(VENV)/atlas lab down

@@ -8,7 +8,7 @@ the device could not be checked. The sweep itself changes nothing on any device.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from enum import StrEnum
 
@@ -49,14 +49,18 @@ def active(view: FabricView) -> list[Device]:
     ]
 
 
-def check_switches(view: FabricView, creds: Creds, limit: int) -> list[Result]:
+def compare_running(
+    switches: Iterable[Device], intended: Callable[[Device], str], creds: Creds, limit: int
+) -> list[Result]:
+    """Each switch's running config (one exec channel, no interactive session) against its intent."""
+
     def one(d: Device) -> Result:
         try:
-            intended = view.render(d)
+            wanted = intended(d)
             running = switch_show(d, creds[(d.site, d.role.value)], "show running-config")
         except (RenderError, DeviceUnreachable) as e:
             return Result.failure(d.name, Area.SWITCHES.value, str(e))
-        found = diff(running, intended)
+        found = diff(running, wanted)
         if found.empty:
             return Result(target=d.name, step=Area.SWITCHES.value, detail="as intended")
         return Result(
@@ -67,7 +71,11 @@ def check_switches(view: FabricView, creds: Creds, limit: int) -> list[Result]:
             detail=f"{len(found.summary)} line(s) differ from NetBox",
         )
 
-    return each_device(one, [d for d in active(view) if d.role.is_switch], limit)
+    return each_device(one, switches, limit)
+
+
+def check_switches(view: FabricView, creds: Creds, limit: int) -> list[Result]:
+    return compare_running([d for d in active(view) if d.role.is_switch], view.render, creds, limit)
 
 
 def check_hosts(view: FabricView, creds: Creds, limit: int) -> list[Result]:
