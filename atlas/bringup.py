@@ -15,7 +15,18 @@ from ipaddress import IPv4Network
 import pynetbox
 
 from atlas.hosts import baseline
-from atlas.model import Cable, Change, Device, DeviceStatus, InterfaceKind, RackStatus, Result, Role, Site
+from atlas.model import (
+    Cable,
+    Change,
+    Device,
+    DeviceStatus,
+    InterfaceKind,
+    RackStatus,
+    Refused,
+    Result,
+    Role,
+    Site,
+)
 from atlas.net.lldp import CablingProblem, check_cabling
 from atlas.net.render import RenderError, intent_problems, render, switch_intent
 from atlas.net.sessions import DeviceUnreachable, lldp_neighbours, ssh_exec
@@ -30,11 +41,8 @@ from atlas.sot.write import add_journal_entry, set_device_status
 Log = Callable[[str], None]
 
 
-class PreflightError(ValueError):
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        listing = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"preflight found {len(problems)} problem(s); no device was touched:\n{listing}")
+class PreflightError(Refused):
+    headline = "preflight found {n} problem(s); no device was touched"
 
 
 @dataclass(frozen=True)

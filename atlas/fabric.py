@@ -15,7 +15,7 @@ from ipaddress import IPv4Network
 
 import pynetbox
 
-from atlas.model import Device, DeviceStatus, Result, Role, Site
+from atlas.model import Device, DeviceStatus, Refused, Result, Role, Site
 from atlas.net.render import COST_OUT_FIELD, RenderError, intent_problems, render, switch_intent
 from atlas.net.sessions import DeviceUnreachable
 from atlas.net.switch import apply_config
@@ -28,11 +28,8 @@ from atlas.sot.read import NotInNetBox, read_devices, read_site
 UPSTREAM = {Role.COMPUTE: Role.LEAF, Role.STORAGE: Role.LEAF, Role.LEAF: Role.SPINE, Role.SPINE: Role.CORE}
 
 
-class SelectionError(ValueError):
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        listing = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{len(problems)} problem(s) in the request; nothing was touched:\n{listing}")
+class SelectionError(Refused):
+    headline = "{n} problem(s) in the request; nothing was touched"
 
 
 @dataclass(frozen=True)

@@ -173,3 +173,14 @@ class Result(Frozen):
     @classmethod
     def failure(cls, target: str, step: str, error: str) -> Result:
         return cls(target=target, step=step, failed=True, detail=error)
+
+
+class Refused(ValueError):
+    """Bad input refused before anything was touched, naming every problem at once."""
+
+    headline = "{n} problem(s); nothing was touched"
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        listing = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{self.headline.format(n=len(problems))}:\n{listing}")

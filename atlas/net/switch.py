@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from atlas.model import Device, Result
 from atlas.net.config import diff
-from atlas.net.sessions import DeviceUnreachable, show, switch_cli
+from atlas.net.sessions import DeviceUnreachable, show, switch_cli, switch_show
 from atlas.secrets import Credential
 
 # vtysh answers a bad line with one of these; netmiko raises on them instead of pushing on.
@@ -15,23 +15,22 @@ STEP = "switch-config"
 
 def apply_config(device: Device, cred: Credential, intended: str, dry_run: bool = False) -> Result:
     try:
+        # reading costs one exec channel; the interactive CLI session is opened only to change
+        before = diff(switch_show(device, cred, "show running-config"), intended)
+    except DeviceUnreachable as e:
+        return Result.failure(device.name, STEP, str(e))
+    if before.empty:
+        return Result(target=device.name, step=STEP, detail="already as intended")
+
+    def changed(detail: str, failed: bool = False) -> Result:
+        return Result(
+            target=device.name, step=STEP, changed=True, failed=failed, diff=before.summary, detail=detail
+        )
+
+    if dry_run:
+        return changed(f"dry run: {len(before.summary)} change(s) not applied")
+    try:
         with switch_cli(device, cred) as cli:
-            before = diff(show(cli, "show running-config"), intended)
-            if before.empty:
-                return Result(target=device.name, step=STEP, detail="already as intended")
-
-            def changed(detail: str, failed: bool = False) -> Result:
-                return Result(
-                    target=device.name,
-                    step=STEP,
-                    changed=True,
-                    failed=failed,
-                    diff=before.summary,
-                    detail=detail,
-                )
-
-            if dry_run:
-                return changed(f"dry run: {len(before.summary)} change(s) not applied")
             try:
                 cli.send_config_set(list(before.commands), error_pattern=CLI_ERRORS)
             except Exception as e:  # netmiko raises ConfigInvalidException and friends
