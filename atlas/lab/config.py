@@ -36,6 +36,9 @@ def ephemeral_ports() -> tuple[int, int]:
         return 32768, 60999
 
 
+SPAN = 50  # ports from the base a lab uses: labs side by side need bases this far apart
+
+
 @dataclass(frozen=True)
 class Ports:
     netbox: int
@@ -44,12 +47,25 @@ class Ports:
     openbao: int
     moto: int
     prefect: int
+    ceph_mon_v1: int
+    ceph_mon_v2: int
+    ceph_bind_min: int  # the mgr's and OSDs' ports (an OSD takes several)
+    ceph_bind_max: int
 
     @classmethod
     def from_base(cls, base: int) -> Ports:
         # OpenBao's dev server also listens on its port + 1 (cluster traffic): base + 7 is taken too.
         return cls(
-            netbox=base, postgres=base + 1, redis=base + 2, openbao=base + 6, moto=base + 3, prefect=base + 4
+            netbox=base,
+            postgres=base + 1,
+            redis=base + 2,
+            openbao=base + 6,
+            moto=base + 3,
+            prefect=base + 4,
+            ceph_mon_v1=base + 8,
+            ceph_mon_v2=base + 9,
+            ceph_bind_min=base + 10,
+            ceph_bind_max=base + SPAN - 1,
         )
 
 
@@ -69,10 +85,10 @@ class LabConfig:
                 f"lab name {self.name!r} must be 1-8 lowercase letters or digits, starting with a letter"
             )
         low, high = ephemeral_ports()
-        if not 1024 < self.port_base < 65000 or (low <= self.port_base + 7 and self.port_base <= high):
+        if not 1024 < self.port_base < 65000 or (low <= self.port_base + SPAN and self.port_base <= high):
             # a listener there can find its port taken by some client's outgoing connection
             raise LabConfigError(
-                f"port base {self.port_base}: the lab needs 8 ports from 1025 up, outside the kernel's "
+                f"port base {self.port_base}: the lab needs {SPAN} ports from 1025 up, outside the kernel's "
                 f"ephemeral range {low}-{high}"
             )
 

@@ -20,13 +20,15 @@ from pathlib import Path
 
 import pynetbox
 
+from atlas.ceph import CephError
 from atlas.lab import procs
+from atlas.lab.ceph import CephLab
 from atlas.lab.config import CACHE_ROOT, LAB_DIR_VARIABLE, LabConfig
 from atlas.lab.credentials import LabSecrets
 from atlas.lab.fabric import Fabric
 from atlas.lab.netbox import NETBOX_VERSION, NetBoxLab
 from atlas.lab.servers import lab_servers
-from atlas.model import Site
+from atlas.model import Device, RackStatus, Role, Site
 from atlas.secrets import NETBOX_PATH, Vault, VaultSettings, site_role_path
 from atlas.sot.client import connect
 from atlas.sot.loader import LOADER_VERSION, import_topology
@@ -60,10 +62,17 @@ class UpReport:
         return bool(self.started or self.imported or self.fabric_rebuilt)
 
 
+def osd_hosts(sites: list[Site]) -> list[Device]:
+    """Storage servers of active racks: the ones that carry OSDs in a freshly booted lab."""
+    active = {(s.name, r.name) for s in sites for r in s.racks if r.status == RackStatus.ACTIVE}
+    return [d for s in sites for d in s.devices if d.role == Role.STORAGE and (s.name, d.rack) in active]
+
+
 class Lab:
     def __init__(self, cfg: LabConfig) -> None:
         self.cfg = cfg
         self.fabric = Fabric(cfg)
+        self.ceph = CephLab(cfg, self.fabric)
         self.state_file = cfg.dir / "fabric.json"
 
     @property
@@ -149,6 +158,10 @@ class Lab:
             report.fabric_rebuilt = True
         else:
             self.fabric.install_switch_shell()
+        progress("ceph: mon, mgr, OSDs on the active racks' storage servers")
+        bridge = next(self._mgmt_prefix(nb, sites).hosts())
+        if self.ceph.up(bridge, osd_hosts(sites)):
+            report.started.append("ceph")
         self._write_env(secrets)
         report.seconds = time.monotonic() - t0
         return report
@@ -195,8 +208,9 @@ class Lab:
         Keeps PostgreSQL, Redis, OpenBao, moto and Prefect running, so it takes seconds."""
         progress("NetBox database back to the import")
         NetBoxLab(self.cfg, self.secrets).drop_database()
-        progress("fabric back to blank switches and servers")
+        progress("fabric back to blank switches and servers, ceph to the active racks' OSDs")
         self.fabric.teardown()
+        self.ceph.down()
         shutil.rmtree(self.fabric.nodes_dir, ignore_errors=True)
         self.state_file.unlink(missing_ok=True)
         return self.up(progress)
@@ -239,12 +253,25 @@ class Lab:
             f"; down: {'; '.join(bad)}" if bad else ""
         )
         rows.append(ComponentStatus("fabric", bool(names) and not bad, detail))
+        rows.append(self._ceph_status())
         return rows
+
+    def _ceph_status(self) -> ComponentStatus:
+        try:
+            health, checks = self.ceph.ceph.health()
+            osds = self.ceph.ceph.osds()
+        except CephError as e:
+            return ComponentStatus("ceph", False, str(e).splitlines()[0])
+        up = sum(o["up"] for o in osds.values())
+        detail = f"{health}, {up}/{len(osds)} OSDs up" + (f"; {'; '.join(checks)}" if checks else "")
+        return ComponentStatus("ceph", health == "HEALTH_OK", detail)
 
     # --- down ---------------------------------------------------------------------------------
     def down(self, progress: Progress = _quiet) -> dict[str, int]:
         progress("fabric")
         removed = self.fabric.teardown()
+        progress("ceph")
+        self.ceph.down()
         if (self.cfg.dir / "lab.json").exists():
             secrets = self.secrets
             for server in lab_servers(self.cfg, secrets):

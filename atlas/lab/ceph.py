@@ -1,0 +1,308 @@
+"""A small real Ceph (Pacific, Debian's packages) for the lab: no cephadm, containers or systemd.
+
+The mon and mgr run beside the lab's other services and listen on the lab's management bridge, where
+every server reaches them. Each OSD runs *on its storage server*: inside that server's namespaces, its
+data in the server's own /var/lib/ceph (file-backed bluestore), its config in the server's /etc/ceph,
+talking from the server's management address, exactly as on a real host. The CRUSH location comes
+from NetBox: root default -> datacenter (site) -> rack -> host.
+
+The lab gives OSDs to the storage servers of active racks only; planned racks' storage servers are
+enrolled by the ceph-osd-enroll flow. Tunables live in the mon's config database, not in ceph.conf
+(ceph.conf overrides it, so a test could not change them at run time).
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from atlas.ceph import Ceph, CephError
+from atlas.lab import procs
+from atlas.lab.config import LabConfig
+from atlas.lab.fabric import Fabric
+from atlas.model import Device
+
+OSD_SIZE = 4 * 2**30  # sparse: the file takes only what is written
+RUNTIME_CONFIG = """[global]
+osd_pool_default_size = 2
+osd_pool_default_min_size = 1
+osd_pool_default_pg_num = 16
+osd_pool_default_pgp_num = 16
+osd_pool_default_pg_autoscale_mode = off
+mon_allow_pool_delete = true
+mgr_stats_period = 1
+mon_mgr_digest_period = 1
+paxos_propose_interval = 0.1
+mon_osd_down_out_interval = 120
+osd_recovery_sleep_hdd = 0
+osd_recovery_sleep_hybrid = 0
+osd_min_pg_log_entries = 5
+osd_max_pg_log_entries = 10
+osd_pg_log_trim_min = 5
+"""
+POOL = "atlas"
+
+
+@dataclass(frozen=True)
+class OsdHost:
+    device: Device
+
+    @property
+    def crush_location(self) -> str:
+        d = self.device
+        return f"root=default datacenter={d.site} rack={d.rack} host={d.name}"
+
+
+class CephLab:
+    def __init__(self, cfg: LabConfig, fabric: Fabric) -> None:
+        self.cfg, self.fabric = cfg, fabric
+        self.dir = cfg.dir / "ceph"
+        self.conf = self.dir / "ceph.conf"
+        self.admin_keyring = self.dir / "ceph.client.admin.keyring"
+
+    @property
+    def ceph(self) -> Ceph:
+        return Ceph(self.conf, timeout=15)
+
+    def _mon_host(self, bridge: IPv4Address) -> str:
+        p = self.cfg.ports
+        return f"[v2:{bridge}:{p.ceph_mon_v2},v1:{bridge}:{p.ceph_mon_v1}]"
+
+    def _conf(self, fsid: str, bridge: IPv4Address) -> str:
+        p = self.cfg.ports
+        d = self.dir
+        return (
+            f"[global]\nfsid = {fsid}\nmon_host = {self._mon_host(bridge)}\n"
+            f"public_addr = {bridge}\ncluster_addr = {bridge}\n"
+            f"ms_bind_port_min = {p.ceph_bind_min}\nms_bind_port_max = {p.ceph_bind_max}\n"
+            "auth_cluster_required = cephx\nauth_service_required = cephx\nauth_client_required = cephx\n"
+            f"run_dir = {d}/run\ncrash_dir = {d}/crash\nlog_file = {d}/log/$cluster-$name.log\n"
+            f"pid_file = {d}/run/$cluster-$name.pid\nmon_cluster_log_file = {d}/log/$cluster.$channel.log\n"
+            f"mon_data = {d}/mon/$cluster-$id\nmgr_data = {d}/mgr/$cluster-$id\n"
+            f"\n[client]\nkeyring = {self.admin_keyring}\nadmin_socket =\nlog_file =\n"
+            "\n[mon]\nkeyring = $mon_data/keyring\nmgr_initial_modules = iostat\n"
+            "mon_data_avail_warn = 2\nmon_data_avail_crit = 1\nauth_allow_insecure_global_id_reclaim = false\n"
+            "\n[mgr]\nkeyring = $mgr_data/keyring\n"
+        )
+
+    @staticmethod
+    def host_conf(cluster_conf: str, host: Device) -> str:
+        """The server's own /etc/ceph/ceph.conf: the cluster's global section, its own address."""
+        assert host.mgmt_address is not None
+        global_section = cluster_conf.split("\n[client]")[0]
+        lines = [
+            line
+            for line in global_section.splitlines()
+            if not line.startswith(
+                ("public_addr", "cluster_addr", "run_dir", "crash_dir", "log_file", "pid_file")
+            )
+            and not line.startswith(("mon_data", "mgr_data", "mon_cluster_log_file"))
+        ]
+        ip = host.mgmt_address.ip
+        return "\n".join(
+            [
+                *lines,
+                f"public_addr = {ip}",
+                f"cluster_addr = {ip}",
+                "run_dir = /run/ceph",
+                "log_file = /var/log/ceph/$cluster-$name.log",
+                "pid_file = /run/ceph/$cluster-$name.pid",
+                "\n[osd]",
+                "keyring = $osd_data/keyring",
+                "osd_objectstore = bluestore",
+                f"bluestore_block_size = {OSD_SIZE}",
+                "bluestore_block_create = true",
+                "bluestore_fsck_on_mkfs = false",
+                "osd_memory_target = 939524096",
+                "",
+            ]
+        )
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def healthy(self, hosts: list[Device]) -> bool:
+        if not self.conf.exists() or not self._daemon_alive("mon.a") or not self._daemon_alive("mgr.x"):
+            return False
+        try:
+            osds = self.ceph.osds()
+        except CephError:
+            return False
+        return all(o["up"] for o in osds.values()) and {o["host"] for o in osds.values()} >= {
+            h.name for h in hosts
+        }
+
+    def _daemon_alive(self, name: str) -> bool:
+        return procs.running(self.dir / "run" / f"ceph-{name}.pid", "ceph-") is not None
+
+    def up(self, bridge: IPv4Address, hosts: list[Device]) -> bool:
+        """Boots the cluster, or restarts what is not running (the data survives); True if anything
+        was started. `hosts` are the storage servers that carry OSDs (those of active racks)."""
+        if self.healthy(hosts):
+            return False
+        done = self.dir / "bootstrapped"
+        fresh = not done.exists()  # an interrupted bootstrap starts over
+        if fresh:
+            self._bootstrap(bridge)
+        else:
+            for name in ("mon.a", "mgr.x"):
+                if not self._daemon_alive(name):
+                    daemon, ident = name.split(".")
+                    self._start(f"ceph-{daemon}", ident)
+        procs.wait_for(self._mgr_available, "ceph mgr", timeout=90)
+        if fresh:
+            # the balancer moves data on its own schedule: weight ramps must be the only movers here
+            self.ceph.call("balancer", "off")
+            self.ceph.call("osd", "pool", "create", POOL, "16", "16", "replicated")
+            self.ceph.call("osd", "pool", "application", "enable", POOL, "rbd")
+            done.touch()
+        have = {o["host"] for o in self.ceph.osds().values()}
+        for host in hosts:
+            if host.name in have:
+                self.start_osds(host)
+            else:
+                self.create_osd(host)
+        self.ceph.wait_clean(timeout=180, stable=2)
+        return True
+
+    def _mgr_available(self) -> bool:
+        try:
+            return bool(self.ceph.call("mgr", "stat").get("available"))
+        except CephError:
+            return False
+
+    def _start(self, daemon: str, ident: str) -> None:
+        procs.run(
+            [daemon, "-i", ident, "--conf", str(self.conf)], f"starting {daemon}", env=self.cfg.process_env()
+        )
+
+    def _bootstrap(self, bridge: IPv4Address) -> None:
+        self.down()
+        for sub in ("run", "log", "crash", "mon", "mgr"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        fsid = str(uuid.uuid4())
+        self.conf.write_text(self._conf(fsid, bridge))
+        mon_keyring = self.dir / "mon.keyring"
+        auth = "ceph-authtool"
+        procs.run(
+            [
+                auth,
+                "--create-keyring",
+                str(mon_keyring),
+                "--gen-key",
+                "-n",
+                "mon.",
+                "--cap",
+                "mon",
+                "allow *",
+            ],
+            "mon key",
+        )
+        admin_caps = [arg for kind in ("mon", "osd", "mds", "mgr") for arg in ("--cap", kind, "allow *")]
+        procs.run(
+            [
+                auth,
+                "--create-keyring",
+                str(self.admin_keyring),
+                "--gen-key",
+                "-n",
+                "client.admin",
+                *admin_caps,
+            ],
+            "admin key",
+        )
+        procs.run([auth, str(mon_keyring), "--import-keyring", str(self.admin_keyring)], "keyring")
+        self.admin_keyring.chmod(0o600)
+        monmap = self.dir / "monmap"
+        procs.run(
+            ["monmaptool", "--create", "--fsid", fsid, "--addv", "a", self._mon_host(bridge), str(monmap)],
+            "monmap",
+        )
+        procs.run(
+            [
+                "ceph-mon",
+                "--conf",
+                str(self.conf),
+                "--mkfs",
+                "-i",
+                "a",
+                "--monmap",
+                str(monmap),
+                "--keyring",
+                str(mon_keyring),
+            ],
+            "mon mkfs",
+        )
+        self._start("ceph-mon", "a")
+        self.ceph.call("config", "assimilate-conf", "-i", "-", stdin=RUNTIME_CONFIG)
+        mgr_dir = self.dir / "mgr" / "ceph-x"
+        mgr_dir.mkdir(parents=True, exist_ok=True)
+        caps = ["mon", "allow profile mgr", "osd", "allow *", "mds", "allow *"]
+        [entity] = self.ceph.call("auth", "get-or-create", "mgr.x", *caps)
+        (mgr_dir / "keyring").write_text(f"[{entity['entity']}]\n\tkey = {entity['key']}\n")
+        self._start("ceph-mgr", "x")
+
+    # --- OSDs on storage servers ----------------------------------------------------------------
+    def _on_host(self, host: Device, script: str, what: str, stdin: str | None = None) -> str:
+        argv = [*self.fabric.nsenter(host.name), "sh", "-c", script]
+        return procs.run(argv, f"{what} on {host.name}", env=self.cfg.process_env(), input=stdin).stdout
+
+    def create_osd(self, host: Device, weight: float | None = None) -> int:
+        """One OSD on `host` at its CRUSH location (from NetBox); `weight` 0 keeps data off it."""
+        osd_uuid, secret = (
+            str(uuid.uuid4()),
+            subprocess.run(
+                ["ceph-authtool", "--gen-print-key"], capture_output=True, text=True, check=True
+            ).stdout.strip(),
+        )
+        osd_id = int(
+            self.ceph.call("osd", "new", osd_uuid, "-i", "-", stdin=f'{{"cephx_secret": "{secret}"}}')[
+                "osdid"
+            ]
+        )
+        self.ceph.call("config", "set", f"osd.{osd_id}", "crush_location", OsdHost(host).crush_location)
+        if weight is not None:
+            self.ceph.call("config", "set", f"osd.{osd_id}", "osd_crush_initial_weight", str(weight))
+        data = f"/var/lib/ceph/osd/ceph-{osd_id}"
+        self._on_host(
+            host,
+            "mkdir -p /etc/ceph && cat > /etc/ceph/ceph.conf",
+            "ceph.conf",
+            self.host_conf(self.conf.read_text(), host),
+        )
+        script = (
+            # a directory of this id can only be left from an earlier lab cluster: the id is new here
+            f"set -e; rm -rf {data}; mkdir -p {data} /var/log/ceph /run/ceph\n"
+            f"ceph-authtool --create-keyring {data}/keyring --name osd.{osd_id} --add-key {shlex.quote(secret)} >/dev/null\n"
+            f"ceph-osd -i {osd_id} --mkfs --osd-uuid {osd_uuid} >/var/log/ceph/mkfs-osd.{osd_id}.log 2>&1\n"
+            f"ceph-osd -i {osd_id}\n"
+        )
+        self._on_host(host, script, f"creating osd.{osd_id}")
+        return osd_id
+
+    def start_osds(self, host: Device) -> None:
+        """Starts every OSD whose data is on `host` and is not running (after the lab was half-dead)."""
+        script = (
+            'mkdir -p /run/ceph; for d in /var/lib/ceph/osd/ceph-*; do [ -d "$d" ] || continue; id=${d##*-};'
+            " [ -f /run/ceph/ceph-osd.$id.pid ] && kill -0 $(cat /run/ceph/ceph-osd.$id.pid) 2>/dev/null && continue;"
+            " ceph-osd -i $id; done"
+        )
+        self._on_host(host, script, "starting OSDs")
+
+    def stop_osd(self, host: Device, osd_id: int) -> None:
+        """Stops one OSD on its host, as a failing disk or a killed daemon would."""
+        self._on_host(host, f"kill $(cat /run/ceph/ceph-osd.{osd_id}.pid)", f"stopping osd.{osd_id}")
+
+    def down(self) -> None:
+        """OSDs on the servers first (found in the lab's namespaces), then the mgr, the mon, the data."""
+        spaces = [Path("/run/netns") / n for n in self.fabric.namespaces()]
+        procs.stop([p for p in procs.in_network_namespaces(spaces) if "ceph-osd" in procs.cmdline(p)])
+        for name in ("mgr.x", "mon.a"):
+            procs.stop_pidfile(self.dir / "run" / f"ceph-{name}.pid", "ceph-")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def client_env(self) -> dict[str, str]:
+        return {"CEPH_CONF": str(self.conf)}
