@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from atlas.model import Device
+
 EBUSY = 16
+OSD_FILE_SIZE = 4 * 2**30  # file-backed bluestore: sparse, takes only what is written
 
 
 class CephError(RuntimeError):
@@ -45,25 +48,26 @@ class Ceph:
     conf: Path
     timeout: float = 20.0
 
-    def call(self, *args: str, stdin: str | None = None, ok_codes: tuple[int, ...] = (0,)) -> Any:
-        """One `ceph` command; its JSON answer, or None when it prints nothing."""
-        argv = [
-            "ceph",
-            "--conf",
-            str(self.conf),
-            "--connect-timeout",
-            str(int(self.timeout)),
-            *args,
-            "-f",
-            "json",
-        ]
+    def _run(self, args: tuple[str, ...], stdin: str | None, ok_codes: tuple[int, ...], as_json: bool) -> str:
+        argv = ["ceph", "--conf", str(self.conf), "--connect-timeout", str(int(self.timeout)), *args]
         try:
-            done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=self.timeout + 5)
+            done = subprocess.run(
+                [*argv, *(["-f", "json"] if as_json else [])],
+                input=stdin,
+                capture_output=True,
+                text=True,
+                timeout=self.timeout + 5,
+            )
         except subprocess.TimeoutExpired:
             raise CephError(f"`ceph {' '.join(args)}` did not answer within {self.timeout:.0f} s") from None
         if done.returncode not in ok_codes:
             raise CephError(f"`ceph {' '.join(args)}` failed ({done.returncode}): {done.stderr.strip()}")
-        return json.loads(done.stdout) if done.stdout.strip() else None
+        return done.stdout
+
+    def call(self, *args: str, stdin: str | None = None, ok_codes: tuple[int, ...] = (0,)) -> Any:
+        """One `ceph` command; its JSON answer, or None when it prints nothing."""
+        out = self._run(args, stdin, ok_codes, as_json=True)
+        return json.loads(out) if out.strip() else None
 
     # --- reads ----------------------------------------------------------------------------------
     def health(self) -> tuple[str, list[str]]:
@@ -106,6 +110,15 @@ class Ceph:
         """CRUSH buckets with flags of their own (`set-group noout rack1`)."""
         nodes = self.call("osd", "dump").get("crush_node_flags", {})
         return {str(name): set(flags) for name, flags in nodes.items()}
+
+    def minimal_conf(self) -> str:
+        """What a host needs to find the cluster: fsid and mon addresses."""
+        return self._run(("config", "generate-minimal-conf"), None, (0,), as_json=False)
+
+    def keyring(self, entity: str) -> str:
+        """The keyring text of an entity (e.g. client.bootstrap-osd); a secret, never logged."""
+        [answer] = self.call("auth", "get", entity)
+        return f"[{answer['entity']}]\n\tkey = {answer['key']}\n"
 
     # --- maintenance ----------------------------------------------------------------------------
     def set_group_noout(self, buckets: list[str]) -> None:
@@ -156,3 +169,40 @@ class Ceph:
             if now > deadline:
                 raise CephError(f"PGs not clean within {timeout:.0f} s: {pgs}")
             time.sleep(poll)
+
+
+def crush_location(host: Device) -> str:
+    """Where NetBox puts the host: root default -> datacenter (its site) -> rack -> host."""
+    return f"root=default datacenter={host.site} rack={host.rack} host={host.name}"
+
+
+def osd_host_conf(minimal_conf: str, host: Device, initial_weight: float | None) -> str:
+    """A storage host's /etc/ceph/ceph.conf: the cluster's minimal conf (`config generate-minimal-conf`),
+    the host's own address and CRUSH location, and the weight its new OSDs join with (0 keeps data off
+    them until the ramp)."""
+    assert host.mgmt_address is not None  # preflight
+    osd = [
+        "[osd]",
+        "keyring = $osd_data/keyring",
+        f"crush_location = {crush_location(host)}",
+        "osd_objectstore = bluestore",
+        f"bluestore_block_size = {OSD_FILE_SIZE}",
+        "bluestore_block_create = true",
+        "bluestore_fsck_on_mkfs = false",
+    ]
+    if initial_weight is not None:
+        osd.append(f"osd_crush_initial_weight = {initial_weight}")
+    ip = host.mgmt_address.ip
+    return "\n".join(
+        [
+            minimal_conf.strip(),
+            f"\tpublic_addr = {ip}",
+            f"\tcluster_addr = {ip}",
+            "\trun_dir = /run/ceph",
+            "\tlog_file = /var/log/ceph/$cluster-$name.log",
+            "\tpid_file = /run/ceph/$cluster-$name.pid",
+            "",
+            *osd,
+            "",
+        ]
+    )

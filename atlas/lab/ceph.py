@@ -13,21 +13,20 @@ enrolled by the ceph-osd-enroll flow. Tunables live in the mon's config database
 
 from __future__ import annotations
 
-import shlex
 import shutil
-import subprocess
 import uuid
-from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from atlas.ceph import Ceph, CephError
+from atlas.ceph import Ceph, CephError, osd_host_conf
 from atlas.lab import procs
 from atlas.lab.config import LabConfig
 from atlas.lab.fabric import Fabric
 from atlas.model import Device
 
-OSD_SIZE = 4 * 2**30  # sparse: the file takes only what is written
+OSD_SCRIPT = (
+    Path(__file__).resolve().parents[2] / "playbooks" / "roles" / "ceph_osd" / "files" / "osd-file.sh"
+)
 RUNTIME_CONFIG = """[global]
 osd_pool_default_size = 2
 osd_pool_default_min_size = 1
@@ -46,16 +45,6 @@ osd_max_pg_log_entries = 10
 osd_pg_log_trim_min = 5
 """
 POOL = "atlas"
-
-
-@dataclass(frozen=True)
-class OsdHost:
-    device: Device
-
-    @property
-    def crush_location(self) -> str:
-        d = self.device
-        return f"root=default datacenter={d.site} rack={d.rack} host={d.name}"
 
 
 class CephLab:
@@ -88,39 +77,6 @@ class CephLab:
             "\n[mon]\nkeyring = $mon_data/keyring\nmgr_initial_modules = iostat\n"
             "mon_data_avail_warn = 2\nmon_data_avail_crit = 1\nauth_allow_insecure_global_id_reclaim = false\n"
             "\n[mgr]\nkeyring = $mgr_data/keyring\n"
-        )
-
-    @staticmethod
-    def host_conf(cluster_conf: str, host: Device) -> str:
-        """The server's own /etc/ceph/ceph.conf: the cluster's global section, its own address."""
-        assert host.mgmt_address is not None
-        global_section = cluster_conf.split("\n[client]")[0]
-        lines = [
-            line
-            for line in global_section.splitlines()
-            if not line.startswith(
-                ("public_addr", "cluster_addr", "run_dir", "crash_dir", "log_file", "pid_file")
-            )
-            and not line.startswith(("mon_data", "mgr_data", "mon_cluster_log_file"))
-        ]
-        ip = host.mgmt_address.ip
-        return "\n".join(
-            [
-                *lines,
-                f"public_addr = {ip}",
-                f"cluster_addr = {ip}",
-                "run_dir = /run/ceph",
-                "log_file = /var/log/ceph/$cluster-$name.log",
-                "pid_file = /run/ceph/$cluster-$name.pid",
-                "\n[osd]",
-                "keyring = $osd_data/keyring",
-                "osd_objectstore = bluestore",
-                f"bluestore_block_size = {OSD_SIZE}",
-                "bluestore_block_create = true",
-                "bluestore_fsck_on_mkfs = false",
-                "osd_memory_target = 939524096",
-                "",
-            ]
         )
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -159,12 +115,10 @@ class CephLab:
             self.ceph.call("osd", "pool", "create", POOL, "16", "16", "replicated")
             self.ceph.call("osd", "pool", "application", "enable", POOL, "rbd")
             done.touch()
-        have = {o["host"] for o in self.ceph.osds().values()}
         for host in hosts:
-            if host.name in have:
-                self.start_osds(host)
-            else:
-                self.create_osd(host)
+            if fresh:  # OSD data a server kept from an earlier lab cluster cannot join this one
+                self._on_host(host, "rm -rf /var/lib/ceph/osd /etc/ceph/ceph.conf", "clearing old OSDs")
+            self.create_osd(host)  # creates what is missing, starts what is stopped
         self.ceph.wait_clean(timeout=180, stable=2)
         return True
 
@@ -250,47 +204,14 @@ class CephLab:
         argv = [*self.fabric.nsenter(host.name), "sh", "-c", script]
         return procs.run(argv, f"{what} on {host.name}", env=self.cfg.process_env(), input=stdin).stdout
 
-    def create_osd(self, host: Device, weight: float | None = None) -> int:
-        """One OSD on `host` at its CRUSH location (from NetBox); `weight` 0 keeps data off it."""
-        osd_uuid, secret = (
-            str(uuid.uuid4()),
-            subprocess.run(
-                ["ceph-authtool", "--gen-print-key"], capture_output=True, text=True, check=True
-            ).stdout.strip(),
-        )
-        osd_id = int(
-            self.ceph.call("osd", "new", osd_uuid, "-i", "-", stdin=f'{{"cephx_secret": "{secret}"}}')[
-                "osdid"
-            ]
-        )
-        self.ceph.call("config", "set", f"osd.{osd_id}", "crush_location", OsdHost(host).crush_location)
-        if weight is not None:
-            self.ceph.call("config", "set", f"osd.{osd_id}", "osd_crush_initial_weight", str(weight))
-        data = f"/var/lib/ceph/osd/ceph-{osd_id}"
-        self._on_host(
-            host,
-            "mkdir -p /etc/ceph && cat > /etc/ceph/ceph.conf",
-            "ceph.conf",
-            self.host_conf(self.conf.read_text(), host),
-        )
-        script = (
-            # a directory of this id can only be left from an earlier lab cluster: the id is new here
-            f"set -e; rm -rf {data}; mkdir -p {data} /var/log/ceph /run/ceph\n"
-            f"ceph-authtool --create-keyring {data}/keyring --name osd.{osd_id} --add-key {shlex.quote(secret)} >/dev/null\n"
-            f"ceph-osd -i {osd_id} --mkfs --osd-uuid {osd_uuid} >/var/log/ceph/mkfs-osd.{osd_id}.log 2>&1\n"
-            f"ceph-osd -i {osd_id}\n"
-        )
-        self._on_host(host, script, f"creating osd.{osd_id}")
-        return osd_id
-
-    def start_osds(self, host: Device) -> None:
-        """Starts every OSD whose data is on `host` and is not running (after the lab was half-dead)."""
-        script = (
-            'mkdir -p /run/ceph; for d in /var/lib/ceph/osd/ceph-*; do [ -d "$d" ] || continue; id=${d##*-};'
-            " [ -f /run/ceph/ceph-osd.$id.pid ] && kill -0 $(cat /run/ceph/ceph-osd.$id.pid) 2>/dev/null && continue;"
-            " ceph-osd -i $id; done"
-        )
-        self._on_host(host, script, "starting OSDs")
+    def create_osd(self, host: Device) -> None:
+        """An OSD on `host`, the way the ceph_osd role makes it (the same script, the same conf)."""
+        conf = osd_host_conf(self.ceph.minimal_conf(), host, initial_weight=None)
+        self._on_host(host, "mkdir -p /etc/ceph && cat > /etc/ceph/ceph.conf", "ceph.conf", conf)
+        keyring = self.ceph.keyring("client.bootstrap-osd")
+        write_key = "mkdir -p -m 0700 /var/lib/ceph/bootstrap-osd && umask 077 && cat > /var/lib/ceph/bootstrap-osd/ceph.keyring"
+        self._on_host(host, write_key, "bootstrap-osd key", keyring)
+        self._on_host(host, "sh -s 1", "creating an OSD", OSD_SCRIPT.read_text())
 
     def stop_osd(self, host: Device, osd_id: int) -> None:
         """Stops one OSD on its host, as a failing disk or a killed daemon would."""
