@@ -69,9 +69,10 @@ def flow_env(lab: Lab) -> Iterator[None]:
     """Flows find Vault and Prefect the way they do in production: from the environment."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    saved = {k: os.environ.get(k) for k in ("VAULT_ADDR", "VAULT_TOKEN")}
+    saved = {k: os.environ.get(k) for k in ("VAULT_ADDR", "VAULT_TOKEN", "CEPH_CONF")}
     os.environ["VAULT_ADDR"] = lab.cfg.openbao_url
     os.environ["VAULT_TOKEN"] = lab.secrets.openbao_root_token
+    os.environ["CEPH_CONF"] = str(lab.ceph.conf)
     with temporary_settings({PREFECT_API_URL: lab.cfg.prefect_url}):
         yield
     for k, v in saved.items():

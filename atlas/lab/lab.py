@@ -195,6 +195,7 @@ class Lab:
             "VAULT_TOKEN": self.secrets.openbao_root_token,
             "PREFECT_API_URL": self.cfg.prefect_url,
             "ATLAS_AWS_ENDPOINT": self.cfg.moto_url,
+            "CEPH_CONF": str(self.ceph.conf),
             "ATLAS_LAB": self.cfg.name,
         }
 

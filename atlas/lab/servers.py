@@ -122,6 +122,7 @@ def lab_servers(cfg: LabConfig, secrets: LabSecrets) -> list[Server]:
                 "VAULT_ADDR": cfg.openbao_url,
                 "VAULT_TOKEN": secrets.openbao_root_token,
                 "PREFECT_HOME": str(cfg.dir / "prefect-serve"),
+                "CEPH_CONF": str(cfg.dir / "ceph" / "ceph.conf"),
             },
         ),
     ]

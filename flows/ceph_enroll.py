@@ -1,0 +1,161 @@
+"""ceph-osd-enroll: storage servers in NetBox become Ceph OSD hosts, data never at risk.
+
+Runbook: read the hosts from NetBox -> preflight (storage servers, active, reachable; the cluster
+clean and not held by flags; every problem named, nothing touched) -> plan (existing OSDs and their
+weights; the dry run stops here) -> create the missing OSDs through the ceph_osd role at CRUSH weight 0
+-> wait until they are up and in -> ramp their weight in steps, active+clean with a steady map between
+steps, stopping on a down OSD or PGs that stay inactive -> NetBox: OSD ids on the device and a journal
+entry -> report.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, Field
+
+from atlas import ceph_enroll
+from atlas.bringup import wait_reachable
+from atlas.ceph import Ceph
+from atlas.model import Device, Refused
+from atlas.sot.read import read_devices
+from atlas.sot.write import add_journal_entry, set_custom_fields
+from flows.common import NAME_PATTERN, DryRun, publish, run_name, sources
+
+OSD_IDS_FIELD = "ceph_osd_ids"
+
+
+class EnrollRefused(Refused):
+    headline = "{n} problem(s); no OSD was created or changed"
+
+
+class EnrollReport(BaseModel):
+    dry_run: bool
+    osds: dict[str, list[int]]  # host -> its OSD ids
+    created: list[str]
+    steps: list[float]
+    weights: dict[int, float]
+
+
+def cluster() -> Ceph:
+    """The cluster from the worker's environment (CEPH_CONF, with the admin keyring it names)."""
+    return Ceph(Path(os.environ.get("CEPH_CONF", "/etc/ceph/ceph.conf")))
+
+
+@task(name="read hosts from NetBox", cache_policy=NO_CACHE)
+def read_hosts(names: list[str]) -> tuple[Any, Any, dict[str, Device]]:
+    nb, vault = sources()
+    return nb, vault, {d.name: d for d in read_devices(nb, names)} if names else {}
+
+
+@task(name="preflight", cache_policy=NO_CACHE)
+def preflight(names: list[str], found: dict[str, Device], ceph: Ceph) -> list[Device]:
+    problems = ceph_enroll.host_problems(names, found)
+    hosts = [found[n] for n in names if n in found]
+    problems += wait_reachable(tuple(h for h in hosts if h.role.is_server), timeout=20)
+    health, checks = ceph.health()
+    problems += ceph_enroll.cluster_problems(health, checks, ceph.pgs(), ceph.flags())
+    if problems:
+        raise EnrollRefused(problems)
+    return hosts
+
+
+@task(name="create OSDs at weight 0 (ceph_osd role)", cache_policy=NO_CACHE)
+def create(ceph: Ceph, hosts: list[Device], vault: Any) -> list[str]:
+    log = get_run_logger()
+    results = []
+    for site in sorted({h.site for h in hosts}):
+        group = [h for h in hosts if h.site == site]
+        results += ceph_enroll.create_osds(ceph, group, vault.credential(site, "storage"), log.info)
+    failed = [r for r in results if r.failed]
+    if failed:
+        raise ceph_enroll.EnrollFailed("; ".join(f"{r.target}: {r.detail}" for r in failed))
+    return [r.target for r in results if r.changed]
+
+
+@task(name="ramp CRUSH weight", cache_policy=NO_CACHE)
+def ramp(ceph: Ceph, targets: dict[int, float], step: float) -> list[float]:
+    return ceph_enroll.ramp(ceph, targets, step, get_run_logger().info)
+
+
+@task(name="record in NetBox", cache_policy=NO_CACHE)
+def record(nb: Any, osds: dict[str, list[int]], weights: dict[int, float]) -> list[str]:
+    changed = []
+    for host, ids in sorted(osds.items()):
+        value = ",".join(map(str, sorted(ids)))
+        if set_custom_fields(nb, host, {OSD_IDS_FIELD: value}).changed:
+            listing = ", ".join(f"osd.{i} at weight {weights[i]:.6f}" for i in sorted(ids))
+            add_journal_entry(nb, host, f"ceph-osd-enroll {run_name()}: {listing}", kind="success")
+            changed.append(host)
+    return changed
+
+
+@flow(name="ceph-osd-enroll")
+def ceph_osd_enroll(
+    hosts: Annotated[
+        list[Annotated[str, Field(pattern=NAME_PATTERN)]],
+        Field(description="Storage servers, by NetBox name"),
+    ],
+    target_weight: Annotated[
+        float | None,
+        Field(gt=0, le=1000, description="CRUSH weight of each new OSD at the end; empty: its size in TiB"),
+    ] = None,
+    step: Annotated[
+        float, Field(gt=0, le=1, description="Each ramp step, as a fraction of the target")
+    ] = 0.25,
+    dry_run: DryRun = True,
+) -> EnrollReport:
+    log = get_run_logger()
+    ceph = cluster()
+    nb, vault, found = read_hosts(hosts)
+    chosen = preflight(hosts, found, ceph)
+    plans = ceph_enroll.plan(ceph, chosen)
+    for p in plans:
+        log.info("%s: %d OSD(s) now %s, %d to create", p.host, len(p.osds), p.osds, p.to_create)
+    if dry_run:
+        report = EnrollReport(
+            dry_run=True,
+            osds={p.host: sorted(p.osds) for p in plans},
+            created=[p.host for p in plans if p.to_create],
+            steps=ceph_enroll.ramp_steps(0.0, 1.0, step),
+            weights={i: w for p in plans for i, w in p.osds.items()},
+        )
+        publish_report(report)
+        return report
+    created = create(ceph, chosen, vault)
+    placed = ceph_enroll.wait_osds_up(ceph, chosen)
+    targets = {i: target_weight or ceph_enroll.full_weight(ceph, i) for i in placed}
+    steps = ramp(ceph, targets, step)
+    weights = {i: o["weight"] for i, o in ceph.osds().items() if i in placed}
+    osds = {h.name: sorted(i for i, host in placed.items() if host == h.name) for h in chosen}
+    record(nb, osds, weights)
+    report = EnrollReport(dry_run=False, osds=osds, created=created, steps=steps, weights=weights)
+    publish_report(report)
+    return report
+
+
+def publish_report(report: EnrollReport) -> None:
+    changed = bool(report.created or report.steps)
+    publish(
+        "ceph-osd-enroll-" + "-".join(sorted(report.osds)),
+        "Ceph OSD enrollment" + (" (dry run: plan)" if report.dry_run else ""),
+        [
+            f"hosts: {', '.join(sorted(report.osds))}",
+            f"OSDs {'to create on' if report.dry_run else 'created on'}: {', '.join(report.created) or 'none'}",
+            f"ramp steps: {', '.join(f'{s:.0%}' for s in report.steps) or 'none (at target)'}",
+            *(
+                ["no change: every OSD exists at its target weight"]
+                if not changed and not report.dry_run
+                else []
+            ),
+        ],
+        [
+            {"host": host, "osd": f"osd.{i}", "weight": f"{report.weights.get(i, 0.0):.6f}"}
+            for host, ids in sorted(report.osds.items())
+            for i in ids
+        ],
+    )
