@@ -202,7 +202,9 @@ class CephLab:
     # --- OSDs on storage servers ----------------------------------------------------------------
     def _on_host(self, host: Device, script: str, what: str, stdin: str | None = None) -> str:
         argv = [*self.fabric.nsenter(host.name), "sh", "-c", script]
-        return procs.run(argv, f"{what} on {host.name}", env=self.cfg.process_env(), input=stdin).stdout
+        # the server's own conf, whatever CEPH_CONF the caller has (a flow's points at the lab's)
+        env = self.cfg.process_env() | {"CEPH_CONF": "/etc/ceph/ceph.conf"}
+        return procs.run(argv, f"{what} on {host.name}", env=env, input=stdin).stdout
 
     def create_osd(self, host: Device) -> None:
         """An OSD on `host`, the way the ceph_osd role makes it (the same script, the same conf)."""
@@ -212,6 +214,10 @@ class CephLab:
         write_key = "mkdir -p -m 0700 /var/lib/ceph/bootstrap-osd && umask 077 && cat > /var/lib/ceph/bootstrap-osd/ceph.keyring"
         self._on_host(host, write_key, "bootstrap-osd key", keyring)
         self._on_host(host, "sh -s 1", "creating an OSD", OSD_SCRIPT.read_text())
+
+    def start_osds(self, host: Device) -> None:
+        """Starts the OSDs of `host` that are not running (the role's script, creating none)."""
+        self._on_host(host, "sh -s 0", "starting OSDs", OSD_SCRIPT.read_text())
 
     def stop_osd(self, host: Device, osd_id: int) -> None:
         """Stops one OSD on its host, as a failing disk or a killed daemon would."""

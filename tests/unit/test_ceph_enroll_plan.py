@@ -1,0 +1,69 @@
+"""Enrollment decisions on plain data: who may be enrolled, when the cluster may take OSDs, the ramp."""
+
+from __future__ import annotations
+
+import pytest
+
+from atlas.ceph import PgSummary, crush_location, osd_host_conf
+from atlas.ceph_enroll import EPSILON, cluster_problems, host_problems, ramp_steps
+from atlas.lab.config import DEFAULT_TOPOLOGY
+from atlas.model import Device, DeviceStatus
+from atlas.topology import load_topology
+
+CLEAN = PgSummary(states={"active+clean": 17}, total=17)
+
+
+def devices() -> dict[str, Device]:
+    return {d.name: d for d in load_topology(DEFAULT_TOPOLOGY).all_devices()}
+
+
+def test_only_active_storage_servers_known_to_netbox_are_enrolled() -> None:
+    found = devices()
+    assert host_problems(["fra1-r01-sto1"], found) == []
+    problems = host_problems(["fra1-r02-sto1", "fra1-r01-cmp1", "ghost", "bad;name"], found)
+    assert problems[0].startswith("host 'bad;name'")
+    assert "fra1-r02-sto1: planned in NetBox; bring its rack up first" in problems
+    assert "fra1-r01-cmp1: a compute server, not a storage server" in problems
+    assert "ghost: not in NetBox" in problems
+    assert host_problems([], found) == ["no host given"]
+
+
+def test_a_busy_or_held_cluster_takes_no_new_osds() -> None:
+    assert cluster_problems("HEALTH_OK", [], CLEAN, {"sortbitwise"}) == []
+    assert cluster_problems("HEALTH_WARN", ["OSD_FLAGS: x"], CLEAN, set()) == []
+    busy = PgSummary(states={"active+clean": 10, "active+recovering+degraded": 7}, total=17)
+    problems = cluster_problems("HEALTH_ERR", ["PG_DAMAGED: 1 pg"], busy, {"noout", "norebalance"})
+    assert len(problems) == 3
+    assert "7 active+recovering+degraded" in problems[1] and "noout, norebalance" in problems[2]
+
+
+@pytest.mark.parametrize(
+    ("current", "target", "step", "expected"),
+    [
+        (0.0, 1.0, 0.25, [0.25, 0.5, 0.75, 1.0]),
+        (0.5, 1.0, 0.25, [0.75, 1.0]),  # resumed after an interruption: the same grid
+        (0.6, 1.0, 0.25, [0.75, 1.0]),
+        (1.0, 1.0, 0.25, []),  # at target: nothing to do
+        (1.0 - EPSILON / 2, 1.0, 0.25, []),  # CRUSH's fixed point rounds below target
+        (0.0, 0.9, 1.0, [0.9]),
+        (2.0, 1.0, 0.25, [1.0]),  # above target: straight down
+        (0.0, 1.0, 0.3, [0.25, 0.5, 0.75, 1.0]),  # a step that does not divide 1 rounds to more steps
+    ],
+)
+def test_the_ramp_goes_through_a_fixed_grid(
+    current: float, target: float, step: float, expected: list[float]
+) -> None:
+    assert ramp_steps(current, target, step) == expected
+
+
+def test_a_hosts_ceph_conf_places_its_osds_where_netbox_has_it() -> None:
+    host = devices()["fra1-r02-sto1"]
+    minimal = "# minimal\n[global]\n\tfsid = f\n\tmon_host = [v2:198.18.0.1:28009/0]\n"
+    conf = osd_host_conf(minimal, host, initial_weight=0)
+    assert crush_location(host) == "root=default datacenter=fra1 rack=fra1-r02 host=fra1-r02-sto1"
+    assert f"crush_location = {crush_location(host)}" in conf
+    assert "osd_crush_initial_weight = 0" in conf
+    assert host.mgmt_address is not None and f"public_addr = {host.mgmt_address.ip}" in conf
+    assert "initial_weight" not in osd_host_conf(
+        minimal, host.model_copy(update={"status": DeviceStatus.ACTIVE}), None
+    )
