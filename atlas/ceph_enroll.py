@@ -81,6 +81,13 @@ def ramp_steps(current: float, target: float, step: float) -> list[float]:
     return [round(target * k / n, 6) for k in range(1, n + 1) if target * k / n > current + EPSILON]
 
 
+def fractions_to_go(current: dict[int, float], targets: dict[int, float], step: float) -> list[float]:
+    """The steps (fractions of each OSD's target) still ahead of these OSDs, in order."""
+    return sorted(
+        {round(w / targets[i], 6) for i, now in current.items() for w in ramp_steps(now, targets[i], step)}
+    )
+
+
 def plan(ceph: Ceph, hosts: list[Device]) -> list[HostPlan]:
     osds = ceph.osds()
     plans = []
@@ -161,10 +168,7 @@ def ramp(
     """Raises every OSD to its target in steps, waiting for clean between them; the weights set."""
     osds = ceph.osds()
     done: list[float] = []
-    fractions = sorted(
-        {round(w / targets[i], 6) for i in targets for w in ramp_steps(osds[i]["weight"], targets[i], step)}
-    )
-    for fraction in fractions:
+    for fraction in fractions_to_go({i: osds[i]["weight"] for i in targets}, targets, step):
         for osd_id, target in targets.items():
             weight = round(target * fraction, 6)
             if weight > osds[osd_id]["weight"] + EPSILON:

@@ -11,6 +11,7 @@ entry -> report.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,8 +22,8 @@ from pydantic import BaseModel, Field
 from atlas import ceph_enroll
 from atlas.bringup import wait_reachable
 from atlas.ceph import Ceph
-from atlas.model import Device, Refused
-from atlas.sot.read import read_devices
+from atlas.model import Device, Refused, Role
+from atlas.sot.read import NotInNetBox, rack_members, read_devices
 from atlas.sot.write import add_journal_entry, set_custom_fields
 from flows.common import NAME_PATTERN, DryRun, publish, run_name, sources
 
@@ -47,9 +48,14 @@ def cluster() -> Ceph:
 
 
 @task(name="read hosts from NetBox", cache_policy=NO_CACHE)
-def read_hosts(names: list[str]) -> tuple[Any, Any, dict[str, Device]]:
+def read_hosts(names: list[str], rack: str | None) -> tuple[Any, Any, list[str], dict[str, Device]]:
+    """The hosts named and the storage servers of the rack, as NetBox has them."""
     nb, vault = sources()
-    return nb, vault, {d.name: d for d in read_devices(nb, names)} if names else {}
+    try:
+        wanted = sorted(set(names) | set(rack_members(nb, rack, Role.STORAGE) if rack else []))
+    except NotInNetBox as e:
+        raise EnrollRefused([str(e)]) from None
+    return nb, vault, wanted, {d.name: d for d in read_devices(nb, wanted)} if wanted else {}
 
 
 @task(name="preflight", cache_policy=NO_CACHE)
@@ -77,6 +83,10 @@ def create(ceph: Ceph, hosts: list[Device], vault: Any) -> list[str]:
     return [r.target for r in results if r.changed]
 
 
+def targets(ceph: Ceph, osd_ids: Iterable[int], target_weight: float | None) -> dict[int, float]:
+    return {i: target_weight or ceph_enroll.full_weight(ceph, i) for i in osd_ids}
+
+
 @task(name="ramp CRUSH weight", cache_policy=NO_CACHE)
 def ramp(ceph: Ceph, targets: dict[int, float], step: float) -> list[float]:
     return ceph_enroll.ramp(ceph, targets, step, get_run_logger().info)
@@ -99,7 +109,10 @@ def ceph_osd_enroll(
     hosts: Annotated[
         list[Annotated[str, Field(pattern=NAME_PATTERN)]],
         Field(description="Storage servers, by NetBox name"),
-    ],
+    ] = [],  # noqa: B006 - Prefect forms need a literal default; the list is never mutated
+    rack: Annotated[
+        str | None, Field(pattern=NAME_PATTERN, description="And/or every storage server of this rack")
+    ] = None,
     target_weight: Annotated[
         float | None,
         Field(gt=0, le=1000, description="CRUSH weight of each new OSD at the end; empty: its size in TiB"),
@@ -111,25 +124,27 @@ def ceph_osd_enroll(
 ) -> EnrollReport:
     log = get_run_logger()
     ceph = cluster()
-    nb, vault, found = read_hosts(hosts)
-    chosen = preflight(hosts, found, ceph)
+    nb, vault, names, found = read_hosts(hosts, rack)
+    chosen = preflight(names, found, ceph)
     plans = ceph_enroll.plan(ceph, chosen)
     for p in plans:
         log.info("%s: %d OSD(s) now %s, %d to create", p.host, len(p.osds), p.osds, p.to_create)
     if dry_run:
+        current = {i: w for p in plans for i, w in p.osds.items()}
+        new = ceph_enroll.ramp_steps(0.0, 1.0, step) if any(p.to_create for p in plans) else []
+        ahead = ceph_enroll.fractions_to_go(current, targets(ceph, current, target_weight), step)
         report = EnrollReport(
             dry_run=True,
             osds={p.host: sorted(p.osds) for p in plans},
             created=[p.host for p in plans if p.to_create],
-            steps=ceph_enroll.ramp_steps(0.0, 1.0, step),
-            weights={i: w for p in plans for i, w in p.osds.items()},
+            steps=sorted(set(new) | set(ahead)),
+            weights=current,
         )
         publish_report(report)
         return report
     created = create(ceph, chosen, vault)
     placed = ceph_enroll.wait_osds_up(ceph, chosen)
-    targets = {i: target_weight or ceph_enroll.full_weight(ceph, i) for i in placed}
-    steps = ramp(ceph, targets, step)
+    steps = ramp(ceph, targets(ceph, placed, target_weight), step)
     weights = {i: o["weight"] for i, o in ceph.osds().items() if i in placed}
     osds = {h.name: sorted(i for i, host in placed.items() if host == h.name) for h in chosen}
     record(nb, osds, weights)

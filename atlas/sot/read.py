@@ -175,3 +175,12 @@ def read_prefixes(nb: pynetbox.api, role: str) -> list[Prefix]:
         Prefix(prefix=p.prefix, role=role, site=None, description=p.description or "")
         for p in nb.ipam.prefixes.filter(role=role)
     ]
+
+
+def rack_members(nb: pynetbox.api, rack: str, role: Role) -> list[str]:
+    """Names of the devices with `role` in the rack named `rack` (rack names are unique in Atlas's
+    NetBox: they carry their site's name)."""
+    racks = list(nb.dcim.racks.filter(name=rack))
+    if len(racks) != 1:
+        raise NotInNetBox(f"rack {rack!r}: {len(racks)} racks of that name in NetBox, expected one")
+    return sorted(str(d.name) for d in nb.dcim.devices.filter(rack_id=racks[0].id, role=role.value))

@@ -53,13 +53,20 @@ def test_bad_hosts_are_refused_before_any_change(ceph: Ceph) -> None:
         ceph_osd_enroll(hosts=["fra1-r01-cmp1", "ghost", "ams1-r02-sto1"], dry_run=False)
     assert len(info.value.problems) == 3
     assert "not a storage server" in str(info.value) and "ghost: not in NetBox" in str(info.value)
+    with pytest.raises(EnrollRefused, match="'fra1-r99'"):
+        ceph_osd_enroll(rack="fra1-r99", dry_run=False)
     assert ceph.osds() == before
 
 
 def test_a_dry_run_plans_and_creates_nothing(ceph: Ceph) -> None:
     before = ceph.osds()
-    report = ceph_osd_enroll(hosts=[HOST], dry_run=True)
-    assert report.dry_run and report.created == [HOST] and report.steps == [0.25, 0.5, 0.75, 1.0]
+    report = ceph_osd_enroll(rack="fra1-r02", dry_run=True)  # the rack's storage servers: HOST
+    assert (
+        report.dry_run
+        and list(report.osds) == [HOST]
+        and report.created == [HOST]
+        and report.steps == [0.25, 0.5, 0.75, 1.0]
+    )
     assert ceph.osds() == before and osds_on(ceph, HOST) == {}
 
 
