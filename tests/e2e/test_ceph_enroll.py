@@ -128,6 +128,8 @@ def test_a_run_killed_mid_ramp_is_completed_by_a_rerun(
     assert report.steps[-1] == 1.0 and 0.25 not in report.steps  # continued, not started over
     assert ceph.health()[0] == "HEALTH_OK" and ceph.pgs().clean
     [osd_id] = report.osds[HOST]
+    osd = ceph.osds()[osd_id]
+    assert osd["up"] and osd["in"] and abs(osd["weight"] - 4 / 1024) < 2 / 65536  # its size in TiB
     assert nb.dcim.devices.get(name=HOST).custom_fields["ceph_osd_ids"] == str(osd_id)
 
 
