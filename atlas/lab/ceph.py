@@ -119,7 +119,8 @@ class CephLab:
             if fresh:  # OSD data a server kept from an earlier lab cluster cannot join this one
                 self._on_host(host, "rm -rf /var/lib/ceph/osd /etc/ceph/ceph.conf", "clearing old OSDs")
             self.create_osd(host)  # creates what is missing, starts what is stopped
-        self.ceph.wait_clean(timeout=180, stable=2)
+        if hosts:  # without any OSD the PGs cannot become clean
+            self.ceph.wait_clean(timeout=180, stable=2)
         return True
 
     def _mgr_available(self) -> bool:
@@ -231,5 +232,12 @@ class CephLab:
             procs.stop_pidfile(self.dir / "run" / f"ceph-{name}.pid", "ceph-")
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def client_env(self) -> dict[str, str]:
-        return {"CEPH_CONF": str(self.conf)}
+    def not_needed(self, why: str) -> None:
+        """A lab without storage servers runs no cluster (PGs with no OSD never become clean)."""
+        self.down()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "not-needed").write_text(why + "\n")
+
+    def why_not_needed(self) -> str:
+        marker = self.dir / "not-needed"
+        return marker.read_text().strip() if marker.exists() else ""

@@ -158,10 +158,13 @@ class Lab:
             report.fabric_rebuilt = True
         else:
             self.fabric.install_switch_shell()
-        progress("ceph: mon, mgr, OSDs on the active racks' storage servers")
-        bridge = next(self._mgmt_prefix(nb, sites).hosts())
-        if self.ceph.up(bridge, osd_hosts(sites)):
-            report.started.append("ceph")
+        if any(d.role == Role.STORAGE for s in sites for d in s.devices):
+            progress("ceph: mon, mgr, OSDs on the active racks' storage servers")
+            bridge = next(self._mgmt_prefix(nb, sites).hosts())
+            if self.ceph.up(bridge, osd_hosts(sites)):
+                report.started.append("ceph")
+        else:
+            self.ceph.not_needed("NetBox has no storage server")
         self._write_env(secrets)
         report.seconds = time.monotonic() - t0
         return report
@@ -258,6 +261,8 @@ class Lab:
         return rows
 
     def _ceph_status(self) -> ComponentStatus:
+        if self.ceph.why_not_needed():
+            return ComponentStatus("ceph", True, f"not started: {self.ceph.why_not_needed()}")
         try:
             health, checks = self.ceph.ceph.health()
             osds = self.ceph.ceph.osds()
