@@ -25,7 +25,7 @@ from atlas.ceph import Ceph
 from atlas.model import Device, Refused, Role
 from atlas.sot.read import NotInNetBox, rack_members, read_devices
 from atlas.sot.write import add_journal_entry, set_custom_fields
-from flows.common import NAME_PATTERN, DryRun, publish, run_name, sources
+from flows.common import NAME_PATTERN, DryRun, Names, publish, run_name, sources
 
 OSD_IDS_FIELD = "ceph_osd_ids"
 
@@ -107,7 +107,7 @@ def record(nb: Any, osds: dict[str, list[int]], weights: dict[int, float]) -> li
 @flow(name="ceph-osd-enroll")
 def ceph_osd_enroll(
     hosts: Annotated[
-        list[Annotated[str, Field(pattern=NAME_PATTERN)]],
+        Names,
         Field(description="Storage servers, by NetBox name"),
     ] = [],  # noqa: B006 - Prefect forms need a literal default; the list is never mutated
     rack: Annotated[

@@ -21,7 +21,7 @@ from atlas.hosts import baseline
 from atlas.model import Result
 from atlas.sot.read import site_names
 from atlas.sweep import Area, Creds
-from flows.common import NAME_PATTERN, publish, sources
+from flows.common import Names, publish, sources
 
 
 class SweepIncomplete(RuntimeError):
@@ -103,7 +103,7 @@ def rows(results: list[Result]) -> list[dict[str, str]]:
 @flow(name="config-sweep")
 def config_sweep(
     sites: Annotated[
-        list[Annotated[str, Field(pattern=NAME_PATTERN)]],
+        Names,
         Field(description="NetBox sites to sweep; empty: every site"),
     ] = [],  # noqa: B006 - Prefect forms need a literal default; the list is never mutated
     areas: Annotated[list[Area], Field(description="What to check")] = [  # noqa: B006

@@ -25,7 +25,7 @@ from atlas.net.verify import routing_problems
 from atlas.safety import text_problem
 from atlas.secrets import Credential
 from atlas.sot.write import add_journal_entry, set_custom_fields
-from flows.common import NAME_PATTERN, DryRun, SiteName, publish, run_name, sources
+from flows.common import NAME_PATTERN, DryRun, Names, SiteName, publish, run_name, sources
 
 SwitchName = Annotated[str, Field(pattern=NAME_PATTERN, description="NetBox name of the switch")]
 Creds = dict[tuple[str, str], Credential]
@@ -102,7 +102,7 @@ def fabric_apply(
         str | None, Field(pattern=NAME_PATTERN, description="Only this rack's switches (optional)")
     ] = None,
     switches: Annotated[
-        list[Annotated[str, Field(pattern=NAME_PATTERN)]],
+        Names,
         Field(
             description="Only these switches (optional); empty with no rack: every active switch of the site"
         ),
@@ -170,15 +170,14 @@ def change_cost(switch: str, reason: str, cost_out: bool, force: bool, dry_run: 
     log.info(
         "verifying from %s", ", ".join(n.name for n in neighbours) or "no neighbour with a Full adjacency"
     )
-    if cost_out:
-        problems = fabric.last_path_problems(view, {switch}, states)
-        if problems and not force:
-            raise CostOutRefused(
-                f"cost-out of {switch} refused, nothing changed (force=true overrides):\n"
-                + "\n".join(f"  - {p}" for p in problems)
-            )
-        for p in problems:
-            log.warning("forced despite: %s", p)
+    overridden = fabric.last_path_problems(view, {switch}, states) if cost_out else []
+    if overridden and not force:
+        raise CostOutRefused(
+            f"cost-out of {switch} refused, nothing changed (force=true overrides):\n"
+            + "\n".join(f"  - {p}" for p in overridden)
+        )
+    for p in overridden:
+        log.warning("forced despite: %s", p)
     intended = fabric.with_cost_out(view, switch, cost_out)
     [result] = push(intended, [intended.devices[switch]], creds, dry_run=True)
     recorded = fabric.is_costed_out(target) == cost_out
@@ -196,7 +195,7 @@ def change_cost(switch: str, reason: str, cost_out: bool, force: bool, dry_run: 
     if result.failed:
         raise FabricFailed(f"{switch}: {result.detail} (NetBox records {verb}; a re-run converges)")
     problems = verify_traffic(intended, switch, neighbours, creds, cost_out)
-    forced = " (forced past the last-path guard)" if cost_out and force else ""
+    forced = f" (forced past the last-path guard: {'; '.join(overridden)})" if overridden else ""
     add_journal_entry(
         nb,
         switch,
