@@ -20,7 +20,6 @@ from atlas.safety import name_problem
 from atlas.secrets import Credential
 
 PLAYBOOK = "ceph-osd.yml"
-OSDS_PER_HOST = 1  # the lab path: one file-backed OSD per host
 # Set by hand for maintenance; a new OSD must not join a cluster that is held like this.
 HOLDING_FLAGS = {"noout", "noin", "noup", "nodown", "norebalance", "nobackfill", "norecover", "pause"}
 INACTIVE_GRACE = 30.0  # PGs peer for a moment after a reweight; longer than this is a regression
@@ -57,6 +56,8 @@ def host_problems(names: list[str], found: dict[str, Device]) -> list[str]:
                 problems.append(f"{name}: no management address in NetBox")
             if d.rack is None:
                 problems.append(f"{name}: in no rack in NetBox (its CRUSH location needs one)")
+            if not d.disks:
+                problems.append(f"{name}: no disks in NetBox (inventory items of role disk)")
     return problems
 
 
@@ -93,7 +94,7 @@ def plan(ceph: Ceph, hosts: list[Device]) -> list[HostPlan]:
     plans = []
     for h in hosts:
         mine = {i: o["weight"] for i, o in osds.items() if o["host"] == h.name}
-        plans.append(HostPlan(host=h.name, osds=mine, to_create=max(0, OSDS_PER_HOST - len(mine))))
+        plans.append(HostPlan(host=h.name, osds=mine, to_create=max(0, len(h.disks) - len(mine))))
     return plans
 
 
@@ -107,7 +108,7 @@ def create_osds(ceph: Ceph, hosts: list[Device], cred: Credential, log: Log) -> 
             variables={
                 "ceph_conf": osd_host_conf(minimal, h, initial_weight=0),
                 "ceph_bootstrap_keyring": keyring,
-                "ceph_osd_count": OSDS_PER_HOST,
+                "ceph_osd_count": len(h.disks),  # one OSD per disk NetBox lists
             },
         )
         for h in hosts
@@ -118,11 +119,11 @@ def create_osds(ceph: Ceph, hosts: list[Device], cred: Credential, log: Log) -> 
 def wait_osds_up(ceph: Ceph, hosts: list[Device], timeout: float = 120.0) -> dict[int, str]:
     """Every host's OSDs up and in; their ids and hosts."""
     deadline = time.monotonic() + timeout
-    names = {h.name for h in hosts}
+    wanted = {h.name: len(h.disks) for h in hosts}
     while True:
-        osds = {i: o for i, o in ceph.osds().items() if o["host"] in names}
-        per_host = {n: [o for o in osds.values() if o["host"] == n] for n in names}
-        if all(len(v) >= OSDS_PER_HOST and all(o["up"] and o["in"] for o in v) for v in per_host.values()):
+        osds = {i: o for i, o in ceph.osds().items() if o["host"] in wanted}
+        per_host = {n: [o for o in osds.values() if o["host"] == n] for n in wanted}
+        if all(len(v) >= wanted[n] and all(o["up"] and o["in"] for o in v) for n, v in per_host.items()):
             return {i: str(o["host"]) for i, o in osds.items()}
         if time.monotonic() > deadline:
             missing = sorted(n for n, v in per_host.items() if not v or not all(o["up"] for o in v))

@@ -102,6 +102,7 @@ class Device(Frozen):
     mgmt_address: IPv4Interface | None = None
     loopback: IPv4Interface | None = None
     interfaces: tuple[Interface, ...] = ()
+    disks: tuple[str, ...] = ()  # data disks NetBox lists (inventory items of role "disk")
     custom_fields: dict[str, Any] = Field(default_factory=dict)
     netbox_id: int | None = None
 

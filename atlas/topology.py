@@ -52,9 +52,13 @@ class DeviceTypeSpec(Spec):
     name: str
     manufacturer: str = "Atlas Lab"
     ports: list[PortRange]
+    disks: list[PortRange] = []  # data disks (NetBox inventory items of role "disk"), e.g. OSD devices
 
     def interface_names(self) -> list[str]:
         return [MGMT_INTERFACE, LOOPBACK_INTERFACE, *(n for r in self.ports for n in r.names())]
+
+    def disk_names(self) -> list[str]:
+        return [n for r in self.disks for n in r.names()]
 
 
 class RackSpec(Spec):
@@ -375,6 +379,7 @@ def _to_models(t: TopologyFile, checker: _Checker) -> Topology:
                 mgmt_address=d.mgmt,
                 loopback=d.loopback,
                 interfaces=interfaces(d),
+                disks=tuple(checker.types[d.type].disk_names()),
                 custom_fields=d.custom_fields,
             )
             for d in t.devices

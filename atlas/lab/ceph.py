@@ -208,13 +208,14 @@ class CephLab:
         return procs.run(argv, f"{what} on {host.name}", env=env, input=stdin).stdout
 
     def create_osd(self, host: Device) -> None:
-        """An OSD on `host`, the way the ceph_osd role makes it (the same script, the same conf)."""
+        """One OSD per disk NetBox lists on `host`, the way the ceph_osd role makes them (the same
+        script, the same conf)."""
         conf = osd_host_conf(self.ceph.minimal_conf(), host, initial_weight=None)
         self._on_host(host, "mkdir -p /etc/ceph && cat > /etc/ceph/ceph.conf", "ceph.conf", conf)
         keyring = self.ceph.keyring("client.bootstrap-osd")
         write_key = "mkdir -p -m 0700 /var/lib/ceph/bootstrap-osd && umask 077 && cat > /var/lib/ceph/bootstrap-osd/ceph.keyring"
         self._on_host(host, write_key, "bootstrap-osd key", keyring)
-        self._on_host(host, "sh -s 1", "creating an OSD", OSD_SCRIPT.read_text())
+        self._on_host(host, f"sh -s {len(host.disks)}", "creating OSDs", OSD_SCRIPT.read_text())
 
     def start_osds(self, host: Device) -> None:
         """Starts the OSDs of `host` that are not running (the role's script, creating none)."""

@@ -27,6 +27,7 @@ from atlas.topology import (
 
 SWITCH_TYPE = "atlas-switch-32"
 SERVER_TYPE = "atlas-server-2"
+STORAGE_TYPE = "atlas-storage-2"
 SITE_NAMES = ("fra1", "ams1", "lon1", "par1", "dub1", "mad1")
 DEFAULT_MGMT = IPv4Network("198.18.0.0/22")
 DEFAULT_LOOPBACKS = IPv4Network("198.19.0.0/22")
@@ -71,6 +72,11 @@ def catalog() -> TopologyFile:
         device_types=[
             DeviceTypeSpec(name=SWITCH_TYPE, ports=[PortRange(prefix="swp", count=32)]),
             DeviceTypeSpec(name=SERVER_TYPE, ports=[PortRange(prefix="eth", first=1, count=2)]),
+            DeviceTypeSpec(
+                name=STORAGE_TYPE,
+                ports=[PortRange(prefix="eth", first=1, count=2)],
+                disks=[PortRange(prefix="disk", first=1, count=1)],
+            ),
         ]
     )
 
@@ -158,7 +164,7 @@ def generate(shape: LabShape) -> dict[str, TopologyFile]:
                         site=site,
                         rack=rack,
                         role=role,
-                        type=SERVER_TYPE,
+                        type=STORAGE_TYPE if role == "storage" else SERVER_TYPE,
                         platform="debian",
                         status=status,
                         mgmt=addr.mgmt(),

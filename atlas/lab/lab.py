@@ -65,7 +65,12 @@ class UpReport:
 def osd_hosts(sites: list[Site]) -> list[Device]:
     """Storage servers of active racks: the ones that carry OSDs in a freshly booted lab."""
     active = {(s.name, r.name) for s in sites for r in s.racks if r.status == RackStatus.ACTIVE}
-    return [d for s in sites for d in s.devices if d.role == Role.STORAGE and (s.name, d.rack) in active]
+    return [
+        d
+        for s in sites
+        for d in s.devices
+        if d.role == Role.STORAGE and d.disks and (s.name, d.rack) in active
+    ]
 
 
 class Lab:

@@ -16,11 +16,11 @@ import pynetbox
 
 from atlas.model import Endpoint, InterfaceKind
 from atlas.sot.client import slugify
-from atlas.sot.read import cables_from
+from atlas.sot.read import DISK_ROLE, cables_from
 from atlas.topology import Topology
 
 # Bump when what an import writes changes: cached NetBox snapshots of older imports are then unused.
-LOADER_VERSION = 1
+LOADER_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class Inventory:
 
     manufacturers: set[str] = field(default_factory=set)
     device_types: dict[str, set[str]] = field(default_factory=dict)
+    device_type_disks: dict[str, set[str]] = field(default_factory=dict)
     roles: set[str] = field(default_factory=set)
     platforms: set[str] = field(default_factory=set)
     ipam_roles: set[str] = field(default_factory=set)
@@ -52,7 +53,10 @@ class Inventory:
 @dataclass
 class LoadPlan:
     manufacturers: list[str] = field(default_factory=list)
-    device_types: list[tuple[str, str, list[tuple[str, InterfaceKind]]]] = field(default_factory=list)
+    # name, manufacturer, interfaces with their kinds, disks
+    device_types: list[tuple[str, str, list[tuple[str, InterfaceKind]], list[str]]] = field(
+        default_factory=list
+    )
     roles: list[str] = field(default_factory=list)
     platforms: list[str] = field(default_factory=list)
     ipam_roles: list[str] = field(default_factory=list)
@@ -102,9 +106,12 @@ def plan_load(topology: Topology, have: Inventory) -> LoadPlan:
                 )
                 for i, n in enumerate(wanted)
             ]
-            plan.device_types.append((dt.name, dt.manufacturer, kinds))
-        elif missing := sorted(set(wanted) - have.device_types[dt.name]):
+            plan.device_types.append((dt.name, dt.manufacturer, kinds, dt.disk_names()))
+            continue
+        if missing := sorted(set(wanted) - have.device_types[dt.name]):
             plan.conflicts.append(f"device type {dt.name} in NetBox lacks interfaces {', '.join(missing)}")
+        if missing := sorted(set(dt.disk_names()) - have.device_type_disks.get(dt.name, set())):
+            plan.conflicts.append(f"device type {dt.name} in NetBox lacks disks {', '.join(missing)}")
 
     devices = topology.all_devices()
     for role in sorted({d.role.value for d in devices} - have.roles):
@@ -181,6 +188,9 @@ def read_inventory(nb: pynetbox.api) -> Inventory:
     for t in nb.dcim.interface_templates.all():
         templates.setdefault(t.device_type.model, set()).add(t.name)
     inv.device_types = {dt.model: templates.get(dt.model, set()) for dt in nb.dcim.device_types.all()}
+    for t in nb.dcim.inventory_item_templates.all():
+        if t.role is not None and t.role.slug == DISK_ROLE:
+            inv.device_type_disks.setdefault(t.device_type.model, set()).add(t.name)
     inv.roles = {r.slug for r in nb.dcim.device_roles.all()}
     inv.platforms = {p.slug for p in nb.dcim.platforms.all()}
     inv.ipam_roles = {r.slug for r in nb.ipam.roles.all()}
@@ -220,7 +230,7 @@ def apply_plan(nb: pynetbox.api, plan: LoadPlan) -> None:
     if plan.device_types:
         makers = _ids(nb.dcim.manufacturers.all(), lambda r: r.name)
         created = nb.dcim.device_types.create(
-            [{"model": n, "slug": slugify(n), "manufacturer": makers[m]} for n, m, _ in plan.device_types]
+            [{"model": n, "slug": slugify(n), "manufacturer": makers[m]} for n, m, _, _ in plan.device_types]
         )
         type_ids = {r.model: r.id for r in created}
         nb.dcim.interface_templates.create(
@@ -231,10 +241,19 @@ def apply_plan(nb: pynetbox.api, plan: LoadPlan) -> None:
                     "type": "virtual" if kind == InterfaceKind.LOOPBACK else "1000base-t",
                     "mgmt_only": kind == InterfaceKind.MGMT,
                 }
-                for name, _, ifaces in plan.device_types
+                for name, _, ifaces, _ in plan.device_types
                 for iface, kind in ifaces
             ]
         )
+        disks = [(type_ids[name], disk) for name, _, _, names in plan.device_types for disk in names]
+        if disks:
+            # NetBox gives every device created from these types its disks as inventory items
+            role = nb.dcim.inventory_item_roles.get(slug=DISK_ROLE) or nb.dcim.inventory_item_roles.create(
+                {"name": DISK_ROLE, "slug": DISK_ROLE}
+            )
+            nb.dcim.inventory_item_templates.create(
+                [{"device_type": type_id, "name": disk, "role": role.id} for type_id, disk in disks]
+            )
     if plan.roles:
         nb.dcim.device_roles.create([{"name": r, "slug": slugify(r)} for r in plan.roles])
     if plan.platforms:

@@ -47,7 +47,7 @@ def osds_on(ceph: Ceph, name: str) -> dict[int, float]:
     return {i: o["weight"] for i, o in ceph.osds().items() if o["host"] == name}
 
 
-def test_bad_hosts_are_refused_before_any_change(ceph: Ceph) -> None:
+def test_bad_hosts_are_refused_before_any_change(ceph: Ceph, nb: pynetbox.api) -> None:
     before = ceph.osds()
     with pytest.raises(EnrollRefused) as info:
         ceph_osd_enroll(hosts=["fra1-r01-cmp1", "ghost", "ams1-r02-sto1"], dry_run=False)
@@ -55,6 +55,14 @@ def test_bad_hosts_are_refused_before_any_change(ceph: Ceph) -> None:
     assert "not a storage server" in str(info.value) and "ghost: not in NetBox" in str(info.value)
     with pytest.raises(EnrollRefused, match="'fra1-r99'"):
         ceph_osd_enroll(rack="fra1-r99", dry_run=False)
+    disk = nb.dcim.inventory_items.get(device="fra1-r01-sto1", name="disk1")
+    device, role = disk.device.id, disk.role.id
+    disk.delete()  # a storage server whose disks NetBox does not list
+    try:
+        with pytest.raises(EnrollRefused, match="fra1-r01-sto1: no disks in NetBox"):
+            ceph_osd_enroll(hosts=["fra1-r01-sto1"], dry_run=False)
+    finally:
+        nb.dcim.inventory_items.create({"device": device, "name": "disk1", "role": role})
     assert ceph.osds() == before
 
 

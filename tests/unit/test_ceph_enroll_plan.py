@@ -26,6 +26,10 @@ def test_only_active_storage_servers_known_to_netbox_are_enrolled() -> None:
     assert "fra1-r01-cmp1: a compute server, not a storage server" in problems
     assert "ghost: not in NetBox" in problems
     assert host_problems([], found) == ["no host given"]
+    diskless = found | {"fra1-r01-sto1": found["fra1-r01-sto1"].model_copy(update={"disks": ()})}
+    assert host_problems(["fra1-r01-sto1"], diskless) == [
+        "fra1-r01-sto1: no disks in NetBox (inventory items of role disk)"
+    ]
 
 
 def test_a_busy_or_held_cluster_takes_no_new_osds() -> None:

@@ -11,6 +11,7 @@ def inventory_holding(topo: Topology) -> Inventory:
     inv = Inventory()
     inv.manufacturers = {dt.manufacturer for dt in topo.device_types}
     inv.device_types = {dt.name: set(dt.interface_names()) for dt in topo.device_types}
+    inv.device_type_disks = {dt.name: set(dt.disk_names()) for dt in topo.device_types}
     devices = topo.all_devices()
     inv.roles = {d.role.value for d in devices}
     inv.platforms = {d.platform for d in devices if d.platform}
