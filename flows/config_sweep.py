@@ -71,12 +71,11 @@ def remediate(
 
 def after_remediation(findings: list[Result], remediated: list[Result], dry_run: bool) -> list[Result]:
     """A finding whose device was remediated without failure is now in line; the report keeps both."""
-    fixed = {r.target for r in remediated if not r.failed} if not dry_run else set()
-    step_of = {"switch-config": Area.SWITCHES, baseline.PLAYBOOK: Area.HOSTS}
-    fixed_areas = {(step_of.get(r.step), r.target) for r in remediated if r.target in fixed}
+    area_of = {"switch-config": Area.SWITCHES, baseline.PLAYBOOK: Area.HOSTS}
+    fixed = set() if dry_run else {(area_of.get(r.step), r.target) for r in remediated if not r.failed}
     return [
         r.model_copy(update={"changed": False, "detail": f"remediated; found: {r.detail}"})
-        if (r.step, r.target) in fixed_areas
+        if (r.step, r.target) in fixed
         else r
         for r in findings
     ]
