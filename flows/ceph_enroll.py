@@ -11,6 +11,7 @@ entry -> report.
 from __future__ import annotations
 
 import os
+from contextlib import suppress
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,13 +22,14 @@ from pydantic import BaseModel, Field
 
 from atlas import ceph_enroll
 from atlas.bringup import wait_reachable
-from atlas.ceph import Ceph
+from atlas.ceph import Ceph, CephError
 from atlas.model import Device, Refused, Role
 from atlas.sot.read import NotInNetBox, rack_members, read_devices
 from atlas.sot.write import add_journal_entry, set_custom_fields
 from flows.common import NAME_PATTERN, DryRun, Names, publish, run_name, sources
 
 OSD_IDS_FIELD = "ceph_osd_ids"
+SETTLE_TIMEOUT = 90.0  # seconds a busy cluster gets to become clean before the run is refused
 
 
 class EnrollRefused(Refused):
@@ -63,6 +65,10 @@ def preflight(names: list[str], found: dict[str, Device], ceph: Ceph) -> list[De
     problems = ceph_enroll.host_problems(names, found)
     hosts = [found[n] for n in names if n in found]
     problems += wait_reachable(tuple(h for h in hosts if h.role.is_server), timeout=20)
+    # a ramp step that an interrupted run left may still be settling: give it a moment; if it does
+    # not settle, cluster_problems below names what is wrong
+    with suppress(CephError):
+        ceph.wait_clean(timeout=SETTLE_TIMEOUT, stable=2)
     health, checks = ceph.health()
     problems += ceph_enroll.cluster_problems(health, checks, ceph.pgs(), ceph.flags())
     if problems:
