@@ -11,8 +11,8 @@ entry -> report.
 from __future__ import annotations
 
 import os
-from contextlib import suppress
 from collections.abc import Iterable
+from contextlib import suppress
 from pathlib import Path
 from typing import Annotated, Any
 
