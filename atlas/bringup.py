@@ -14,6 +14,7 @@ from ipaddress import IPv4Network
 
 import pynetbox
 
+from atlas.fabric import read_view
 from atlas.hosts import baseline
 from atlas.model import (
     Cable,
@@ -35,7 +36,7 @@ from atlas.net.verify import read_routing, routing_problems
 from atlas.parallel import each_device
 from atlas.safety import name_problem, text_problem
 from atlas.secrets import Credential, Vault
-from atlas.sot.read import NotInNetBox, read_devices, read_site
+from atlas.sot.read import NotInNetBox
 from atlas.sot.write import add_journal_entry, set_device_status
 
 Log = Callable[[str], None]
@@ -78,13 +79,10 @@ class RackScope:
 
 
 def read_scope(nb: pynetbox.api, site: str, rack: str) -> RackScope:
-    whole = read_site(nb, site)
-    if not any(r.name == rack for r in whole.racks):
+    view = read_view(nb, site)
+    if not any(r.name == rack for r in view.site.racks):
         raise NotInNetBox(f"rack {rack!r} is not in site {site!r} in NetBox")
-    devices = {d.name: d for d in whole.devices}
-    far = {e.device for c in whole.cables for e in c.ends()} - set(devices)
-    devices |= {d.name: d for d in read_devices(nb, sorted(far))} if far else {}
-    return RackScope(site=whole, rack=rack, devices=devices)
+    return RackScope(site=view.site, rack=rack, devices=view.devices)
 
 
 # --- preflight (pure) ---------------------------------------------------------------------------
