@@ -10,9 +10,12 @@ from rich.console import Console
 from rich.status import Status
 from rich.table import Table
 
+from atlas.images import AwsSettings, Catalog, ImageError, Manifest
 from atlas.lab.config import DEFAULT_ROOT, DEFAULT_TOPOLOGY, LabConfig, LabConfigError
 from atlas.lab.generate import LabShape, generate, write
+from atlas.lab.images import build as build_lab_image
 from atlas.lab.lab import Lab
+from atlas.secrets import AWS_PATH, SecretError, Vault, VaultSettings
 from atlas.topology import TopologyError, load_topology
 
 app = typer.Typer(
@@ -27,6 +30,10 @@ app.add_typer(lab_app, name="lab")
 app.add_typer(topology_app, name="topology")
 run_app = typer.Typer(help="Run a flow from a shell, with progress, as the UI would.", no_args_is_help=True)
 app.add_typer(run_app, name="run")
+image_app = typer.Typer(
+    help="The image catalog: artifacts in S3 with sha256 manifests, AMIs in EC2.", no_args_is_help=True
+)
+app.add_typer(image_app, name="image")
 console = Console()
 err = Console(stderr=True)
 
@@ -210,6 +217,87 @@ def run_bringup(
     console.print(f"{report.changed} device(s) {verb}, {report.failed} failed")
     for change in report.netbox_changes:
         console.print(f"NetBox: {change}")
+
+
+LabOption = Annotated[str | None, typer.Option(help="Take Vault (and so AWS) from this lab")]
+
+
+def _catalog(lab: str | None, root: Path) -> Catalog:
+    """The catalog where Vault says (secret atlas/aws); Vault from the environment or the lab."""
+    env = Lab(_config(lab, root)).env() if lab is not None else {}
+    try:
+        settings = (
+            VaultSettings(url=env["VAULT_ADDR"], token=env["VAULT_TOKEN"])
+            if env
+            else VaultSettings.from_env()
+        )
+        return Catalog(AwsSettings.from_secret(Vault(settings).read(AWS_PATH)))
+    except (SecretError, ImageError) as e:
+        err.print(f"[red]{e}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _manifest_table(manifests: list[Manifest]) -> Table:
+    table = Table()
+    for column in ("version", "sha256", "size", "published", "AMIs"):
+        table.add_column(column)
+    for m in manifests:
+        amis = ", ".join(f"{region}: {ami}" for region, ami in sorted(m.amis.items()))
+        table.add_row(m.version, m.sha256[:16] + "…", f"{m.size:,} B", m.published_at[:19], amis or "none")
+    return table
+
+
+@image_app.command("publish")
+def image_publish(
+    version: Annotated[str, typer.Argument(help="Version name, e.g. 2026.11.1")],
+    artifact: Annotated[
+        Path, typer.Argument(help="The image artifact (.tar.gz)", exists=True, dir_okay=False)
+    ],
+    amis: Annotated[bool, typer.Option(help="Register the AMI and copy it to every region")] = True,
+    lab: LabOption = None,
+    root: Root = DEFAULT_ROOT,
+) -> None:
+    """Publish a version: same version and content again is a no-op; other content is refused."""
+    catalog = _catalog(lab, root)
+    try:
+        with console.status(f"publishing {version}"):
+            published = catalog.publish(version, artifact, amis=amis)
+    except ImageError as e:
+        err.print(f"[red]{e}[/red]")
+        raise typer.Exit(1) from None
+    for change in published.changes:
+        console.print(change)
+    if not published.changes:
+        console.print(f"{version} is already published with this content: nothing changed")
+    console.print(_manifest_table([published.manifest]))
+
+
+@image_app.command("list")
+def image_list(lab: LabOption = None, root: Root = DEFAULT_ROOT) -> None:
+    """Every published version, oldest first."""
+    console.print(_manifest_table(_catalog(lab, root).versions()))
+
+
+@image_app.command("show")
+def image_show(
+    version: Annotated[str, typer.Argument()], lab: LabOption = None, root: Root = DEFAULT_ROOT
+) -> None:
+    """One version's manifest, as JSON."""
+    manifest = _catalog(lab, root).manifest(version)
+    if manifest is None:
+        err.print(f"[red]image {version} is not in the catalog[/red]")
+        raise typer.Exit(1)
+    print(manifest.model_dump_json(indent=2))
+
+
+@image_app.command("build-lab")
+def image_build_lab(
+    version: Annotated[str, typer.Argument()],
+    out: Annotated[Path, typer.Argument(help="Where to write the artifact")],
+    broken: Annotated[bool, typer.Option(help="A release whose service never starts (drills)")] = False,
+) -> None:
+    """Build an image of the lab's workload, for drills and demos."""
+    console.print(f"wrote {build_lab_image(version, out, broken=broken)}")
 
 
 @topology_app.command("check")

@@ -3,6 +3,7 @@
 Paths under the `secret/` mount:
   atlas/netbox                      url, token
   atlas/sites/<site>/<role>         switches: username, password; servers: username, ssh_private_key
+  atlas/aws                         bucket, regions, access_key_id, secret_access_key, endpoint_url
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def site_role_path(site: str, role: str) -> str:
 
 
 NETBOX_PATH = "atlas/netbox"
+AWS_PATH = "atlas/aws"
 
 
 class Vault:

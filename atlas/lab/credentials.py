@@ -11,7 +11,7 @@ import json
 import os
 import secrets
 import string
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 _ALNUM = string.ascii_letters + string.digits
@@ -30,6 +30,8 @@ class LabSecrets:
     netbox_secret_key: str
     netbox_pepper: str
     switch_password: str
+    # labs created before images existed have none in their file: they get one when loaded
+    aws_secret_key: str = field(default_factory=lambda: _token(40))
 
     @property
     def netbox_token(self) -> str:

@@ -4,7 +4,9 @@ Each node is a network namespace plus a persistent UTS namespace (its own hostna
 lldpd take from uname) and a persistent mount namespace: a private /run and /tmp, and on servers
 overlays over /etc, /var, /root and /opt, so what a playbook changes on one server is seen by that
 server alone. Switches run FRR (zebra, ospfd, staticd) and an sshd whose every login lands in that
-switch's vtysh; servers run an sshd for Ansible; every node runs lldpd.
+switch's vtysh; servers run an sshd for Ansible and Debian's supervisord with its own configuration
+(/etc/supervisor in the server's overlay), which runs the services of the server's image; every node
+runs lldpd.
 
 Switches come up with management only: fabric ports are cabled and up, but carry no address and no
 routing until a flow configures them.
@@ -366,6 +368,22 @@ class Fabric:
                 f"applying the saved config of {node.name}",
                 env={"HOME": str(d)} | self.cfg.process_env(),
             )
+        else:
+            procs.run(
+                # Debian's configuration: socket and includes resolve inside the server's own /run and /etc
+                [
+                    *enter,
+                    "/usr/bin/supervisord",
+                    "-c",
+                    "/etc/supervisor/supervisord.conf",
+                    "-j",
+                    str(run / "supervisord.pid"),
+                    "-l",
+                    str(log / "supervisord.log"),
+                ],
+                f"starting supervisord on {node.name}",
+                env=self.cfg.process_env(),
+            )
         self.start_sshd(node.name)
         procs.spawn(
             # the default socket, /run/lldpd.socket, is private to the node: plain `lldpcli` works there
@@ -412,6 +430,8 @@ class Fabric:
         files = {"sshd": (run / "sshd.pid", "sshd"), "lldpd": (run / "lldpd.pid", "lldpd")}
         if is_switch:
             files |= {d: (run / f"{d}.pid", str(FRR_BIN / d)) for d in FRR_DAEMONS}
+        else:
+            files["supervisord"] = (run / "supervisord.pid", "supervisord")
         return files
 
     def namespaces(self) -> list[str]:

@@ -27,9 +27,9 @@ from atlas.lab.config import CACHE_ROOT, LAB_DIR_VARIABLE, LabConfig
 from atlas.lab.credentials import LabSecrets
 from atlas.lab.fabric import Fabric
 from atlas.lab.netbox import NETBOX_VERSION, NetBoxLab
-from atlas.lab.servers import lab_servers
+from atlas.lab.servers import http_ok, lab_servers
 from atlas.model import Device, RackStatus, Role, Site
-from atlas.secrets import NETBOX_PATH, Vault, VaultSettings, site_role_path
+from atlas.secrets import AWS_PATH, NETBOX_PATH, Vault, VaultSettings, site_role_path
 from atlas.sot.client import connect
 from atlas.sot.loader import LOADER_VERSION, import_topology
 from atlas.sot.read import read_prefixes, read_site, site_names
@@ -37,6 +37,7 @@ from atlas.sot.schema import CUSTOM_FIELDS, ensure_custom_fields
 from atlas.topology import load_topology, topology_paths
 
 Progress = Callable[[str], None]
+AWS_REGIONS = ("eu-central-1", "eu-west-1")  # images are registered in the first, copied to the rest
 
 
 def _quiet(_: str) -> None:
@@ -189,6 +190,7 @@ class Lab:
         vault = Vault(VaultSettings(url=self.cfg.openbao_url, token=secrets.openbao_root_token))
         private, _ = self.host_key()
         vault.write(NETBOX_PATH, {"url": self.cfg.netbox_url, "token": secrets.netbox_token})
+        vault.write(AWS_PATH, self.aws_secret(secrets))
         for site in sites:
             for role in sorted({d.role for d in site.devices}):
                 if role.is_switch:
@@ -196,6 +198,21 @@ class Lab:
                 else:
                     data = {"username": "root", "ssh_private_key": private}
                 vault.write(site_role_path(site.name, role.value), data)
+
+    def reset_aws(self) -> None:
+        """moto forgets every bucket and image, as a fresh lab has none."""
+        if not http_ok(f"{self.cfg.moto_url}/moto-api/reset", method="POST"):
+            raise RuntimeError(f"moto at {self.cfg.moto_url} did not reset")
+
+    def aws_secret(self, secrets: LabSecrets) -> dict[str, str]:
+        return {
+            "endpoint_url": self.cfg.moto_url,
+            "bucket": f"{self.cfg.prefix}images",
+            "regions": ",".join(AWS_REGIONS),
+            "access_key_id": f"{self.cfg.prefix}lab",
+            "secret_access_key": secrets.aws_secret_key,
+            "snapshot_source": "empty-volume",
+        }
 
     def env(self) -> dict[str, str]:
         return {
@@ -217,6 +234,7 @@ class Lab:
         Keeps PostgreSQL, Redis, OpenBao, moto and Prefect running, so it takes seconds."""
         progress("NetBox database back to the import")
         NetBoxLab(self.cfg, self.secrets).drop_database()
+        self.reset_aws()
         progress("fabric back to blank switches and servers, ceph to the active racks' OSDs")
         self.fabric.teardown()
         self.ceph.down()

@@ -16,8 +16,8 @@ from atlas.lab.credentials import LabSecrets
 VENV_BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"
 
 
-def http_ok(url: str, headers: dict[str, str] | None = None) -> bool:
-    request = urllib.request.Request(url, headers=headers or {})
+def http_ok(url: str, headers: dict[str, str] | None = None, method: str = "GET") -> bool:
+    request = urllib.request.Request(url, headers=headers or {}, method=method)
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return bool(200 <= response.status < 300)
