@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from pydantic import BaseModel, Field
@@ -62,6 +63,7 @@ class RolloutReport(BaseModel):
     waves: list[list[str]]
     hosts: dict[str, HostOutcome]
     stopped: str | None = None
+    approvals: list[str] = []
 
     @property
     def changed(self) -> list[str]:
@@ -147,24 +149,35 @@ def record(nb: Any, plan: rollout.RolloutPlan, outcome: rollout.WaveOutcome) -> 
         )
 
 
-def pause_between(mode: str, seconds: int, timeout: int, done: list[str], following: list[str]) -> str | None:
+def pause_between(
+    mode: str, seconds: int, timeout: int, done: dict[str, str], following: list[str], approvals: list[str]
+) -> str | None:
     """None to go on; otherwise why the rollout stops here."""
     if mode == "time":
         get_run_logger().info("pausing %d s before the next wave", seconds)
         time.sleep(seconds)
     elif mode == "approval":
-        answer = pause_flow_run(
-            wait_for_input=WaveApproval.with_initial_data(
-                description=(
-                    f"### Wave done: {', '.join(done)}\n\nAll healthy and on the new image.\n\n"
-                    f"### Next wave: {', '.join(following)}\n\nTick **approve** to go on; "
-                    "leave it unticked to stop the rollout here (nothing is rolled back)."
-                )
-            ),
-            timeout=timeout,
-        )
+        try:
+            answer = pause_flow_run(
+                wait_for_input=WaveApproval.with_initial_data(
+                    description=(
+                        "### Wave done\n\n"
+                        + "".join(f"* {host}: {result}\n" for host, result in done.items())
+                        + "\n"
+                        f"### Next wave: {', '.join(following)}\n\nTick **approve** to go on; "
+                        "leave it unticked to stop the rollout here (nothing is rolled back)."
+                    )
+                ),
+                timeout=timeout,
+                poll_interval=2,  # the approver waits on the next wave, not on a poll
+            )
+        except FlowPauseTimeout:
+            return f"no approval within {timeout} s before wave {', '.join(following)}"
         if not answer.approve:
             return f"stopped by {answer.approver} before wave {', '.join(following)}: {answer.comment or 'no comment'}"
+        approvals.append(
+            f"{', '.join(following)}: approved by {answer.approver}: {answer.comment or 'no comment'}"
+        )
         get_run_logger().info("next wave approved by %s: %s", answer.approver, answer.comment)
     return None
 
@@ -251,7 +264,12 @@ def image_rollout(
                     )
                 elif number + 1 < len(plan.waves):
                     report.stopped = pause_between(
-                        pause, pause_seconds, approval_timeout_s, wave, plan.waves[number + 1]
+                        pause,
+                        pause_seconds,
+                        approval_timeout_s,
+                        wave,
+                        plan.waves[number + 1],
+                        report.approvals,
                     )
                 if report.stopped:
                     for name in plan.hosts:
@@ -279,6 +297,7 @@ def publish_report(report: RolloutReport, site: str) -> None:
             *(f"{'canary' if i == 0 else f'wave {i}'}: {', '.join(w)}" for i, w in enumerate(report.waves)),
             *([] if report.waves else ["no change: every host in scope is on this version"]),
             ", ".join(f"{n} {r}" for r, n in sorted(counts.items())),
+            *(f"wave {a}" for a in report.approvals),
             *([f"stopped: {report.stopped}"] if report.stopped else []),
         ],
         [

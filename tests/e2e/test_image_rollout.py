@@ -1,0 +1,241 @@
+"""image-rollout end to end: images published to the lab's moto, installed A/B on the lab's servers by
+Ansible, their service run by each server's supervisord, NetBox updated. In file order, on fra1 with
+both racks brought up first."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pynetbox
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterKey,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.sorting import ArtifactSort
+from prefect.flow_runs import resume_flow_run
+
+from atlas.images import AwsSettings, Catalog
+from atlas.lab import procs
+from atlas.lab.images import build
+from atlas.lab.lab import Lab
+from atlas.secrets import AWS_PATH, Vault
+from flows.image_rollout import RolloutRefused, RolloutStopped, image_rollout
+from flows.rack_bringup import rack_bringup
+
+pytestmark = pytest.mark.usefixtures("flow_env")
+R01 = ["fra1-r01-cmp1", "fra1-r01-cmp2", "fra1-r01-sto1"]
+R02 = ["fra1-r02-cmp1", "fra1-r02-cmp2", "fra1-r02-sto1"]
+
+
+@pytest.fixture(scope="module")
+def catalog(vault: Vault) -> Catalog:
+    return Catalog(AwsSettings.from_secret(vault.read(AWS_PATH)))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def site_up(lab: Lab, catalog: Catalog, tmp_path_factory: pytest.TempPathFactory) -> None:
+    lab.reset()
+    for rack in ("fra1-r01", "fra1-r02"):
+        assert rack_bringup(site="fra1", rack=rack, dry_run=False).failed == 0
+    images = tmp_path_factory.mktemp("images")
+    for version, broken in (("v1", False), ("v2", False), ("bad", True), ("corrupt", False)):
+        catalog.publish(version, build(version, images / f"{version}.tar.gz", broken=broken), amis=False)
+
+
+def on_host(lab: Lab, host: str, script: str) -> str:
+    return procs.run([*lab.fabric.nsenter(host), "python3", "-c", script], f"check on {host}").stdout
+
+
+def running(lab: Lab, host: str) -> dict[str, object] | None:
+    """What the host's service answers on /health, and the image state file: None without an image."""
+    out = on_host(
+        lab,
+        host,
+        "import json, pathlib, urllib.request\n"
+        "state = pathlib.Path('/etc/atlas/image.json')\n"
+        "if not state.exists(): print('null'); raise SystemExit\n"
+        "health = json.load(urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=5))\n"
+        "print(json.dumps({'state': json.loads(state.read_text()), 'health': health}))\n",
+    )
+    return json.loads(out)  # type: ignore[no-any-return]
+
+
+def versions(nb: pynetbox.api, hosts: list[str]) -> dict[str, str | None]:
+    return {h: nb.dcim.devices.get(name=h).custom_fields.get("image_version") for h in hosts}
+
+
+def test_a_corrupt_artifact_is_refused_before_any_host_is_drained(
+    lab: Lab, catalog: Catalog, nb: pynetbox.api
+) -> None:
+    key = catalog.manifest("corrupt").artifact_key  # type: ignore[union-attr]
+    catalog._client("s3").put_object(Bucket=catalog.settings.bucket, Key=key, Body=b"not what was published")
+    with pytest.raises(RolloutRefused, match="image corrupt is corrupt: its artifact has sha256"):
+        image_rollout(version="corrupt", site="fra1", rack="fra1-r01", dry_run=False)
+    assert all(not lab.fabric.node_dir(h).joinpath("fs/etc/atlas/drained").exists() for h in R01)
+    assert all(running(lab, h) is None for h in R01)
+    assert set(versions(nb, R01).values()) == {None}
+
+
+def test_bad_parameters_are_refused_with_every_problem_named() -> None:
+    with pytest.raises(RolloutRefused) as info:
+        image_rollout(version="v1", site="fra1", rack="fra1-r99", role="storage", dry_run=False)
+    assert "rack 'fra1-r99' is not in site fra1" in str(info.value)
+    with pytest.raises(RolloutRefused, match="image never is not in the catalog"):
+        image_rollout(version="never", site="fra1", dry_run=True)
+    with pytest.raises(RolloutRefused, match="site 'nowhere' is not in NetBox"):
+        image_rollout(version="v1", site="nowhere", dry_run=True)
+
+
+def test_a_dry_run_shows_the_waves_and_changes_nothing(lab: Lab) -> None:
+    report = image_rollout(version="v1", site="fra1", canary=1, wave_size=2, dry_run=True)
+    assert [len(w) for w in report.waves] == [1, 2, 2, 1]
+    for wave in report.waves[1:3]:
+        assert len({h.rsplit("-", 1)[0] for h in wave}) == 2  # one host of each rack
+    assert report.changed == [] and all(o.result == "planned" for o in report.hosts.values())
+    assert all(running(lab, h) is None for h in R01 + R02)
+
+
+def test_a_rack_rolls_out_host_by_host_and_netbox_follows(lab: Lab, nb: pynetbox.api) -> None:
+    report = image_rollout(version="v1", site="fra1", rack="fra1-r01", canary=1, wave_size=2, dry_run=False)
+    assert report.changed == R01 and report.stopped is None
+    assert versions(nb, R01) == dict.fromkeys(R01, "v1")
+    for h in R01:
+        now = running(lab, h)
+        assert now is not None
+        assert now["health"] == {"host": h, "version": "v1", "drained": False}
+        assert now["state"] == {"version": "v1", "slot": "a", "previous": None}
+        device = nb.dcim.devices.get(name=h)
+        journal = nb.extras.journal_entries.filter(
+            assigned_object_type="dcim.device", assigned_object_id=device.id
+        )
+        assert any("image-rollout" in e.comments and "none -> v1" in e.comments for e in journal)
+    assert all(running(lab, h) is None for h in R02)  # outside the scope
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["image-rollout-fra1-devices"])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
+        )
+    assert artifacts and "fra1-r01-cmp1" in str(artifacts[0].data)
+
+
+def test_the_second_run_changes_nothing() -> None:
+    report = image_rollout(version="v1", site="fra1", rack="fra1-r01", dry_run=False)
+    assert report.waves == [] and report.changed == []
+    assert {o.result for o in report.hosts.values()} == {"already on version"}
+
+
+def test_a_canary_that_fails_its_health_check_goes_back_and_nothing_else_is_touched(
+    lab: Lab, nb: pynetbox.api
+) -> None:
+    before = {h: running(lab, h) for h in R01}
+    with pytest.raises(RolloutStopped, match="canary failed"):
+        image_rollout(version="bad", site="fra1", rack="fra1-r01", canary=1, failure_budget=5, dry_run=False)
+    assert versions(nb, R01) == dict.fromkeys(R01, "v1")
+    canary = R01[0]
+    after = {h: running(lab, h) for h in R01}
+    assert after[canary]["health"] == {"host": canary, "version": "v1", "drained": False}  # type: ignore[index]
+    assert after[canary]["state"]["rolled_back_from"] == "bad"  # type: ignore[index]
+    assert {h: after[h] for h in R01[1:]} == {h: before[h] for h in R01[1:]}
+    device = nb.dcim.devices.get(name=canary)
+    journal = nb.extras.journal_entries.filter(
+        assigned_object_type="dcim.device", assigned_object_id=device.id
+    )
+    assert any("bad failed" in e.comments and "rolled back" in e.comments for e in journal)
+
+
+def test_a_failed_first_image_is_removed_again(lab: Lab, nb: pynetbox.api) -> None:
+    with pytest.raises(RolloutStopped, match="canary failed"):
+        image_rollout(version="bad", site="fra1", rack="fra1-r02", canary=1, dry_run=False)
+    assert all(running(lab, h) is None for h in R02)
+    assert set(versions(nb, R02).values()) == {None}
+
+
+def in_background(run: Callable[[], None]) -> threading.Thread:
+    """The flow in a thread that sees the test's Prefect settings (they live in context variables)."""
+    worker = threading.Thread(target=contextvars.copy_context().run, args=(run,))
+    worker.start()
+    return worker
+
+
+def paused_runs() -> list[str]:
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+            )
+        )
+    return [str(r.id) for r in runs]
+
+
+def test_a_site_rolls_out_in_waves_across_racks_with_an_approval_between_them(
+    lab: Lab, nb: pynetbox.api
+) -> None:
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["report"] = image_rollout(
+                version="v2", site="fra1", canary=1, wave_size=3, pause="approval", dry_run=False
+            )
+        except Exception as e:  # the test thread asserts on it
+            outcome["error"] = e
+
+    worker = in_background(run)
+    approvals = 0
+    while worker.is_alive():
+        for run_id in paused_runs():
+            resume_flow_run(
+                run_id, run_input={"approve": True, "approver": "on-call", "comment": "looks fine"}
+            )
+            approvals += 1
+        time.sleep(1)
+    worker.join()
+    assert "error" not in outcome, outcome.get("error")
+    report = outcome["report"]
+    assert [len(w) for w in report.waves] == [1, 3, 2]  # type: ignore[attr-defined]
+    assert approvals == 2
+    assert versions(nb, R01 + R02) == dict.fromkeys(R01 + R02, "v2")
+    r01_state = running(lab, R01[1])
+    assert r01_state is not None and r01_state["state"] == {
+        "version": "v2",
+        "slot": "b",
+        "previous": {"version": "v1", "slot": "a"},
+    }
+    assert all(running(lab, h)["health"]["version"] == "v2" for h in R02)  # type: ignore[index]
+
+
+def test_an_approver_who_says_no_stops_the_rollout(nb: pynetbox.api, lab: Lab, tmp_path: Path) -> None:
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            image_rollout(
+                version="v1", site="fra1", rack="fra1-r02", canary=1, pause="approval", dry_run=False
+            )
+        except Exception as e:  # the test thread asserts on it
+            outcome["error"] = e
+
+    worker = in_background(run)
+    while worker.is_alive():
+        for run_id in paused_runs():
+            resume_flow_run(
+                run_id, run_input={"approve": False, "approver": "on-call", "comment": "not tonight"}
+            )
+        time.sleep(1)
+    worker.join()
+    assert isinstance(outcome.get("error"), RolloutStopped)
+    assert "stopped by on-call" in str(outcome["error"]) and "not tonight" in str(outcome["error"])
+    on_v1 = [h for h, v in versions(nb, R02).items() if v == "v1"]
+    assert len(on_v1) == 1  # the canary only
