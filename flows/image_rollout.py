@@ -267,7 +267,7 @@ def image_rollout(
                         pause,
                         pause_seconds,
                         approval_timeout_s,
-                        wave,
+                        {name: outcomes[name].result for name in wave},
                         plan.waves[number + 1],
                         report.approvals,
                     )

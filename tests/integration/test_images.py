@@ -65,30 +65,15 @@ def test_an_artifact_changed_after_publishing_is_refused_as_corrupt(catalog: Cat
 
 
 def test_the_cli_publishes_lists_and_shows(lab: Lab, tmp_path: Path) -> None:
-    atlas = [sys.executable, "-m", "atlas.cli"]
-    where = ["--lab", lab.cfg.name]
-    subprocess.run([*atlas, "image", "build-lab", "it-cli", str(tmp_path / "a.tar.gz")], check=True, cwd=ROOT)
-    first = subprocess.run(
-        [*atlas, "image", "publish", "it-cli", str(tmp_path / "a.tar.gz"), *where],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=True,
-    )
-    assert "artifact uploaded" in first.stdout
-    again = subprocess.run(
-        [*atlas, "image", "publish", "it-cli", str(tmp_path / "a.tar.gz"), *where],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=True,
-    )
-    assert "nothing changed" in again.stdout
-    listed = subprocess.run(
-        [*atlas, "image", "list", *where], capture_output=True, text=True, cwd=ROOT, check=True
-    )
-    assert "it-cli" in listed.stdout
-    shown = subprocess.run(
-        [*atlas, "image", "show", "it-cli", *where], capture_output=True, text=True, cwd=ROOT, check=True
-    )
-    assert '"version": "it-cli"' in shown.stdout
+    def atlas(*args: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "atlas.cli", *args], capture_output=True, text=True, cwd=ROOT, check=True
+        ).stdout
+
+    artifact = str(tmp_path / "a.tar.gz")
+    where = ("--lab", lab.cfg.name)
+    atlas("image", "build-lab", "it-cli", artifact)
+    assert "artifact uploaded" in atlas("image", "publish", "it-cli", artifact, *where)
+    assert "nothing changed" in atlas("image", "publish", "it-cli", artifact, *where)
+    assert "it-cli" in atlas("image", "list", *where)
+    assert '"version": "it-cli"' in atlas("image", "show", "it-cli", *where)
