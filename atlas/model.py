@@ -101,6 +101,8 @@ class Device(Frozen):
     device_type: str
     mgmt_address: IPv4Interface | None = None
     loopback: IPv4Interface | None = None
+    # service addresses the server announces over OSPF from its own FRR; in NetBox: role anycast on lo
+    anycast: tuple[IPv4Interface, ...] = ()
     interfaces: tuple[Interface, ...] = ()
     disks: tuple[str, ...] = ()  # data disks NetBox lists (inventory items of role "disk")
     custom_fields: dict[str, Any] = Field(default_factory=dict)

@@ -89,6 +89,7 @@ class DeviceSpec(Spec):
     status: str = "planned"
     mgmt: IPv4Interface | None = None
     loopback: IPv4Interface | None = None
+    anycast: list[IPv4Interface] = []  # service addresses the server announces (/32, shared by design)
     custom_fields: dict[str, Any] = {}
 
 
@@ -249,6 +250,15 @@ class _Checker:
             self.add(f"device {d.name}: loopback {d.loopback} is not a /32")
         if d.role in (Role.SPINE, Role.LEAF, Role.CORE) and d.loopback is None:
             self.add(f"device {d.name}: a {d.role} needs a loopback address")
+        if d.anycast and d.role not in (Role.COMPUTE, Role.STORAGE):
+            self.add(f"device {d.name}: only servers announce anycast addresses, not a {d.role}")
+        if d.anycast and d.loopback is None:
+            self.add(f"device {d.name}: announcing anycast addresses needs a loopback (the OSPF router id)")
+        for a in d.anycast:
+            if a.network.prefixlen != 32:
+                self.add(f"device {d.name}: anycast address {a} is not a /32")
+        for dup in _duplicates([str(a) for a in d.anycast]):
+            self.add(f"device {d.name}: anycast address {dup} listed more than once")
 
     def check_cables(self) -> None:
         used: dict[Endpoint, str] = {}
@@ -301,6 +311,12 @@ class _Checker:
         for ip, where in sorted(owners.items()):
             if len(where) > 1:
                 self.add(f"address {ip} is used more than once: {', '.join(where)}")
+        for d in self.t.devices:
+            for a in sorted(set(d.anycast)):
+                if str(a.ip) in owners:
+                    self.add(
+                        f"device {d.name}: anycast address {a.ip} is also {', '.join(owners[str(a.ip)])}"
+                    )
         mgmt = [p.prefix for p in self.all_prefixes() if p.role == "management"]
         for d in self.t.devices:
             if d.mgmt is not None and mgmt and not any(d.mgmt.ip in net for net in mgmt):
@@ -378,6 +394,7 @@ def _to_models(t: TopologyFile, checker: _Checker) -> Topology:
                 device_type=d.type,
                 mgmt_address=d.mgmt,
                 loopback=d.loopback,
+                anycast=tuple(d.anycast),
                 interfaces=interfaces(d),
                 disks=tuple(checker.types[d.type].disk_names()),
                 custom_fields=d.custom_fields,

@@ -1,5 +1,9 @@
 """The host baseline (playbooks/host-baseline.yml): its variables from NetBox, and converging hosts
-to it by reading their state first and running the playbook only where it differs."""
+to it by reading their state first and running the playbook only where it differs.
+
+A server with anycast addresses in NetBox also runs FRR (zebra and ospfd under the host's service
+manager) and announces them from a dummy interface; whether that interface is up is the host's drain
+state (atlas.workloads), which the baseline never changes."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from collections.abc import Callable, Iterable
 from atlas.hosts.facts import FACTS_COMMAND, baseline_drift
 from atlas.hosts.runner import Host, run_playbook
 from atlas.model import Device, InterfaceKind, Result, Site
+from atlas.net.render import render_host
 from atlas.net.sessions import DeviceUnreachable, ssh_exec
 from atlas.parallel import each_device
 from atlas.secrets import Credential
@@ -50,6 +55,9 @@ def inventory(site: Site, devices: dict[str, Device], servers: Iterable[Device])
                     "atlas_sysctls": SYSCTLS,
                     "atlas_addresses": addresses,
                     "atlas_gateways": sorted(gateways, key=lambda g: g["ifname"]),
+                    "atlas_service_addresses": [str(a) for a in s.anycast],
+                    # announced by the host's own FRR; None: the host does not route
+                    "atlas_frr_config": render_host(site, s),
                     "atlas_facts": {
                         "site": s.site,
                         "rack": s.rack,

@@ -11,9 +11,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from atlas.net.config import diff
+from atlas.net.render import SERVICE_INTERFACE
+
 SYSCTL_FILE = "/etc/sysctl.d/90-atlas.conf"
 FACTS_FILE = "/etc/atlas/facts.json"
-_SECTIONS = ("hostname", "sysctl-file", "sysctl", "addresses", "default", "facts")
+FRR_CONFIG = "/etc/frr/frr.conf"
+_SECTIONS = ("hostname", "sysctl-file", "sysctl", "addresses", "default", "facts", "frr", "frr-running")
 FACTS_COMMAND = "; ".join(
     [
         "echo @hostname; cat /etc/hostname 2>/dev/null",
@@ -22,6 +26,8 @@ FACTS_COMMAND = "; ".join(
         "echo @addresses; ip -j -4 addr show",
         "echo @default; ip -j -4 route show default",
         f"echo @facts; cat {FACTS_FILE} 2>/dev/null",
+        f"echo @frr; cat {FRR_CONFIG} 2>/dev/null",
+        "echo @frr-running; vtysh -c 'show running-config' 2>/dev/null",
         "true",
     ]
 )
@@ -82,4 +88,27 @@ def baseline_drift(intended: dict[str, Any], output: str) -> list[str]:
         drift.append(f"default route {_gateways(_json(have['default']))}, intended {want}")
     if _json(have["facts"]) != intended["atlas_facts"]:
         drift.append(f"{FACTS_FILE} differs")
+    drift += _routing_drift(intended, have, links)
+    return drift
+
+
+def _routing_drift(intended: dict[str, Any], have: dict[str, str], links: dict[str, Any]) -> list[str]:
+    """Service addresses on their interface (up or down: that is the drain state) and, on a host that
+    routes, its FRR configuration and daemons."""
+    drift = []
+    want = sorted(intended.get("atlas_service_addresses", []))
+    service = links.get(SERVICE_INTERFACE)
+    found = (
+        sorted(f"{a['local']}/{a['prefixlen']}" for a in service.get("addr_info", [])) if service else None
+    )
+    if (found or None) != (want or None):
+        drift.append(f"{SERVICE_INTERFACE} addresses {found}, intended {want}")
+    config = intended.get("atlas_frr_config")
+    if config is not None:
+        if have["frr"].strip() != config.strip():
+            drift.append(f"{FRR_CONFIG} differs")
+        if not have["frr-running"].strip():
+            drift.append("FRR is not running")
+        else:
+            drift += [f"FRR running: {line}" for line in diff(have["frr-running"], config).summary]
     return drift

@@ -25,7 +25,7 @@ from pyroute2 import IPRoute, NetlinkError, NetNS, netns
 
 from atlas.lab import procs
 from atlas.lab.config import LabConfig
-from atlas.model import Cable, Device, Site
+from atlas.model import Cable, Device, Role, Site
 
 FRR_BIN = Path("/usr/lib/frr")
 FRR_DAEMONS = ("zebra", "ospfd", "staticd")
@@ -177,8 +177,12 @@ class Fabric:
                 eth0 = ns.link_lookup(ifname="eth0")[0]
                 ns.addr("add", index=eth0, address=str(node.mgmt.ip), prefixlen=node.mgmt.network.prefixlen)
                 ns.link("set", index=eth0, state="up")
-        for cable in self.cables(sites, nodes):
+        cables = self.cables(sites, nodes)
+        for cable in cables:
             self._cable(cable)
+        for node in nodes:
+            if node.device.role == Role.CLIENT:
+                self._address_client(node, cables, {n.name: n.device for n in nodes})
         (self.keys_dir).mkdir(parents=True, exist_ok=True)
         (self.keys_dir / "authorized_keys").write_text(host_pubkey.strip() + "\n")
         for node in nodes:
@@ -199,6 +203,27 @@ class Fabric:
             ns.link("set", index=ns.link_lookup(ifname=cable.a.interface)[0], state="up")
         with NetNS(b_ns) as ns:
             ns.link("set", index=ns.link_lookup(ifname=cable.b.interface)[0], state="up")
+
+    def _address_client(self, node: Node, cables: list[Cable], devices: dict[str, Device]) -> None:
+        """A client is the lab's own traffic source, not a device Atlas manages: it gets its addresses
+        from NetBox here, and a default route to the router it is cabled to."""
+        with NetNS(self.cfg.netns(node.name)) as ns:
+            for cable in cables:
+                if node.name not in (cable.a.device, cable.b.device):
+                    continue
+                mine, far = cable.ends_from(node.name)
+                iface = node.device.interface(mine.interface)
+                router = devices[far.device].interface(far.interface)
+                if iface is None or not iface.addresses or router is None or not router.addresses:
+                    continue
+                index = ns.link_lookup(ifname=mine.interface)[0]
+                ns.addr(
+                    "add",
+                    index=index,
+                    address=str(iface.addresses[0].ip),
+                    prefixlen=iface.addresses[0].network.prefixlen,
+                )
+                ns.route("replace", dst="0.0.0.0/0", gateway=str(router.addresses[0].ip))
 
     def _prepare_host(self, switch_password: str) -> None:
         user = self.cfg.switch_user
@@ -298,7 +323,8 @@ class Fabric:
         ]
         if node.is_switch:
             lines += [
-                "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1",
+                # L4 hashing: flows of one client spread over every equal path (e.g. to anycast sites)
+                "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 net.ipv4.fib_multipath_hash_policy=1",
                 f"mount --bind {d / 'hosts'} /etc/hosts",
             ]
         else:

@@ -61,6 +61,12 @@ class _Addresses:
     def loopback(self) -> IPv4Interface:
         return IPv4Interface(f"{next(self._loop)}/32")
 
+    @staticmethod
+    def anycast(shape: LabShape) -> IPv4Interface:
+        """The service address every compute server announces: the last of the loopback range, far
+        from the loopbacks handed out from its start."""
+        return IPv4Interface(f"{shape.loopbacks.broadcast_address - 1}/32")
+
     def p2p(self) -> tuple[IPv4Interface, IPv4Interface]:
         net = next(self._p2p)
         a, b = IPv4Address(int(net.network_address)), IPv4Address(int(net.network_address) + 1)
@@ -82,7 +88,8 @@ def catalog() -> TopologyFile:
 
 
 def generate(shape: LabShape) -> dict[str, TopologyFile]:
-    """File name -> content: a catalog, one file per site, and the core that joins the sites."""
+    """File name -> content: a catalog, one file per site, and the core that joins the sites (with a
+    client behind it)."""
     addr = _Addresses(shape)
     files = {"00-catalog.yaml": catalog()}
     core = TopologyFile(
@@ -169,6 +176,7 @@ def generate(shape: LabShape) -> dict[str, TopologyFile]:
                         status=status,
                         mgmt=addr.mgmt(),
                         loopback=addr.loopback(),
+                        anycast=[addr.anycast(shape)] if role == "compute" else [],
                     )
                 )
                 for nic, leaf in enumerate(leaves, 1):
@@ -184,6 +192,23 @@ def generate(shape: LabShape) -> dict[str, TopologyFile]:
                     CableSpec(a=f"core1:swp{core_port}", b=f"{spine}:swp32", a_address=a, b_address=b)
                 )
         files[f"10-{site}.yaml"] = f
+    if shape.core:
+        # a client outside every site, behind the core: it reaches the anycast service of all sites
+        core.devices.append(
+            DeviceSpec(
+                name="client1",
+                site="core",
+                role="client",
+                type=SERVER_TYPE,
+                platform="debian",
+                status="active",
+                mgmt=addr.mgmt(),
+            )
+        )
+        a, b = addr.p2p()
+        core.cables.append(
+            CableSpec(a=f"core1:swp{core_port + 1}", b="client1:eth1", a_address=a, b_address=b)
+        )
     files["90-core.yaml"] = core
     return files
 

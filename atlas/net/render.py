@@ -18,6 +18,8 @@ from atlas.safety import name_problem, text_problem
 TEMPLATES = Path(__file__).with_name("templates")
 PLATFORM_TEMPLATES = {"frr": "frr.j2"}
 COST_OUT_FIELD = "ospf_cost_out"
+HOST_TEMPLATE = "frr-host.j2"
+SERVICE_INTERFACE = "anycast0"  # where a server's anycast addresses live; down = not announced
 
 
 class RenderError(ValueError):
@@ -29,6 +31,7 @@ class Link:
     interface: str
     address: IPv4Interface
     peer: Endpoint
+    routed: bool = False  # the server on the other end speaks OSPF (it announces anycast addresses)
 
     @property
     def description(self) -> str:
@@ -75,7 +78,7 @@ def switch_intent(site: Site, device: Device, peers: dict[str, Device]) -> Switc
         if peer.role.is_switch:
             fabric.append(link)
             continue
-        servers.append(link)
+        servers.append(Link(interface=mine.interface, address=address, peer=other, routed=bool(peer.anycast)))
         peer_address = _address(peer, other.interface)
         if peer.loopback is not None and peer_address is not None:
             routes.append(StaticRoute(prefix=peer.loopback.network, next_hop=peer_address.ip))
@@ -130,4 +133,23 @@ def render(intent: SwitchIntent, timers: Timers | None = None) -> str:
         server_routes=intent.server_routes,
         cost_out=intent.cost_out,
         timers=timers or Timers(),
+    )
+
+
+def render_host(site: Site, device: Device, timers: Timers | None = None) -> str | None:
+    """FRR of a server that announces anycast addresses (None for one that does not): OSPF on every
+    cabled uplink, the service interface passive."""
+    if not device.anycast:
+        return None
+    problems = [name_problem(f"{device.name} name", device.name)]
+    if device.loopback is None:
+        problems.append(f"{device.name}: announcing anycast addresses needs a loopback (OSPF router id)")
+    uplinks = sorted(
+        (c.ends_from(device.name)[0].interface for c in site.cables_of(device.name)), key=_natural
+    )
+    problems += [name_problem(f"{device.name} interface", u) for u in uplinks]
+    if [p for p in problems if p]:
+        raise RenderError("; ".join(p for p in problems if p))
+    return _env.get_template(HOST_TEMPLATE).render(
+        device=device, uplinks=uplinks, service_interface=SERVICE_INTERFACE, timers=timers or Timers()
     )

@@ -16,11 +16,11 @@ import pynetbox
 
 from atlas.model import Endpoint, InterfaceKind
 from atlas.sot.client import slugify
-from atlas.sot.read import DISK_ROLE, cables_from
-from atlas.topology import Topology
+from atlas.sot.read import ANYCAST_ROLE, DISK_ROLE, cables_from
+from atlas.topology import LOOPBACK_INTERFACE, Topology
 
 # Bump when what an import writes changes: cached NetBox snapshots of older imports are then unused.
-LOADER_VERSION = 2
+LOADER_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class Inventory:
     devices: dict[str, DeviceFacts] = field(default_factory=dict)
     devices_without_primary_ip: set[str] = field(default_factory=set)
     addresses: dict[str, Endpoint | None] = field(default_factory=dict)
+    anycast: set[tuple[str, Endpoint]] = field(default_factory=set)  # (ip, interface)
     cables: dict[Endpoint, Endpoint] = field(default_factory=dict)
     prefixes: set[str] = field(default_factory=set)
 
@@ -65,6 +66,7 @@ class LoadPlan:
     prefixes: list[tuple[str, str, str | None, str]] = field(default_factory=list)
     devices: list[dict[str, Any]] = field(default_factory=list)
     addresses: list[tuple[str, Endpoint]] = field(default_factory=list)
+    anycast: list[tuple[str, Endpoint]] = field(default_factory=list)
     primary_ips: list[tuple[str, str]] = field(default_factory=list)
     cables: list[tuple[Endpoint, Endpoint]] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
@@ -163,6 +165,15 @@ def plan_load(topology: Topology, have: Inventory) -> LoadPlan:
                 elif have.addresses[ip] != end:
                     where = have.addresses[ip] or "nothing"
                     plan.conflicts.append(f"address {ip} is assigned to {where} in NetBox, not {end}")
+        lo = Endpoint(device=d.name, interface=LOOPBACK_INTERFACE)
+        for addr in d.anycast:
+            if str(addr.ip) in have.addresses:
+                plan.conflicts.append(
+                    f"anycast address {addr.ip} of {d.name} is in NetBox as a unicast address of "
+                    f"{have.addresses[str(addr.ip)] or 'nothing'}"
+                )
+            elif (str(addr.ip), lo) not in have.anycast:
+                plan.anycast.append((str(addr), lo))
         if d.mgmt_address is not None and (existing is None or d.name in have.devices_without_primary_ip):
             plan.primary_ips.append((d.name, str(d.mgmt_address)))
 
@@ -208,9 +219,11 @@ def read_inventory(nb: pynetbox.api) -> Inventory:
     iface_names = {i.id: Endpoint(device=i.device.name, interface=i.name) for i in nb.dcim.interfaces.all()}
     for a in nb.ipam.ip_addresses.all():
         ip = a.address.split("/")[0]
-        inv.addresses[ip] = (
-            iface_names.get(a.assigned_object_id) if a.assigned_object_type == "dcim.interface" else None
-        )
+        end = iface_names.get(a.assigned_object_id) if a.assigned_object_type == "dcim.interface" else None
+        if a.role is not None and a.role.value == ANYCAST_ROLE and end is not None:
+            inv.anycast.add((ip, end))
+        else:
+            inv.addresses[ip] = end
     for c in cables_from(nb.dcim.cables.all()):
         inv.cables[c.a], inv.cables[c.b] = c.b, c.a
     inv.prefixes = {p.prefix for p in nb.ipam.prefixes.all()}
@@ -300,9 +313,9 @@ def apply_plan(nb: pynetbox.api, plan: LoadPlan) -> None:
                 for d in plan.devices
             ]
         )
-    if plan.addresses or plan.cables:
+    if plan.addresses or plan.anycast or plan.cables:
         ifaces = {Endpoint(device=i.device.name, interface=i.name): i.id for i in nb.dcim.interfaces.all()}
-        if plan.addresses:
+        if plan.addresses or plan.anycast:
             nb.ipam.ip_addresses.create(
                 [
                     {
@@ -311,7 +324,9 @@ def apply_plan(nb: pynetbox.api, plan: LoadPlan) -> None:
                         "assigned_object_type": "dcim.interface",
                         "assigned_object_id": ifaces[end],
                     }
-                    for addr, end in plan.addresses
+                    | ({"role": ANYCAST_ROLE} if anycast else {})
+                    for addrs, anycast in ((plan.addresses, False), (plan.anycast, True))
+                    for addr, end in addrs
                 ]
             )
         if plan.cables:

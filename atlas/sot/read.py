@@ -32,10 +32,11 @@ _IDS_PER_QUERY = 150
 # Only the fields Atlas reads: NetBox serializes a full interface four times slower.
 _DEVICE_FIELDS = "id,name,site,rack,role,platform,status,device_type,custom_fields"
 _INTERFACE_FIELDS = "id,name,device,mgmt_only,type,description,enabled"
-_ADDRESS_FIELDS = "address,assigned_object_type,assigned_object_id"
+_ADDRESS_FIELDS = "address,role,assigned_object_type,assigned_object_id"
 _CABLE_FIELDS = "status,a_terminations,b_terminations"
 _DISK_FIELDS = "name,device,role"
 DISK_ROLE = "disk"  # the NetBox inventory item role of data disks
+ANYCAST_ROLE = "anycast"  # the NetBox IP address role of service addresses several servers announce
 
 
 class NotInNetBox(LookupError):
@@ -97,10 +98,19 @@ def _device_models(
     for item in disks:  # filtered here: NetBox refuses a role filter naming a role it does not have yet
         if _slug(item.role) == DISK_ROLE:
             disks_by_device[item.device.id].append(str(item.name))
+    device_of_iface = {i.id: i.device.id for i in interfaces}
     addrs_by_iface: dict[int, list[IPv4Interface]] = defaultdict(list)
+    anycast_by_device: dict[int, list[IPv4Interface]] = defaultdict(list)
     for a in addresses:
         if a.assigned_object_type == "dcim.interface" and a.assigned_object_id is not None:
-            addrs_by_iface[a.assigned_object_id].append(IPv4Interface(a.address))
+            if (
+                a.role is not None
+                and _value(a.role) == ANYCAST_ROLE
+                and a.assigned_object_id in device_of_iface
+            ):
+                anycast_by_device[device_of_iface[a.assigned_object_id]].append(IPv4Interface(a.address))
+            else:
+                addrs_by_iface[a.assigned_object_id].append(IPv4Interface(a.address))
     ifaces_by_device: dict[int, list[Interface]] = defaultdict(list)
     for i in sorted(interfaces, key=lambda i: i.id):
         ifaces_by_device[i.device.id].append(
@@ -130,6 +140,7 @@ def _device_models(
                 device_type=str(d.device_type.model),
                 mgmt_address=first_address(ifaces, InterfaceKind.MGMT),
                 loopback=first_address(ifaces, InterfaceKind.LOOPBACK),
+                anycast=tuple(sorted(anycast_by_device.get(d.id, []))),
                 interfaces=tuple(ifaces),
                 disks=tuple(sorted(disks_by_device.get(d.id, []))),
                 custom_fields=dict(d.custom_fields or {}),

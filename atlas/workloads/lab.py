@@ -1,16 +1,25 @@
-"""The lab's workloads: the services of a server's image, which answer 503 to new requests while
-the server carries the drain mark (/etc/atlas/drained); set and cleared over SSH."""
+"""The lab's workloads: the services of a server's image, reached at the server's anycast address.
+
+Draining first withdraws the announcement (the service interface goes down, so the host's FRR stops
+announcing it and new connections go to other servers), waits for routing to follow, and only then
+sets the drain mark (/etc/atlas/drained) under which the service answers 503. Undraining is the
+reverse: serve first, then announce. Both over SSH, with constant commands.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from atlas.model import Device
+from atlas.net.render import SERVICE_INTERFACE
 from atlas.net.sessions import DeviceUnreachable, ssh_exec
 from atlas.secrets import Credential
 from atlas.workloads import DrainFailed
 
 MARK = "/etc/atlas/drained"
+SETTLE_S = 2.0  # OSPF on the lab's timers moves traffic within a second of a withdrawal
+_IF_ANNOUNCING = f"! ip link show {SERVICE_INTERFACE} >/dev/null 2>&1 || ip link set {SERVICE_INTERFACE}"
 
 
 class LabServices:
@@ -24,10 +33,15 @@ class LabServices:
             raise DrainFailed(f"{host.name}: {what}: {e}") from None
 
     def drain(self, host: Device) -> None:
+        if host.anycast:
+            self._run(host, f"{_IF_ANNOUNCING} down", "withdraw the service addresses")
+            time.sleep(SETTLE_S)
         self._run(host, f"mkdir -p /etc/atlas && echo atlas > {MARK}", "drain")
 
     def undrain(self, host: Device) -> None:
         self._run(host, f"rm -f {MARK}", "undrain")
+        if host.anycast:
+            self._run(host, f"{_IF_ANNOUNCING} up", "announce the service addresses")
 
     def drained(self, host: Device) -> bool:
         return self._run(host, f"test -e {MARK} && echo yes || echo no", "drain state").strip() == "yes"

@@ -24,6 +24,17 @@ options:
     type: list
     elements: dict
     required: true
+  service_addresses:
+    description: >-
+      anycast addresses the host's routing announces; they live on the dummy interface
+      service_interface, created up when missing. Whether it is up is the drain state of the host's
+      workloads, so an existing interface is never brought up or down here. Empty: no such interface.
+    type: list
+    elements: str
+    default: []
+  service_interface:
+    type: str
+    default: anycast0
 """
 
 
@@ -38,6 +49,10 @@ def current_addresses(ifnames):
         if link["ifname"] in found:
             found[link["ifname"]] = sorted(f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", []))
     return found
+
+
+def link_exists(ifname):
+    return any(link["ifname"] == ifname for link in ip_json("link", "show"))
 
 
 def current_gateways():
@@ -56,6 +71,8 @@ def main():
         argument_spec={
             "addresses": {"type": "dict", "required": True},
             "default_gateways": {"type": "list", "elements": "dict", "required": True},
+            "service_addresses": {"type": "list", "elements": "str", "default": []},
+            "service_interface": {"type": "str", "default": "anycast0"},
         },
         supports_check_mode=True,
     )
@@ -70,6 +87,17 @@ def main():
         for a in sorted(set(addrs) - set(have_addrs[ifname])):
             commands.append(["ip", "addr", "add", a, "dev", ifname])
         commands.append(["ip", "link", "set", ifname, "up"])
+    service, want_service = module.params["service_interface"], sorted(module.params["service_addresses"])
+    have_service = current_addresses([service])[service] if link_exists(service) else None
+    if want_service and have_service is None:
+        commands += [["ip", "link", "add", service, "type", "dummy"], ["ip", "link", "set", service, "up"]]
+        have_service = []
+    elif not want_service and have_service is not None:
+        commands.append(["ip", "link", "del", service])
+    for a in sorted(set(have_service or []) - set(want_service)) if want_service else []:
+        commands.append(["ip", "addr", "del", a, "dev", service])
+    for a in sorted(set(want_service) - set(have_service or [])):
+        commands.append(["ip", "addr", "add", a, "dev", service])
     if have_gw != want_gw:
         route = ["ip", "route", "replace", "default"]
         for gateway, ifname in want_gw:
@@ -79,14 +107,23 @@ def main():
     result = {
         "changed": bool(changes),
         "diff": {
-            "before": json.dumps({"addresses": have_addrs, "default": have_gw}, indent=1) + "\n",
-            "after": json.dumps({"addresses": want_addrs, "default": want_gw}, indent=1) + "\n",
+            "before": json.dumps(
+                {"addresses": have_addrs, "default": have_gw, service: have_service}, indent=1
+            )
+            + "\n",
+            "after": json.dumps(
+                {"addresses": want_addrs, "default": want_gw, service: want_service or None}, indent=1
+            )
+            + "\n",
         },
         "commands": [" ".join(c) for c in changes],
     }
     if changes and not module.check_mode:
         for c in commands:
             rc, _, err = module.run_command(c)
+            if rc != 0 and c[-2:] == ["type", "dummy"] and "Unknown device type" in err:
+                # a kernel without the dummy driver (a container's): ifb is as inert, and also built in
+                rc, _, err = module.run_command([*c[:-1], "ifb"])
             if rc != 0:
                 module.fail_json(msg=f"{' '.join(c)} failed: {err.strip()}", **result)
     module.exit_json(**result)

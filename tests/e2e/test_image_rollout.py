@@ -1,6 +1,7 @@
 """image-rollout end to end: images published to the lab's moto, installed A/B on the lab's servers by
 Ansible, their service run by each server's supervisord, NetBox updated. In file order, on fra1 with
-both racks brought up first."""
+both racks brought up first; at the end the image's service, announced by every compute server from
+its own FRR, is reached from the client behind the core."""
 
 from __future__ import annotations
 
@@ -29,7 +30,11 @@ from atlas.images import AwsSettings, Catalog
 from atlas.lab import procs
 from atlas.lab.images import build
 from atlas.lab.lab import Lab
+from atlas.model import Site
 from atlas.secrets import AWS_PATH, Vault
+from atlas.traffic import probe
+from atlas.workloads.lab import LabServices
+from flows.fabric import fabric_apply
 from flows.image_rollout import RolloutRefused, RolloutStopped, image_rollout
 from flows.rack_bringup import rack_bringup
 
@@ -46,8 +51,9 @@ def catalog(vault: Vault) -> Catalog:
 @pytest.fixture(scope="module", autouse=True)
 def site_up(lab: Lab, catalog: Catalog, tmp_path_factory: pytest.TempPathFactory) -> None:
     lab.reset()
-    for rack in ("fra1-r01", "fra1-r02"):
-        assert rack_bringup(site="fra1", rack=rack, dry_run=False).failed == 0
+    for site, rack in (("fra1", "fra1-r01"), ("fra1", "fra1-r02"), ("ams1", "ams1-r01")):
+        assert rack_bringup(site=site, rack=rack, dry_run=False).failed == 0
+    assert not any(r.failed for r in fabric_apply(site="core", dry_run=False))
     images = tmp_path_factory.mktemp("images")
     for version, broken in (("v1", False), ("v2", False), ("bad", True), ("corrupt", False)):
         catalog.publish(version, build(version, images / f"{version}.tar.gz", broken=broken), amis=False)
@@ -239,3 +245,32 @@ def test_an_approver_who_says_no_stops_the_rollout(nb: pynetbox.api, lab: Lab, t
     assert "stopped by on-call" in str(outcome["error"]) and "not tonight" in str(outcome["error"])
     on_v1 = [h for h, v in versions(nb, R02).items() if v == "v1"]
     assert len(on_v1) == 1  # the canary only
+
+
+def test_the_service_is_answered_from_both_sites_and_a_drained_server_gets_no_requests(
+    lab: Lab, vault: Vault, sites: list[Site]
+) -> None:
+    image_rollout(version="v2", site="ams1", rack="ams1-r01", wave_size=3, dry_run=False)
+    devices = {d.name: d for s in sites for d in s.devices}
+    client, site_of = devices["client1"], {name: d.site for name, d in devices.items()}
+    service = devices["fra1-r01-cmp1"].anycast[0].ip
+    announcing = {name for name, d in devices.items() if d.anycast}
+    assert announcing == {
+        f"{r}-cmp{n}" for r in ("fra1-r01", "fra1-r02", "ams1-r01", "ams1-r02") for n in (1, 2)
+    }
+    cred = vault.credential("core", "client")
+    before = probe(client, cred, service, count=40)
+    assert not before.errors and set(before.by_site(site_of)) == {"fra1", "ams1"}
+    assert set(before.by_host) <= announcing - {"ams1-r02-cmp1", "ams1-r02-cmp2"}  # planned rack: no image
+    services = LabServices(lambda d: vault.credential(d.site, d.role.value))
+    fra1 = [devices[h] for h in announcing if h.startswith("fra1")]
+    for host in fra1:
+        services.drain(host)
+    try:
+        drained = probe(client, cred, service, count=20)
+        assert not drained.errors and set(drained.by_site(site_of)) == {"ams1"}
+    finally:
+        for host in fra1:
+            services.undrain(host)
+    after = probe(client, cred, service, count=40)
+    assert not after.errors and set(after.by_site(site_of)) == {"fra1", "ams1"}

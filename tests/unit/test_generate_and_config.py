@@ -15,8 +15,9 @@ def test_full_size_datacenter_generates_a_valid_topology(tmp_path: Path) -> None
     assert sum(d.role == Role.LEAF for d in devices) == 24
     assert sum(d.role == Role.SPINE for d in devices) == 4
     assert sum(d.role.is_server for d in devices) == 240
-    # every leaf to every spine, every server to both leaves of its rack, every spine to the core
-    assert len(topo.all_cables()) == 24 * 4 + 240 * 2 + 4
+    # every leaf to every spine, every server to both leaves of its rack, every spine and the client to the core
+    assert len(topo.all_cables()) == 24 * 4 + 240 * 2 + 4 + 1
+    assert sum(bool(d.anycast) for d in devices) == 12 * 18  # compute servers announce the service
 
 
 def test_committed_default_lab_is_what_the_generator_writes(tmp_path: Path) -> None:

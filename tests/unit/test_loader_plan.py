@@ -27,6 +27,7 @@ def inventory_holding(topo: Topology) -> Inventory:
         for i in d.interfaces:
             for a in i.addresses:
                 inv.addresses[str(a.ip)] = Endpoint(device=d.name, interface=i.name)
+        inv.anycast |= {(str(a.ip), Endpoint(device=d.name, interface="lo")) for a in d.anycast}
     for c in topo.all_cables():
         inv.cables[c.a], inv.cables[c.b] = c.b, c.a
     return inv
@@ -37,12 +38,26 @@ def test_an_empty_netbox_gets_everything_once() -> None:
     plan = plan_load(topo, Inventory())
     assert plan.conflicts == []
     counts = plan.counts()
-    assert counts["devices"] == len(topo.all_devices()) == 25
-    assert counts["cables"] == len(topo.all_cables()) == 44
+    assert counts["devices"] == len(topo.all_devices()) == 26
+    assert counts["cables"] == len(topo.all_cables()) == 45
     assert counts["sites"] == 3
     assert counts["racks"] == 4
-    assert counts["primary_ips"] == 25
+    assert counts["primary_ips"] == 26
     assert len({addr for addr, _ in plan.addresses}) == counts["addresses"]
+    # one service address, announced by each compute server of both sites
+    assert {addr for addr, _ in plan.anycast} == {"198.19.3.254/32"} and counts["anycast"] == 8
+
+
+def test_an_anycast_address_held_as_a_unicast_address_is_a_conflict() -> None:
+    topo = load_topology(DEFAULT_TOPOLOGY)
+    inv = inventory_holding(topo)
+    inv.anycast = set()
+    inv.addresses["198.19.3.254"] = Endpoint(device="fra1-r01-cmp1", interface="lo")
+    plan = plan_load(topo, inv)
+    assert len(plan.conflicts) == 8
+    assert (
+        "anycast address 198.19.3.254 of ams1-r01-cmp1 is in NetBox as a unicast address" in plan.conflicts[0]
+    )
 
 
 def test_a_second_import_plans_nothing() -> None:

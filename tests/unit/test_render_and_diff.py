@@ -9,7 +9,7 @@ import pytest
 
 from atlas.lab.config import DEFAULT_TOPOLOGY
 from atlas.net.config import comparable, diff
-from atlas.net.render import RenderError, render, switch_intent
+from atlas.net.render import RenderError, render, render_host, switch_intent
 from atlas.topology import load_topology
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -80,3 +80,18 @@ def test_a_description_with_a_command_never_renders() -> None:
     )
     with pytest.raises(RenderError, match="control characters"):
         render(switch_intent(site, bad, {d.name: d for d in topo.all_devices()}))
+
+
+def test_a_server_that_announces_anycast_runs_ospf_as_a_stub_router() -> None:
+    topo = load_topology(DEFAULT_TOPOLOGY)
+    site = next(s for s in topo.sites if s.name == "fra1")
+    compute, storage = site.device("fra1-r01-cmp1"), site.device("fra1-r01-sto1")
+    assert compute is not None and storage is not None
+    assert render_host(site, compute) == (GOLDEN / "fra1-r01-cmp1.frr").read_text()
+    assert render_host(site, storage) is None  # announces nothing: static routes only
+    leaf = intended("fra1-r01-leaf1")
+    assert (
+        "to fra1-r01-cmp1:eth1\n ip address 198.18.64.8/31\n ip ospf area 0\n ip ospf network point-to-point"
+        in leaf
+    )
+    assert "to fra1-r01-sto1:eth1\n ip address 198.18.64.16/31\n ip ospf area 0\n ip ospf passive" in leaf

@@ -160,3 +160,27 @@ def test_schema_errors_name_file_and_field(tmp_path: Path) -> None:
 
 def test_no_files_is_an_error(tmp_path: Path) -> None:
     assert problems_of(tmp_path, {}) == [f"no topology files found in {tmp_path}"]
+
+
+def test_anycast_addresses_are_servers_own_host_routes(tmp_path: Path) -> None:
+    files = base()
+    devices = files["site.yaml"]["devices"]
+    assert isinstance(devices, list)
+    devices[0]["anycast"] = ["198.19.0.250/32"]  # a leaf
+    devices[1]["anycast"] = ["198.19.0.250/24", "198.18.0.10/32", "198.18.0.10/32"]  # and no loopback
+    text = "\n".join(problems_of(tmp_path, files))
+    assert "device leaf1: only servers announce anycast addresses, not a leaf" in text
+    assert "device srv1: announcing anycast addresses needs a loopback" in text
+    assert "device srv1: anycast address 198.19.0.250/24 is not a /32" in text
+    assert "device srv1: anycast address 198.18.0.10/32 listed more than once" in text
+    assert "device srv1: anycast address 198.18.0.10 is also leaf1:eth0" in text
+
+
+def test_several_servers_share_an_anycast_address(tmp_path: Path) -> None:
+    files = base()
+    devices = files["site.yaml"]["devices"]
+    assert isinstance(devices, list)
+    devices[1] |= {"anycast": ["198.19.0.250/32"], "loopback": "198.19.0.2/32"}
+    devices.append(devices[1] | {"name": "srv2", "mgmt": "198.18.0.12/24", "loopback": "198.19.0.3/32"})
+    topo = load_topology(write(tmp_path, files))
+    assert [str(d.anycast[0]) for d in topo.all_devices() if d.anycast] == ["198.19.0.250/32"] * 2
