@@ -121,6 +121,10 @@ class Ceph:
         return f"[{answer['entity']}]\n\tkey = {answer['key']}\n"
 
     # --- maintenance ----------------------------------------------------------------------------
+    def buckets(self) -> set[str]:
+        """Names of the CRUSH buckets (hosts, racks, datacenters, root)."""
+        return {str(n["name"]) for n in self.call("osd", "tree")["nodes"] if n["type"] != "osd"}
+
     def set_group_noout(self, buckets: list[str]) -> None:
         self.call("osd", "set-group", "noout", *buckets)
 

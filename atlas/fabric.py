@@ -159,16 +159,19 @@ def read_states(
 
 
 def last_path_problems(
-    view: FabricView, costing_out: set[str], states: dict[str, RoutingState | None]
+    view: FabricView,
+    costing_out: set[str],
+    states: dict[str, RoutingState | None],
+    leaving: frozenset[str] = frozenset(),
 ) -> list[str]:
     """Every active device of the site that would keep no working path upstream. A path works when
     its switch is not costed out (NetBox), answers, and, between switches, the link's adjacency is
-    Full as the device itself sees it."""
+    Full as the device itself sees it. Devices `leaving` (an evacuation's own scope) are meant to."""
     down = costing_out | {d.name for d in view.active_switches if is_costed_out(d)}
     problems = []
     for d in view.devices.values():
         wanted = UPSTREAM.get(d.role)
-        if d.status != DeviceStatus.ACTIVE or wanted is None:
+        if d.status != DeviceStatus.ACTIVE or wanted is None or d.name in leaving:
             continue
         ups = [
             (port, p)

@@ -157,7 +157,15 @@ def verify_traffic(
         time.sleep(1)
 
 
-def change_cost(switch: str, reason: str, cost_out: bool, force: bool, dry_run: bool) -> Result:
+def change_cost(
+    switch: str,
+    reason: str,
+    cost_out: bool,
+    force: bool,
+    dry_run: bool,
+    leaving: frozenset[str] = frozenset(),
+) -> Result:
+    """`leaving`: devices an evacuation takes out with the switch, so their lost paths are intended."""
     log = get_run_logger()
     verb = "cost-out" if cost_out else "cost-in"
     problem = text_problem("reason", reason)
@@ -170,7 +178,7 @@ def change_cost(switch: str, reason: str, cost_out: bool, force: bool, dry_run: 
     log.info(
         "verifying from %s", ", ".join(n.name for n in neighbours) or "no neighbour with a Full adjacency"
     )
-    overridden = fabric.last_path_problems(view, {switch}, states) if cost_out else []
+    overridden = fabric.last_path_problems(view, {switch}, states, leaving) if cost_out else []
     if overridden and not force:
         raise CostOutRefused(
             f"cost-out of {switch} refused, nothing changed (force=true overrides):\n"

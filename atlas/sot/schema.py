@@ -30,6 +30,9 @@ CUSTOM_FIELDS = (
         "boolean",
         "Switch in OSPF maintenance: traffic avoids it (fabric-cost-out / fabric-cost-in)",
     ),
+    CustomField(
+        "evacuation", "Evacuation", "text", "Evacuated by Atlas for this ticket (evacuate / restore)"
+    ),
 )
 
 

@@ -58,20 +58,33 @@ def add_journal_entry(
     nb: pynetbox.api, device: str, comments: str, kind: str = "info", dry_run: bool = False
 ) -> Change:
     """One entry per distinct message: re-running a step does not repeat its journal line."""
+    return _journal(nb, "dcim.device", _device(nb, device), device, comments, kind, dry_run)
+
+
+def add_object_journal_entry(
+    nb: pynetbox.api, object_type: str, name: str, comments: str, kind: str = "info"
+) -> Change:
+    """The same, on a rack (`dcim.rack`) or a site (`dcim.site`)."""
+    endpoint = {"dcim.rack": nb.dcim.racks, "dcim.site": nb.dcim.sites}[object_type]
+    record = endpoint.get(name=name)
+    if record is None:
+        raise NetBoxWriteError(f"{object_type} {name!r} is not in NetBox")
+    return _journal(nb, object_type, record, name, comments, kind, False)
+
+
+def _journal(
+    nb: pynetbox.api, object_type: str, record: Any, name: str, comments: str, kind: str, dry_run: bool
+) -> Change:
     # Journal entries are markdown and may span lines; other control characters are refused.
     if any(ord(c) < 32 and c not in "\n\t" for c in comments):
         raise NetBoxWriteError("journal entry contains control characters")
-    record = _device(nb, device)
     existing = nb.extras.journal_entries.filter(
-        assigned_object_type="dcim.device", assigned_object_id=record.id
+        assigned_object_type=object_type, assigned_object_id=record.id
     )
     if any(e.comments == comments for e in existing):
-        return Change(target=device, what="journal", before=None, after=comments, changed=False)
+        return Change(target=name, what="journal", before=None, after=comments, changed=False)
     if not dry_run:
         nb.extras.journal_entries.create(
-            assigned_object_type="dcim.device",
-            assigned_object_id=record.id,
-            kind=kind,
-            comments=comments,
+            assigned_object_type=object_type, assigned_object_id=record.id, kind=kind, comments=comments
         )
-    return Change(target=device, what="journal", before=None, after=comments, changed=True)
+    return Change(target=name, what="journal", before=None, after=comments, changed=True)

@@ -5,12 +5,7 @@ its own FRR, is reached from the client behind the core."""
 
 from __future__ import annotations
 
-import contextvars
 import json
-import threading
-import time
-from collections.abc import Callable
-from pathlib import Path
 
 import pynetbox
 import pytest
@@ -18,13 +13,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterKey,
-    FlowRunFilter,
-    FlowRunFilterState,
-    FlowRunFilterStateType,
 )
-from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import ArtifactSort
-from prefect.flow_runs import resume_flow_run
 
 from atlas.images import AwsSettings, Catalog
 from atlas.lab import procs
@@ -37,6 +27,7 @@ from atlas.workloads.lab import LabServices
 from flows.fabric import fabric_apply
 from flows.image_rollout import RolloutRefused, RolloutStopped, image_rollout
 from flows.rack_bringup import rack_bringup
+from tests.e2e.runs import run_answering
 
 pytestmark = pytest.mark.usefixtures("flow_env")
 R01 = ["fra1-r01-cmp1", "fra1-r01-cmp2", "fra1-r01-sto1"]
@@ -168,50 +159,19 @@ def test_a_failed_first_image_is_removed_again(lab: Lab, nb: pynetbox.api) -> No
     assert set(versions(nb, R02).values()) == {None}
 
 
-def in_background(run: Callable[[], None]) -> threading.Thread:
-    """The flow in a thread that sees the test's Prefect settings (they live in context variables)."""
-    worker = threading.Thread(target=contextvars.copy_context().run, args=(run,))
-    worker.start()
-    return worker
-
-
-def paused_runs() -> list[str]:
-    with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
-            )
-        )
-    return [str(r.id) for r in runs]
-
-
 def test_a_site_rolls_out_in_waves_across_racks_with_an_approval_between_them(
     lab: Lab, nb: pynetbox.api
 ) -> None:
-    outcome: dict[str, object] = {}
-
-    def run() -> None:
-        try:
-            outcome["report"] = image_rollout(
-                version="v2", site="fra1", canary=1, wave_size=3, pause="approval", dry_run=False
-            )
-        except Exception as e:  # the test thread asserts on it
-            outcome["error"] = e
-
-    worker = in_background(run)
-    approvals = 0
-    while worker.is_alive():
-        for run_id in paused_runs():
-            resume_flow_run(
-                run_id, run_input={"approve": True, "approver": "on-call", "comment": "looks fine"}
-            )
-            approvals += 1
-        time.sleep(1)
-    worker.join()
-    assert "error" not in outcome, outcome.get("error")
-    report = outcome["report"]
-    assert [len(w) for w in report.waves] == [1, 3, 2]  # type: ignore[attr-defined]
-    assert approvals == 2
+    outcome = run_answering(
+        lambda: image_rollout(
+            version="v2", site="fra1", canary=1, wave_size=3, pause="approval", dry_run=False
+        ),
+        {"approve": True, "approver": "on-call", "comment": "looks fine"},
+    )
+    assert outcome.error is None, outcome.error
+    assert [len(w) for w in outcome.result.waves] == [1, 3, 2]
+    assert outcome.pauses == 2
+    assert outcome.result.approvals[0].endswith("approved by on-call: looks fine")
     assert versions(nb, R01 + R02) == dict.fromkeys(R01 + R02, "v2")
     r01_state = running(lab, R01[1])
     assert r01_state is not None and r01_state["state"] == {
@@ -222,27 +182,15 @@ def test_a_site_rolls_out_in_waves_across_racks_with_an_approval_between_them(
     assert all(running(lab, h)["health"]["version"] == "v2" for h in R02)  # type: ignore[index]
 
 
-def test_an_approver_who_says_no_stops_the_rollout(nb: pynetbox.api, lab: Lab, tmp_path: Path) -> None:
-    outcome: dict[str, object] = {}
-
-    def run() -> None:
-        try:
-            image_rollout(
-                version="v1", site="fra1", rack="fra1-r02", canary=1, pause="approval", dry_run=False
-            )
-        except Exception as e:  # the test thread asserts on it
-            outcome["error"] = e
-
-    worker = in_background(run)
-    while worker.is_alive():
-        for run_id in paused_runs():
-            resume_flow_run(
-                run_id, run_input={"approve": False, "approver": "on-call", "comment": "not tonight"}
-            )
-        time.sleep(1)
-    worker.join()
-    assert isinstance(outcome.get("error"), RolloutStopped)
-    assert "stopped by on-call" in str(outcome["error"]) and "not tonight" in str(outcome["error"])
+def test_an_approver_who_says_no_stops_the_rollout(nb: pynetbox.api) -> None:
+    outcome = run_answering(
+        lambda: image_rollout(
+            version="v1", site="fra1", rack="fra1-r02", canary=1, pause="approval", dry_run=False
+        ),
+        {"approve": False, "approver": "on-call", "comment": "not tonight"},
+    )
+    assert isinstance(outcome.error, RolloutStopped)
+    assert "stopped by on-call" in str(outcome.error) and "not tonight" in str(outcome.error)
     on_v1 = [h for h, v in versions(nb, R02).items() if v == "v1"]
     assert len(on_v1) == 1  # the canary only
 

@@ -55,7 +55,7 @@ def test_lldp_neighbours_of_every_device_match_the_netbox_cables(sites: list[Sit
             break
         time.sleep(2)
     assert problems == []
-    assert sum(len(n) for n in observed.values()) == 2 * len(cables) == 88
+    assert sum(len(n) for n in observed.values()) == 2 * len(cables) == 90
 
 
 def test_what_a_server_changes_in_its_files_only_it_sees(lab: Lab, sites: list[Site], vault: Vault) -> None:

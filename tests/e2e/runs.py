@@ -1,0 +1,56 @@
+"""Running a flow that pauses for a person, from a test: the flow in a thread, the test answering
+every pause the way an approver would in the UI's Resume dialog (the same API call)."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+from prefect.client.schemas.objects import StateType
+from prefect.flow_runs import resume_flow_run
+
+
+@dataclass
+class Answered:
+    result: Any = None
+    error: Exception | None = None
+    pauses: int = 0
+
+
+def paused_runs() -> list[str]:
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+            )
+        )
+    return [str(r.id) for r in runs]
+
+
+def run_answering(call: Callable[[], Any], answer: dict[str, Any] | None) -> Answered:
+    """`call` in a thread that sees the test's Prefect settings (context variables); each pause is
+    resumed with `answer`, or left to time out when `answer` is None."""
+    outcome = Answered()
+
+    def run() -> None:
+        try:
+            outcome.result = call()
+        except Exception as e:  # the test asserts on it
+            outcome.error = e
+
+    worker = threading.Thread(target=contextvars.copy_context().run, args=(run,))
+    worker.start()
+    while worker.is_alive():
+        if answer is not None:
+            for run_id in paused_runs():
+                resume_flow_run(run_id, run_input=answer)
+                outcome.pauses += 1
+        time.sleep(1)
+    worker.join()
+    return outcome

@@ -1,0 +1,193 @@
+"""evacuate / restore end to end: real traffic from the client behind the core to the anycast service
+of both sites, real Ceph noout, real OSPF cost-out, the approval answered through Prefect's API as the
+UI does. In file order; the set-up is idempotent, so after the image-rollout module it only checks."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+
+import pynetbox
+import pytest
+
+from atlas.images import AwsSettings, Catalog
+from atlas.lab.images import build
+from atlas.lab.lab import Lab
+from atlas.model import Device
+from atlas.secrets import AWS_PATH, Vault
+from atlas.sot.read import read_site, site_names
+from atlas.traffic import Answers, probe
+from atlas.workloads.lab import LabServices
+from flows.evacuate import EvacuationRefused, NotApproved, evacuate, restore
+from flows.fabric import fabric_apply
+from flows.image_rollout import image_rollout
+from flows.rack_bringup import rack_bringup
+from tests.e2e.runs import run_answering
+
+pytestmark = pytest.mark.usefixtures("flow_env")
+RACK = ["fra1-r01-cmp1", "fra1-r01-cmp2", "fra1-r01-sto1"]
+APPROVE = {"approve": True, "approver": "on-call", "comment": "go"}
+WHY = {"reason": "power work on the rack PDUs", "ticket": "CHG-4711"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def serving(lab: Lab, vault: Vault, nb: pynetbox.api, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """fra1-r01 and ams1-r01 up with an image on every server, the core routing between them."""
+    for site, rack in (("fra1", "fra1-r01"), ("ams1", "ams1-r01")):
+        assert rack_bringup(site=site, rack=rack, dry_run=False).failed == 0
+    assert not any(r.failed for r in fabric_apply(site="core", dry_run=False))
+    catalog = Catalog(AwsSettings.from_secret(vault.read(AWS_PATH)))
+    if catalog.manifest("v1") is None:
+        catalog.publish("v1", build("v1", tmp_path_factory.mktemp("img") / "v1.tar.gz"), amis=False)
+    for site, rack in (("fra1", "fra1-r01"), ("ams1", "ams1-r01")):
+        hosts = [d for d in read_site(nb, site).devices if d.rack == rack and d.role.is_server]
+        if any(not d.custom_fields.get("image_version") for d in hosts):
+            image_rollout(version="v1", site=site, rack=rack, wave_size=3, dry_run=False)
+
+
+@pytest.fixture
+def devices(nb: pynetbox.api) -> dict[str, Device]:
+    return {d.name: d for name in site_names(nb) for d in read_site(nb, name).devices}
+
+
+def who_answers(devices: dict[str, Device], vault: Vault, count: int = 40) -> Answers:
+    client = devices["client1"]
+    service = devices["fra1-r01-cmp1"].anycast[0].ip
+    return probe(client, vault.credential("core", "client"), service, count=count)
+
+
+def sites_of(answers: Answers, devices: dict[str, Device]) -> set[str]:
+    return set(answers.by_site({n: d.site for n, d in devices.items()}))
+
+
+def state(nb: pynetbox.api, lab: Lab, devices: dict[str, Device], vault: Vault) -> dict[str, object]:
+    """Everything an evacuation of fra1-r01 would change."""
+    services = LabServices(lambda d: vault.credential(d.site, d.role.value))
+    records = {n: nb.dcim.devices.get(name=n) for n in [*RACK, "fra1-r01-leaf1", "fra1-r01-leaf2"]}
+    return {
+        "netbox": {
+            n: (r.status.value, r.custom_fields.get("evacuation"), r.custom_fields.get("ospf_cost_out"))
+            for n, r in records.items()
+        },
+        "drained": {n: services.drained(devices[n]) for n in RACK},
+        "noout": lab.ceph.ceph.group_flags().get("fra1-r01", set()),
+    }
+
+
+def test_a_dry_run_shows_the_plan_and_changes_nothing(
+    nb: pynetbox.api, lab: Lab, devices: dict[str, Device], vault: Vault
+) -> None:
+    before = state(nb, lab, devices, vault)
+    report = evacuate(site="fra1", rack="fra1-r01", dry_run=True, **WHY)
+    assert report.plan["servers"] == RACK and report.plan["switches"] == ["fra1-r01-leaf1", "fra1-r01-leaf2"]
+    assert report.plan["ceph noout"] == ["fra1-r01"] and report.timeline == []
+    assert state(nb, lab, devices, vault) == before
+
+
+def test_a_denied_or_unanswered_approval_changes_nothing(
+    nb: pynetbox.api, lab: Lab, devices: dict[str, Device], vault: Vault
+) -> None:
+    before = state(nb, lab, devices, vault)
+    denied = run_answering(
+        lambda: evacuate(site="fra1", rack="fra1-r01", dry_run=False, **WHY),
+        {"approve": False, "approver": "duty-manager", "comment": "not during the sale"},
+    )
+    assert isinstance(denied.error, NotApproved) and "refused by duty-manager" in str(denied.error)
+    unanswered = run_answering(
+        lambda: evacuate(site="fra1", rack="fra1-r01", approval_timeout_s=10, dry_run=False, **WHY), None
+    )
+    assert isinstance(unanswered.error, NotApproved) and "no answer within 10 s" in str(unanswered.error)
+    assert state(nb, lab, devices, vault) == before
+    assert {"fra1"} <= sites_of(who_answers(devices, vault), devices)
+
+
+def test_evacuating_a_rack_moves_its_traffic_without_a_failed_request(
+    nb: pynetbox.api, lab: Lab, devices: dict[str, Device], vault: Vault
+) -> None:
+    during: list[Answers] = []
+    running = threading.Event()
+    running.set()
+
+    def keep_asking() -> None:
+        while running.is_set():
+            during.append(who_answers(devices, vault, count=10))
+
+    client = threading.Thread(target=contextvars.copy_context().run, args=(keep_asking,))
+    client.start()
+    try:
+        outcome = run_answering(lambda: evacuate(site="fra1", rack="fra1-r01", dry_run=False, **WHY), APPROVE)
+    finally:
+        running.clear()
+        client.join()
+    assert outcome.error is None, outcome.error
+    assert outcome.pauses == 1 and outcome.result.approval == "approved by on-call: go"
+    total = sum(during, Answers())
+    assert not total.errors and sum(total.by_host.values()) >= 20  # every request answered, throughout
+    after = who_answers(devices, vault)
+    assert not after.errors and not set(after.by_host) & set(RACK)
+    now = state(nb, lab, devices, vault)
+    assert now["noout"] == {"noout"} and all(now["drained"].values())  # type: ignore[union-attr]
+    assert now["netbox"]["fra1-r01-cmp1"] == ("offline", "CHG-4711", None)  # type: ignore[index]
+    assert now["netbox"]["fra1-r01-leaf1"] == ("active", "CHG-4711", True)  # type: ignore[index]
+    journal = nb.extras.journal_entries.filter(
+        assigned_object_type="dcim.rack", assigned_object_id=nb.dcim.racks.get(name="fra1-r01").id
+    )
+    assert any("approved by on-call" in e.comments for e in journal)
+    steps = [s.step for s in outcome.result.timeline]
+    assert steps == [
+        "NetBox: mark the scope",
+        "Ceph noout on",
+        "drain",
+        "cost out",
+        "verify the service",
+        "NetBox: servers offline",
+    ]
+
+
+def test_evacuating_again_changes_nothing_and_asks_nobody(
+    nb: pynetbox.api, lab: Lab, devices: dict[str, Device], vault: Vault
+) -> None:
+    before = state(nb, lab, devices, vault)
+    report = evacuate(site="fra1", rack="fra1-r01", dry_run=False, **WHY)
+    assert report.changed == [] and report.approval is None
+    assert state(nb, lab, devices, vault) == before
+
+
+def test_the_other_site_cannot_be_evacuated_meanwhile() -> None:
+    with pytest.raises(EvacuationRefused, match="site fra1 is evacuated: restore it first"):
+        evacuate(site="ams1", dry_run=True, **WHY)
+
+
+def test_restore_brings_the_rack_back_and_a_second_restore_changes_nothing(
+    nb: pynetbox.api, lab: Lab, devices: dict[str, Device], vault: Vault
+) -> None:
+    report = restore(site="fra1", rack="fra1-r01", dry_run=False, **WHY)
+    assert [s.step for s in report.timeline] == [
+        "NetBox: servers active",
+        "cost in",
+        "undrain",
+        "verify the service",
+        "Ceph noout off",
+        "NetBox: marks cleared",
+    ]
+    now = state(nb, lab, devices, vault)
+    assert now["noout"] == set() and not any(now["drained"].values())  # type: ignore[union-attr]
+    assert now["netbox"]["fra1-r01-cmp1"] == ("active", None, None)  # type: ignore[index]
+    assert now["netbox"]["fra1-r01-leaf1"] == ("active", None, False)  # type: ignore[index]
+    assert {"fra1-r01-cmp1", "fra1-r01-cmp2"} <= set(who_answers(devices, vault).by_host)
+    assert restore(site="fra1", rack="fra1-r01", dry_run=False, **WHY).changed == []
+
+
+def test_a_whole_site_is_evacuated_to_the_other_and_restored(
+    nb: pynetbox.api, lab: Lab, devices: dict[str, Device], vault: Vault
+) -> None:
+    outcome = run_answering(lambda: evacuate(site="fra1", dry_run=False, **WHY), APPROVE)
+    assert outcome.error is None, outcome.error
+    assert "fra1-spine1" in outcome.result.plan["switches"]
+    away = who_answers(devices, vault)
+    assert not away.errors and sites_of(away, devices) == {"ams1"}
+    assert "noout" in lab.ceph.ceph.group_flags().get("fra1", set())
+    restore(site="fra1", dry_run=False, **WHY)
+    back = who_answers(devices, vault)
+    assert not back.errors and sites_of(back, devices) == {"fra1", "ams1"}
+    assert lab.ceph.ceph.group_flags().get("fra1", set()) == set()

@@ -1,0 +1,111 @@
+"""Evacuation decisions on plain data: what a rack or a site takes out, what must remain, one site
+at a time, and restoring exactly what an evacuation recorded."""
+
+from __future__ import annotations
+
+from atlas.evacuation import EvacuationPlan, Scope, plan_evacuation, plan_markdown, plan_restore
+from atlas.lab.config import DEFAULT_TOPOLOGY
+from atlas.model import DeviceStatus, Rack, RackStatus, Site
+from atlas.topology import load_topology
+
+
+def lab_sites(active_racks: tuple[str, ...] = ("fra1-r01", "ams1-r01")) -> dict[str, Site]:
+    """The default lab with these racks active (their devices too), the others planned."""
+    sites = {}
+    for s in load_topology(DEFAULT_TOPOLOGY).sites:
+        racks = tuple(
+            Rack(
+                name=r.name,
+                site=s.name,
+                status=RackStatus.ACTIVE if r.name in active_racks else RackStatus.PLANNED,
+            )
+            for r in s.racks
+        )
+        devices = tuple(
+            d.model_copy(
+                update={
+                    "status": DeviceStatus.ACTIVE
+                    if d.rack is None or d.rack in active_racks
+                    else DeviceStatus.PLANNED
+                }
+            )
+            for d in s.devices
+        )
+        sites[s.name] = s.model_copy(update={"racks": racks, "devices": devices})
+    return sites
+
+
+def evacuated(sites: dict[str, Site], names: set[str], ticket: str = "CHG-1") -> dict[str, Site]:
+    return {
+        n: s.model_copy(
+            update={
+                "devices": tuple(
+                    d.model_copy(update={"custom_fields": {**d.custom_fields, "evacuation": ticket}})
+                    if d.name in names
+                    else d
+                    for d in s.devices
+                )
+            }
+        )
+        for n, s in sites.items()
+    }
+
+
+def test_a_rack_takes_its_servers_leaves_and_ceph_rack_and_leaves_the_other_site_serving() -> None:
+    plan = plan_evacuation(lab_sites(), Scope("fra1", "fra1-r01"))
+    assert plan.problems == []
+    assert plan.servers == ["fra1-r01-cmp1", "fra1-r01-cmp2", "fra1-r01-sto1"]
+    assert plan.announcing == ["fra1-r01-cmp1", "fra1-r01-cmp2"]
+    assert plan.service_addresses == ["198.19.3.254"]
+    assert plan.switches == ["fra1-r01-leaf1", "fra1-r01-leaf2"]
+    assert plan.ceph_buckets == ["fra1-r01"]
+    assert plan.remaining == ["ams1-r01-cmp1", "ams1-r01-cmp2"]
+    text = plan_markdown(plan, "power work", "CHG-1")
+    assert "Evacuate rack fra1-r01 (CHG-1)" in text and "cost out fra1-r01-leaf1, fra1-r01-leaf2" in text
+
+
+def test_a_site_takes_its_spines_too_and_only_live_servers_count_as_remaining() -> None:
+    plan = plan_evacuation(
+        lab_sites(), Scope("ams1"), answering=["fra1-r01-cmp1", "fra1-r01-cmp2", "ams1-r01-cmp1"]
+    )
+    assert plan.problems == []
+    assert "ams1-spine1" in plan.switches and "ams1-r02-leaf1" not in plan.switches  # planned rack
+    assert plan.ceph_buckets == ["ams1"]
+    assert plan.remaining == ["fra1-r01-cmp1", "fra1-r01-cmp2"]
+
+
+def test_what_remains_must_carry_the_load() -> None:
+    plan = plan_evacuation(lab_sites(), Scope("fra1"), answering=["fra1-r01-cmp1", "ams1-r01-cmp1"])
+    assert plan.problems == [
+        "what remains could not carry the load: 1 server(s) outside the site fra1 serve the service and "
+        "answer now, the site fra1 takes 2 out"
+    ]
+
+
+def test_never_more_than_one_site_at_a_time() -> None:
+    sites = evacuated(lab_sites(), {"fra1-r01-cmp1", "fra1-r01-leaf1"})
+    problems = plan_evacuation(sites, Scope("ams1", "ams1-r01")).problems
+    assert "site fra1 is evacuated: restore it first (never more than one site at a time)" in problems
+    # the evacuated servers of fra1 do not count as capacity either
+    assert any("could not carry the load" in p for p in problems)
+    assert plan_evacuation(sites, Scope("fra1")).problems == []  # the same site may grow its evacuation
+
+
+def test_a_rerun_finds_what_is_done_and_a_restore_undoes_exactly_that() -> None:
+    marked = {"fra1-r01-cmp1", "fra1-r01-cmp2", "fra1-r01-sto1", "fra1-r01-leaf1", "fra1-r01-leaf2"}
+    sites = evacuated(lab_sites(), marked)
+    again: EvacuationPlan = plan_evacuation(sites, Scope("fra1", "fra1-r01"))
+    assert again.problems == [] and again.to_do == [] and set(again.already) == marked
+    back = plan_restore(sites, Scope("fra1", "fra1-r01"))
+    assert back.servers == ["fra1-r01-cmp1", "fra1-r01-cmp2", "fra1-r01-sto1"]
+    assert back.switches == ["fra1-r01-leaf1", "fra1-r01-leaf2"] and back.ceph_buckets == ["fra1-r01"]
+    assert (
+        plan_restore(lab_sites(), Scope("fra1", "fra1-r01")).devices == []
+    )  # nothing recorded: nothing to undo
+
+
+def test_an_unknown_scope_is_named() -> None:
+    assert plan_evacuation(lab_sites(), Scope("nowhere")).problems == ["site 'nowhere' is not in NetBox"]
+    assert plan_restore(lab_sites(), Scope("fra1", "fra1-r99")).problems == [
+        "rack 'fra1-r99' is not in site fra1"
+    ]
