@@ -193,21 +193,28 @@ def last_path_problems(
     return problems
 
 
-def reachable_without(view: FabricView, start: str, avoid: str) -> set[str]:
-    """Devices `start` reaches over cables without passing through `avoid` (the cost-out target)."""
+def reachable_without(view: FabricView, start: str, avoid: str, past_costed_out: bool = True) -> set[str]:
+    """Devices `start` reaches over cables without passing through `avoid` (the cost-out target), nor,
+    unless `past_costed_out`, through switches already costed out (they are no other way either).
+    Servers are reached, never passed through: they do not forward."""
     seen, todo = {start}, deque([start])
     while todo:
         for _, peer in view.peers(todo.popleft()):
-            if peer.name not in seen and peer.name != avoid:
-                seen.add(peer.name)
+            if peer.name in seen or peer.name == avoid or (not past_costed_out and is_costed_out(peer)):
+                continue
+            seen.add(peer.name)
+            if peer.role.is_switch:
                 todo.append(peer.name)
     return seen
 
 
-def transit_destinations(view: FabricView, neighbour: str, target: str) -> list[IPv4Network]:
+def transit_destinations(
+    view: FabricView, neighbour: str, target: str, past_costed_out: bool = True
+) -> list[IPv4Network]:
     """Loopbacks of the site's active devices that `neighbour` can reach without `target`: after a
-    cost-out their routes must avoid it; after a cost-in some of them use it again."""
-    others = reachable_without(view, neighbour, target) - {neighbour}
+    cost-out their routes must avoid it (another costed-out switch is no other way: several are
+    costed out one after another in an evacuation); after a cost-in some of them use it again."""
+    others = reachable_without(view, neighbour, target, past_costed_out) - {neighbour}
     return sorted(
         {
             d.loopback.network
@@ -252,7 +259,7 @@ def traffic_problems(
             problems.append(f"{n.name}: routing table could not be read")
             continue
         ports = view.ports_towards(n.name, target)
-        through = state.leaving_by(ports, transit_destinations(view, n.name, target))
+        through = state.leaving_by(ports, transit_destinations(view, n.name, target, not costed_out))
         if costed_out and through:
             listed = ", ".join(map(str, through[:5])) + (" ..." if len(through) > 5 else "")
             problems.append(f"{n.name} still routes {len(through)} destination(s) through {target}: {listed}")

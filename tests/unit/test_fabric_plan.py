@@ -126,3 +126,14 @@ def test_a_cost_out_renders_max_metric_and_makes_a_leafs_own_routes_the_costlies
     assert " max-metric router-lsa administrative" in spine.render(spine.devices[SPINE1])
     assert "max-metric" not in v.render(v.devices[LEAF1])
     assert "ip route 198.19.0.6/32" in leaf  # the leaf still routes to its servers
+
+
+def test_a_switch_costed_out_before_is_no_other_way_when_the_next_one_goes() -> None:
+    """An evacuation costs out both spines, one after the other: once spine1 is out, traffic that
+    can only go by spine1 does not count as having another way around spine2."""
+    first = with_cost_out(view(), SPINE1, True)
+    loopback = {d.name: d.loopback.network for d in first.site.devices if d.loopback is not None}
+    around = transit_destinations(first, LEAF1, SPINE2, past_costed_out=False)
+    assert loopback[SPINE1] not in around and loopback[LEAF2] not in around  # only by a costed-out spine
+    assert loopback["fra1-r01-cmp1"] in around  # its own servers: directly
+    assert loopback[LEAF2] in transit_destinations(first, LEAF1, SPINE2)  # the cost-in view keeps the way
