@@ -68,9 +68,11 @@ def _in_service(d: Device, racks_active: set[str]) -> bool:
 
 
 def plan_evacuation(
-    sites: dict[str, Site], scope: Scope, answering: Iterable[str] | None = None
+    sites: dict[str, Site], scope: Scope, answering: Iterable[str] | None = None, headroom: float = 1.0
 ) -> EvacuationPlan:
-    """`answering`: the servers a client just reached at the service address (None: not probed)."""
+    """`answering`: the servers a client just reached at the service address (None: not probed).
+    `headroom`: how much more load each remaining server can take (1.0: twice its own); the servers
+    that remain must absorb what the scope's servers carried."""
     plan = EvacuationPlan(scope=scope, problems=scope_problems(sites, scope))
     if plan.problems:
         return plan
@@ -99,11 +101,11 @@ def plan_evacuation(
         serving &= set(answering)
     plan.remaining = sorted(serving)
     leaving = [n for n in plan.announcing if n not in plan.already]
-    if leaving and len(plan.remaining) < len(leaving):
+    if leaving and len(plan.remaining) * headroom < len(leaving):
         plan.problems.append(
             f"what remains could not carry the load: {len(plan.remaining)} server(s) outside the {scope} "
             f"serve the service{' and answer now' if answering is not None else ''}, the {scope} takes "
-            f"{len(leaving)} out"
+            f"{len(leaving)} out (headroom {headroom:g})"
         )
     return plan
 

@@ -35,6 +35,7 @@ from atlas import evacuation, fabric
 from atlas.ceph import Ceph
 from atlas.evacuation import EVACUATION_FIELD, EvacuationPlan, RestorePlan, Scope
 from atlas.model import Device, DeviceStatus, Refused, Role, Site
+from atlas.safety import text_problem
 from atlas.secrets import Vault
 from atlas.sot.read import read_site, site_names
 from atlas.sot.write import add_journal_entry, add_object_journal_entry, set_custom_fields, set_device_status
@@ -134,15 +135,22 @@ def read_sites() -> tuple[Any, Vault, dict[str, Site]]:
     return nb, vault, {name: read_site(nb, name) for name in site_names(nb)}
 
 
+def why(action: str, ticket: str, reason: str) -> str:
+    """The reason as the journal of every device and switch gets it."""
+    return f"{action} {ticket}: {reason}"
+
+
 @task(name="plan", cache_policy=NO_CACHE)
-def plan(run: Run, scope: Scope) -> EvacuationPlan:
+def plan(run: Run, scope: Scope, reason: str, ticket: str, headroom: float) -> EvacuationPlan:
     addresses = sorted({str(a.ip) for d in run.devices.values() for a in d.anycast})
     try:
         now = run.probe(addresses)
     except ProbeFailed as e:
         raise EvacuationRefused([f"cannot tell who serves now: {e}"]) from None
     answering = sorted(now.by_host) if now is not None else None
-    the_plan = evacuation.plan_evacuation(run.sites, scope, answering)
+    the_plan = evacuation.plan_evacuation(run.sites, scope, answering, headroom)
+    # checked here, since the cost-out step would refuse it half-way through
+    the_plan.problems += [p for p in [text_problem("reason", why("evacuate", ticket, reason))] if p]
     if not the_plan.problems and the_plan.switches:
         # the fabric's own guard, for everything outside the scope: found now, not half-way through
         view = fabric.read_view(run.nb, scope.site)
@@ -278,13 +286,21 @@ def evacuate(
     approval_timeout_s: Annotated[
         int, Field(ge=10, le=86400, description="How long to wait for an approval before giving up")
     ] = 3600,
+    headroom: Annotated[
+        float,
+        Field(
+            gt=0,
+            le=10,
+            description="How much more load each server outside the scope can take (1.0: twice its own)",
+        ),
+    ] = 1.0,
     dry_run: DryRun = True,
 ) -> EvacuationReport:
     scope = Scope(site, rack)
     nb, vault, sites = read_sites()
     report = EvacuationReport(scope=str(scope), action="evacuate", dry_run=dry_run, plan={})
     run = Run(nb, vault, sites, report)
-    the_plan = plan(run, scope)
+    the_plan = plan(run, scope, reason, ticket, headroom)
     report.plan = {
         "servers": the_plan.servers,
         "service addresses": the_plan.service_addresses,
@@ -305,7 +321,7 @@ def evacuate(
         ceph_noout(run, the_plan.ceph_buckets, on=True)
         workloads(run, the_plan.servers, drain=True)
         leaving = frozenset(the_plan.devices)
-        switches(run, the_plan.switches, True, f"evacuate {ticket}: {reason}", leaving)
+        switches(run, the_plan.switches, True, why("evacuate", ticket, reason), leaving)
         verify_service(run, the_plan.service_addresses, the_plan.announcing, back=False)
         offline = statuses(run, the_plan.servers, DeviceStatus.OFFLINE)
         for name in offline:
@@ -315,7 +331,10 @@ def evacuate(
         journal_scope(nb, scope, f"evacuate {ticket} {run_name()} FAILED: {e}", kind="danger")
         publish_report(report)
         raise
-    journal_scope(nb, scope, f"evacuate {ticket} {run_name()}: done, traffic verified away", kind="success")
+    if report.changed:
+        journal_scope(
+            nb, scope, f"evacuate {ticket} {run_name()}: done, traffic verified away", kind="success"
+        )
     publish_report(report)
     return report
 
@@ -327,6 +346,7 @@ def restore(
     scope = Scope(site, rack)
     nb, vault, sites = read_sites()
     back: RestorePlan = evacuation.plan_restore(sites, scope)
+    back.problems += [p for p in [text_problem("reason", why("restore", ticket, reason))] if p]
     if back.problems:
         raise EvacuationRefused(back.problems)
     report = EvacuationReport(
@@ -344,7 +364,7 @@ def restore(
         run.step(
             "NetBox: servers active", statuses(run, back.servers, DeviceStatus.ACTIVE), "statuses written"
         )
-        switches(run, back.switches, False, f"restore {ticket}: {reason}", frozenset())
+        switches(run, back.switches, False, why("restore", ticket, reason), frozenset())
         workloads(run, back.servers, drain=False)
         verify_service(run, addresses, back.announcing, back=True)
         ceph_noout(run, back.ceph_buckets, on=False)

@@ -78,8 +78,10 @@ def test_what_remains_must_carry_the_load() -> None:
     plan = plan_evacuation(lab_sites(), Scope("fra1"), answering=["fra1-r01-cmp1", "ams1-r01-cmp1"])
     assert plan.problems == [
         "what remains could not carry the load: 1 server(s) outside the site fra1 serve the service and "
-        "answer now, the site fra1 takes 2 out"
+        "answer now, the site fra1 takes 2 out (headroom 1)"
     ]
+    bigger = plan_evacuation(lab_sites(), Scope("fra1"), answering=["ams1-r01-cmp1"], headroom=2.0)
+    assert bigger.problems == []  # servers that can take three times their load
 
 
 def test_never_more_than_one_site_at_a_time() -> None:
