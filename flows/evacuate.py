@@ -165,7 +165,6 @@ def plan(run: Run, scope: Scope, reason: str, ticket: str, headroom: float) -> E
     return the_plan
 
 
-@task(name="approval", cache_policy=NO_CACHE)
 def ask_approval(the_plan: EvacuationPlan, reason: str, ticket: str, timeout: int) -> EvacuationApproval:
     try:
         answer = pause_flow_run(

@@ -102,7 +102,7 @@ def test_a_planned_rack_comes_up_and_is_recorded(lab: Lab, nb: pynetbox.api) -> 
         assert any("rack-bringup" in e.comments for e in journal)
     assert nb.dcim.racks.get(name="fra1-r02").status.value == "active"
     neighbours = lab.fabric.vtysh("fra1-r02-leaf1", "show ip ospf neighbor")
-    assert neighbours.count("Full") == 2
+    assert neighbours.count("Full") == 4  # both spines, and both compute servers (they announce anycast)
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["rack-bringup-fra1-fra1-r02-devices"]))
