@@ -17,7 +17,7 @@ demo: bootstrap
 
 ## make test: lint, types, unit tests, then integration tests against a lab of their own
 test: bootstrap lint typecheck
-	$(VENV)/pytest tests/unit tests/integration tests/e2e
+	$(VENV)/pytest --durations=15 tests/unit tests/integration tests/e2e
 
 lint: bootstrap
 	$(VENV)/ruff check atlas tests bench flows

@@ -13,11 +13,22 @@ from typing import Any
 
 from atlas.net.config import diff
 from atlas.net.render import SERVICE_INTERFACE
+from atlas.net.verify import full_interfaces
 
 SYSCTL_FILE = "/etc/sysctl.d/90-atlas.conf"
 FACTS_FILE = "/etc/atlas/facts.json"
 FRR_CONFIG = "/etc/frr/frr.conf"
-_SECTIONS = ("hostname", "sysctl-file", "sysctl", "addresses", "default", "facts", "frr", "frr-running")
+_SECTIONS = (
+    "hostname",
+    "sysctl-file",
+    "sysctl",
+    "addresses",
+    "default",
+    "facts",
+    "frr",
+    "frr-running",
+    "ospf",
+)
 FACTS_COMMAND = "; ".join(
     [
         "echo @hostname; cat /etc/hostname 2>/dev/null",
@@ -28,6 +39,7 @@ FACTS_COMMAND = "; ".join(
         f"echo @facts; cat {FACTS_FILE} 2>/dev/null",
         f"echo @frr; cat {FRR_CONFIG} 2>/dev/null",
         "echo @frr-running; vtysh -c 'show running-config' 2>/dev/null",
+        "echo @ospf; vtysh -c 'show ip ospf neighbor json' 2>/dev/null",
         "true",
     ]
 )
@@ -111,4 +123,8 @@ def _routing_drift(intended: dict[str, Any], have: dict[str, str], links: dict[s
             drift.append("FRR is not running")
         else:
             drift += [f"FRR running: {line}" for line in diff(have["frr-running"], config).summary]
+            full = full_interfaces(_json(have["ospf"]) or {})
+            for uplink in sorted(g["ifname"] for g in intended["atlas_gateways"]):
+                if uplink not in full:
+                    drift.append(f"OSPF adjacency on {uplink} is not Full")
     return drift

@@ -63,6 +63,7 @@ DRIFTS = {
         ),
         "FRR running: router ospf: max-metric router-lsa administrative",
     ),
+    "OSPF down": (lambda o: section(o, "ospf", "{}\n"), "OSPF adjacency on eth1 is not Full"),
     "FRR file": (lambda o: section(o, "frr", "frr defaults traditional\n"), "/etc/frr/frr.conf differs"),
 }
 
