@@ -27,8 +27,8 @@ options:
   service_addresses:
     description: >-
       anycast addresses the host's routing announces; they live on the dummy interface
-      service_interface, created up when missing. Whether it is up is the drain state of the host's
-      workloads, so an existing interface is never brought up or down here. Empty: no such interface.
+      service_interface, created down when missing. Whether it is up is the drain state of the
+      host's workloads, so it is never brought up or down here. Empty: no such interface.
     type: list
     elements: str
     default: []
@@ -90,7 +90,9 @@ def main():
     service, want_service = module.params["service_interface"], sorted(module.params["service_addresses"])
     have_service = current_addresses([service])[service] if link_exists(service) else None
     if want_service and have_service is None:
-        commands += [["ip", "link", "add", service, "type", "dummy"], ["ip", "link", "set", service, "up"]]
+        # created down: the address is announced once the host's workloads are undrained, that is
+        # once a service runs there to answer it
+        commands.append(["ip", "link", "add", service, "type", "dummy"])
         have_service = []
     elif not want_service and have_service is not None:
         commands.append(["ip", "link", "del", service])
