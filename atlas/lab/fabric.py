@@ -323,8 +323,12 @@ class Fabric:
         ]
         if node.is_switch:
             lines += [
-                # L4 hashing: flows of one client spread over every equal path (e.g. to anycast sites)
-                "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 net.ipv4.fib_multipath_hash_policy=1",
+                "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1",
+                # Flows spread over equal paths by their 5-tuple, hashed with a seed of the switch's
+                # own (as switches do): with policy 1 the kernel reuses the sender's socket hash at
+                # every hop, so all hops decide alike and some servers never get a flow.
+                "sysctl -qw net.ipv4.fib_multipath_hash_policy=3 net.ipv4.fib_multipath_hash_fields=0x0037",
+                f"sysctl -qw net.ipv4.fib_multipath_hash_seed={int(node.mgmt.ip) % 2**31 + 1} || true  # kernel >= 6.11",
                 f"mount --bind {d / 'hosts'} /etc/hosts",
             ]
         else:
