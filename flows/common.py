@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import Field
 
@@ -37,3 +38,11 @@ def publish(key: str, title: str, lines: list[str], rows: list[dict[str, str]]) 
     )
     if rows:
         create_table_artifact(table=rows, key=f"{key}-devices".lower(), description=f"{title}: per device")
+
+
+class Approval(RunInput):
+    """The form a person answers in the UI's Resume dialog; each flow says what `approve` means."""
+
+    approve: bool = Field(False, description="Tick to go on")
+    approver: str = Field(..., min_length=2, max_length=64, description="Your name")
+    comment: str = Field("", max_length=500, description="Anything the next on-call should know")

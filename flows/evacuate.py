@@ -28,7 +28,6 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
-from prefect.input import RunInput
 from pydantic import BaseModel, Field
 
 from atlas import evacuation, fabric
@@ -41,7 +40,7 @@ from atlas.sot.read import read_site, site_names
 from atlas.sot.write import add_journal_entry, add_object_journal_entry, set_custom_fields, set_device_status
 from atlas.traffic import Answers, ProbeFailed, probe
 from atlas.workloads.lab import LabServices
-from flows.common import NAME_PATTERN, DryRun, SiteName, publish, run_name, sources
+from flows.common import NAME_PATTERN, Approval, DryRun, SiteName, publish, run_name, sources
 from flows.fabric import change_cost
 
 VERIFY_TIMEOUT_S = 60.0
@@ -59,10 +58,8 @@ class StepFailed(RuntimeError):
     pass
 
 
-class EvacuationApproval(RunInput):
+class EvacuationApproval(Approval):
     approve: bool = Field(False, description="Tick to evacuate as planned; leave it to refuse")
-    approver: str = Field(..., min_length=2, max_length=64, description="Your name")
-    comment: str = Field("", max_length=500, description="Why, or anything the next on-call should know")
 
 
 class Step(BaseModel):

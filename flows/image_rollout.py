@@ -21,7 +21,6 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
-from prefect.input import RunInput
 from pydantic import BaseModel, Field
 
 from atlas import fabric, rollout
@@ -33,7 +32,7 @@ from atlas.secrets import AWS_PATH
 from atlas.sot.read import NotInNetBox, read_site
 from atlas.sot.write import add_journal_entry, set_custom_fields
 from atlas.workloads.lab import LabServices
-from flows.common import NAME_PATTERN, DryRun, SiteName, publish, run_name, sources
+from flows.common import NAME_PATTERN, Approval, DryRun, SiteName, publish, run_name, sources
 
 
 class RolloutRefused(Refused):
@@ -44,10 +43,8 @@ class RolloutStopped(RuntimeError):
     pass
 
 
-class WaveApproval(RunInput):
+class WaveApproval(Approval):
     approve: bool = Field(False, description="Tick to go on with the next wave; leave it to stop here")
-    approver: str = Field(..., min_length=2, max_length=64, description="Your name")
-    comment: str = Field("", max_length=500, description="Anything the next on-call should know")
 
 
 class HostOutcome(BaseModel):
