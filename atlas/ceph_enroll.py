@@ -165,8 +165,10 @@ def ramp(
     log: Log,
     settle: float = 3.0,
     timeout: float = 600.0,
+    on_clean: Callable[[float], None] | None = None,
 ) -> list[float]:
-    """Raises every OSD to its target in steps, waiting for clean between them; the weights set."""
+    """Raises every OSD to its target in steps, waiting for clean between them; the weights set.
+    `on_clean` hears each fraction once the cluster is clean at it."""
     osds = ceph.osds()
     done: list[float] = []
     for fraction in fractions_to_go({i: osds[i]["weight"] for i in targets}, targets, step):
@@ -180,4 +182,6 @@ def ramp(
         except CephError as e:
             raise EnrollFailed(f"ramp stopped at {fraction:.0%} of the target weight: {e}") from None
         done.append(fraction)
+        if on_clean is not None:
+            on_clean(fraction)
     return done

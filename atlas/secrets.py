@@ -8,12 +8,13 @@ Paths under the `secret/` mount:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import hvac
 import hvac.exceptions
+
+from atlas.settings import AtlasSettings, SettingsProblem, load_settings
 
 MOUNT = "secret"
 
@@ -38,11 +39,16 @@ class VaultSettings:
     token: str = field(repr=False)
 
     @classmethod
+    def from_settings(cls, settings: AtlasSettings) -> VaultSettings:
+        return cls(url=str(settings.vault_addr).rstrip("/"), token=settings.vault_token.get_secret_value())
+
+    @classmethod
     def from_env(cls) -> VaultSettings:
-        url, token = os.environ.get("VAULT_ADDR"), os.environ.get("VAULT_TOKEN")
-        if not url or not token:
-            raise SecretError("VAULT_ADDR and VAULT_TOKEN must be set (for the lab: `eval $(atlas lab env)`)")
-        return cls(url=url, token=token)
+        """From the environment or the settings file (atlas.settings)."""
+        try:
+            return cls.from_settings(load_settings())
+        except SettingsProblem as e:
+            raise SecretError(str(e)) from None
 
 
 def site_role_path(site: str, role: str) -> str:

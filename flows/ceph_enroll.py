@@ -10,10 +10,8 @@ entry -> report.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from contextlib import suppress
-from pathlib import Path
 from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, task
@@ -26,7 +24,7 @@ from atlas.ceph import Ceph, CephError
 from atlas.model import Device, Refused, Role
 from atlas.sot.read import NotInNetBox, rack_members, read_devices
 from atlas.sot.write import add_journal_entry, set_custom_fields
-from flows.common import NAME_PATTERN, DryRun, Names, publish, run_name, sources
+from flows.common import NAME_PATTERN, DryRun, Names, Progress, cluster, form, publish, run_name, sources
 
 OSD_IDS_FIELD = "ceph_osd_ids"
 SETTLE_TIMEOUT = 90.0  # seconds a busy cluster gets to become clean before the run is refused
@@ -42,11 +40,6 @@ class EnrollReport(BaseModel):
     created: list[str]
     steps: list[float]
     weights: dict[int, float]
-
-
-def cluster() -> Ceph:
-    """The cluster from the worker's environment (CEPH_CONF, with the admin keyring it names)."""
-    return Ceph(Path(os.environ.get("CEPH_CONF", "/etc/ceph/ceph.conf")))
 
 
 @task(name="read hosts from NetBox", cache_policy=NO_CACHE)
@@ -94,8 +87,14 @@ def targets(ceph: Ceph, osd_ids: Iterable[int], target_weight: float | None) -> 
 
 
 @task(name="ramp CRUSH weight", cache_policy=NO_CACHE)
-def ramp(ceph: Ceph, targets: dict[int, float], step: float) -> list[float]:
-    return ceph_enroll.ramp(ceph, targets, step, get_run_logger().info)
+def ramp(ceph: Ceph, targets: dict[int, float], step: float, progress: Progress) -> list[float]:
+    return ceph_enroll.ramp(
+        ceph,
+        targets,
+        step,
+        get_run_logger().info,
+        on_clean=lambda fraction: progress.finished(f"CRUSH weight at {fraction:.0%}, cluster clean"),
+    )
 
 
 @task(name="record in NetBox", cache_policy=NO_CACHE)
@@ -111,6 +110,7 @@ def record(nb: Any, osds: dict[str, list[int]], weights: dict[int, float]) -> li
 
 
 @flow(name="ceph-osd-enroll")
+@form
 def ceph_osd_enroll(
     hosts: Annotated[
         Names,
@@ -148,12 +148,16 @@ def ceph_osd_enroll(
         )
         publish_report(report)
         return report
+    # created and up, each ramp step clean, recorded
+    progress = Progress("ceph-osd-enroll", total=2 + len(ceph_enroll.ramp_steps(0.0, 1.0, step)))
     created = create(ceph, chosen, vault)
     placed = ceph_enroll.wait_osds_up(ceph, chosen)
-    steps = ramp(ceph, targets(ceph, placed, target_weight), step)
+    progress.finished(f"{len(placed)} OSD(s) up")
+    steps = ramp(ceph, targets(ceph, placed, target_weight), step, progress)
     weights = {i: o["weight"] for i, o in ceph.osds().items() if i in placed}
     osds = {h.name: sorted(i for i, host in placed.items() if host == h.name) for h in chosen}
     record(nb, osds, weights)
+    progress.end("OSD ids recorded in NetBox")
     report = EnrollReport(dry_run=False, osds=osds, created=created, steps=steps, weights=weights)
     publish_report(report)
     return report

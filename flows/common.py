@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import inspect
+import typing
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import Field
+from pydantic.fields import FieldInfo
 
+from atlas.ceph import Ceph
 from atlas.secrets import Vault, VaultSettings
+from atlas.settings import load_settings
 from atlas.sot.client import connect
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -18,11 +31,34 @@ DryRun = Annotated[bool, Field(description="Show what would change; change nothi
 Names = list[Annotated[str, Field(pattern=NAME_PATTERN)]]  # NetBox names, each checked
 
 
+def form[F: Callable[..., Any]](fn: F) -> F:
+    """Writes each parameter's description (its Annotated Field's) into the docstring's Args section,
+    which is where Prefect's run form reads it from: the schema Prefect builds drops Annotated
+    descriptions. Apply it below @flow."""
+    hints = typing.get_type_hints(fn, include_extras=True)
+    described = {
+        name: field.description
+        for name in inspect.signature(fn).parameters
+        for field in getattr(hints.get(name), "__metadata__", ())
+        if isinstance(field, FieldInfo) and field.description
+    }
+    args = "".join(f"    {name}: {text}\n" for name, text in described.items())
+    summary = inspect.getdoc(fn) or f"The {fn.__name__.replace('_', '-')} flow."  # the parser needs one
+    fn.__doc__ = f"{summary}\n\nArgs:\n{args}"
+    return fn
+
+
 def sources() -> tuple[Any, Vault]:
-    """NetBox (its address and token from Vault) and Vault, from the worker's environment."""
-    vault = Vault(VaultSettings.from_env())
-    url, token = vault.netbox()
+    """Vault from the worker's settings, NetBox from the settings or else from Vault."""
+    settings = load_settings()
+    vault = Vault(VaultSettings.from_settings(settings))
+    url, token = settings.netbox or vault.netbox()
     return connect(url, token), vault
+
+
+def cluster() -> Ceph:
+    """The cluster from the worker's settings (CEPH_CONF, with the admin keyring it names)."""
+    return Ceph(load_settings().ceph_conf)
 
 
 def run_name() -> str:
@@ -40,9 +76,47 @@ def publish(key: str, title: str, lines: list[str], rows: list[dict[str, str]]) 
         create_table_artifact(table=rows, key=f"{key}-devices".lower(), description=f"{title}: per device")
 
 
+class Progress:
+    """A progress bar on the run's page, saying which step the run has just finished."""
+
+    def __init__(self, title: str, total: int) -> None:
+        self.title, self.total, self.done = title, max(total, 1), 0
+        self.artifact = create_progress_artifact(0.0, description=f"{title}: starting")
+
+    def finished(self, what: str, count: int = 1) -> None:
+        self.done = min(self.total, self.done + count)
+        update_progress_artifact(
+            self.artifact, 100.0 * self.done / self.total, description=f"{self.title}: {what}"
+        )
+
+    def end(self, what: str) -> None:
+        """Done early (nothing to change, or stopped): the bar says so rather than hang half-full."""
+        self.done = self.total
+        update_progress_artifact(self.artifact, 100.0, description=f"{self.title}: {what}")
+
+
 class Approval(RunInput):
     """The form a person answers in the UI's Resume dialog; each flow says what `approve` means."""
 
     approve: bool = Field(False, description="Tick to go on")
     approver: str = Field(..., min_length=2, max_length=64, description="Your name")
     comment: str = Field("", max_length=500, description="Anything the next on-call should know")
+
+
+class NotApproved(RuntimeError):
+    """Refused or not answered in time; the message says by whom and why."""
+
+
+def ask[A: Approval](form: type[A], description: str, timeout: int) -> A:
+    """Pauses the run until a person answers `form` in the UI; NotApproved unless they approve."""
+    try:
+        answer = pause_flow_run(
+            wait_for_input=form.with_initial_data(description=description),
+            timeout=timeout,
+            poll_interval=2,  # the person waits on the run, not on a poll
+        )
+    except FlowPauseTimeout:
+        raise NotApproved(f"no answer within {timeout} s") from None
+    if not answer.approve:
+        raise NotApproved(f"refused by {answer.approver}: {answer.comment or 'no comment'}")
+    return answer

@@ -21,7 +21,7 @@ from atlas.hosts import baseline
 from atlas.model import Result
 from atlas.sot.read import site_names
 from atlas.sweep import Area, Creds
-from flows.common import Names, publish, sources
+from flows.common import Names, form, publish, sources
 
 
 class SweepIncomplete(RuntimeError):
@@ -100,6 +100,7 @@ def rows(results: list[Result]) -> list[dict[str, str]]:
 
 
 @flow(name="config-sweep")
+@form
 def config_sweep(
     sites: Annotated[
         Names,

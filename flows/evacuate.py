@@ -17,30 +17,39 @@ run stopped, and a re-run on a scope already in that state changes nothing.
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
-from pathlib import Path
 from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run
 from pydantic import BaseModel, Field
 
 from atlas import evacuation, fabric
-from atlas.ceph import Ceph
 from atlas.evacuation import EVACUATION_FIELD, EvacuationPlan, RestorePlan, Scope
 from atlas.model import Device, DeviceStatus, Refused, Role, Site
+from atlas.parallel import each_device
 from atlas.safety import text_problem
-from atlas.secrets import Vault
+from atlas.secrets import Credential, Vault
 from atlas.sot.read import read_site, site_names
 from atlas.sot.write import add_journal_entry, add_object_journal_entry, set_custom_fields, set_device_status
 from atlas.traffic import Answers, ProbeFailed, probe
 from atlas.workloads.lab import LabServices
-from flows.common import NAME_PATTERN, Approval, DryRun, SiteName, publish, run_name, sources
+from flows.common import (
+    NAME_PATTERN,
+    Approval,
+    DryRun,
+    NotApproved,
+    Progress,
+    SiteName,
+    ask,
+    cluster,
+    form,
+    publish,
+    run_name,
+    sources,
+)
 from flows.fabric import change_cost
 
 VERIFY_TIMEOUT_S = 60.0
@@ -48,10 +57,6 @@ VERIFY_TIMEOUT_S = 60.0
 
 class EvacuationRefused(Refused):
     headline = "{n} problem(s); nothing was changed"
-
-
-class NotApproved(RuntimeError):
-    """Denied or not answered in time: nothing was changed."""
 
 
 class StepFailed(RuntimeError):
@@ -90,20 +95,23 @@ Rack = Annotated[str | None, Field(pattern=NAME_PATTERN, description="Only this 
 class Run:
     """What a run needs at every step, and its timeline."""
 
+    STEPS = 6  # either way: NetBox, Ceph, drain, switches, the service verified, NetBox
+
     def __init__(self, nb: Any, vault: Vault, sites: dict[str, Site], report: EvacuationReport) -> None:
         self.nb, self.vault, self.sites, self.report = nb, vault, sites, report
+        self.progress: Progress | None = None
         self.devices = {d.name: d for s in sites.values() for d in s.devices}
-        self._creds: dict[tuple[str, str], Any] = {}
+        # servers and the client are reached here; switches through the fabric flow's own reads
+        self.creds = fabric.credentials(vault, [d for d in self.devices.values() if not d.role.is_switch])
 
-    def cred(self, device: Device) -> Any:
-        key = (device.site, device.role.value)
-        if key not in self._creds:
-            self._creds[key] = self.vault.credential(*key)
-        return self._creds[key]
+    def cred(self, device: Device) -> Credential:
+        return self.creds[(device.site, device.role.value)]
 
     def step(self, name: str, changed: list[str], verified: str) -> None:
         at = datetime.now(UTC).strftime("%H:%M:%S")
         self.report.timeline.append(Step(at=at, step=name, changed=changed, verified=verified))
+        if self.progress is not None:
+            self.progress.finished(name)
         get_run_logger().info("%s: changed %s; verified: %s", name, ", ".join(changed) or "nothing", verified)
 
     def client(self) -> Device | None:
@@ -120,10 +128,6 @@ class Run:
         for address in addresses:
             answers += probe(client, self.cred(client), IPv4Address(address), count=count)
         return answers
-
-
-def cluster() -> Ceph:
-    return Ceph(Path(os.environ.get("CEPH_CONF", "/etc/ceph/ceph.conf")))
 
 
 @task(name="read every site from NetBox", cache_policy=NO_CACHE)
@@ -164,21 +168,14 @@ def plan(run: Run, scope: Scope, reason: str, ticket: str, headroom: float) -> E
 
 def ask_approval(the_plan: EvacuationPlan, reason: str, ticket: str, timeout: int) -> EvacuationApproval:
     try:
-        answer = pause_flow_run(
-            wait_for_input=EvacuationApproval.with_initial_data(
-                description=evacuation.plan_markdown(the_plan, reason, ticket)
-                + "\n\nTick **approve** and give your name to evacuate; leave it unticked to refuse.",
-            ),
-            timeout=timeout,
-            poll_interval=2,
+        return ask(
+            EvacuationApproval,
+            evacuation.plan_markdown(the_plan, reason, ticket)
+            + "\n\nTick **approve** and give your name to evacuate; leave it unticked to refuse.",
+            timeout,
         )
-    except FlowPauseTimeout:
-        raise NotApproved(f"no answer within {timeout} s: nothing was changed") from None
-    if not answer.approve:
-        raise NotApproved(
-            f"refused by {answer.approver}: {answer.comment or 'no comment'}; nothing was changed"
-        )
-    return answer
+    except NotApproved as e:
+        raise NotApproved(f"{e}; nothing was changed") from None
 
 
 def journal_scope(nb: Any, scope: Scope, comments: str, kind: str = "info") -> None:
@@ -214,15 +211,18 @@ def ceph_noout(run: Run, buckets: list[str], on: bool) -> None:
 
 def workloads(run: Run, servers: list[str], drain: bool) -> None:
     services = LabServices(run.cred)
-    changed = []
-    for name in servers:
-        host = run.devices[name]
-        if services.drained(host) != drain:
+
+    def converge(host: Device) -> bool:
+        """True when it had to change; the drain state is read back either way."""
+        changed = services.drained(host) != drain
+        if changed:
             (services.drain if drain else services.undrain)(host)
-            changed.append(name)
-    wrong = [n for n in servers if services.drained(run.devices[n]) != drain]
-    if wrong:
-        raise StepFailed(f"{'drain' if drain else 'undrain'}: {', '.join(wrong)} did not follow")
+        if services.drained(host) != drain:
+            raise StepFailed(f"{'drain' if drain else 'undrain'}: {host.name} did not follow")
+        return changed
+
+    hosts = [run.devices[n] for n in servers]
+    changed = [h.name for h, did in zip(hosts, each_device(converge, hosts), strict=True) if did]
     run.step("drain" if drain else "undrain", changed, f"drain state of {len(servers)} server(s) read back")
 
 
@@ -274,6 +274,7 @@ def statuses(run: Run, servers: list[str], status: DeviceStatus) -> list[str]:
 
 
 @flow(name="evacuate")
+@form
 def evacuate(
     site: SiteName,
     reason: Reason,
@@ -312,6 +313,7 @@ def evacuate(
         answer = ask_approval(the_plan, reason, ticket, approval_timeout_s)
         report.approval = f"approved by {answer.approver}: {answer.comment or 'no comment'}"
         journal_scope(nb, scope, f"evacuate {ticket} {run_name()}: {report.approval}\n\n{reason}")
+        run.progress = Progress(f"evacuate {scope}", total=Run.STEPS)
         run.step("NetBox: mark the scope", mark(run, the_plan.to_do, ticket), "recorded before any change")
     try:
         ceph_noout(run, the_plan.ceph_buckets, on=True)
@@ -336,6 +338,7 @@ def evacuate(
 
 
 @flow(name="restore")
+@form
 def restore(
     site: SiteName, reason: Reason, ticket: Ticket, rack: Rack = None, dry_run: DryRun = True
 ) -> EvacuationReport:
@@ -356,6 +359,7 @@ def restore(
         publish_report(report)
         return report
     addresses = sorted({str(a.ip) for n in back.announcing for a in run.devices[n].anycast})
+    run.progress = Progress(f"restore {scope}", total=Run.STEPS)
     try:
         run.step(
             "NetBox: servers active", statuses(run, back.servers, DeviceStatus.ACTIVE), "statuses written"

@@ -25,7 +25,7 @@ from atlas.net.verify import routing_problems
 from atlas.safety import text_problem
 from atlas.secrets import Credential
 from atlas.sot.write import add_journal_entry, set_custom_fields
-from flows.common import NAME_PATTERN, DryRun, Names, SiteName, publish, run_name, sources
+from flows.common import NAME_PATTERN, DryRun, Names, SiteName, form, publish, run_name, sources
 
 SwitchName = Annotated[str, Field(pattern=NAME_PATTERN, description="NetBox name of the switch")]
 Creds = dict[tuple[str, str], Credential]
@@ -96,6 +96,7 @@ def rows(results: list[Result]) -> list[dict[str, str]]:
 
 
 @flow(name="fabric-apply")
+@form
 def fabric_apply(
     site: SiteName,
     rack: Annotated[
@@ -233,6 +234,7 @@ Reason = Annotated[str, Field(min_length=3, max_length=200, description="Why, fo
 
 
 @flow(name="fabric-cost-out")
+@form
 def fabric_cost_out(
     switch: SwitchName,
     reason: Reason,
@@ -245,6 +247,7 @@ def fabric_cost_out(
 
 
 @flow(name="fabric-cost-in")
+@form
 def fabric_cost_in(switch: SwitchName, reason: Reason, dry_run: DryRun = True) -> Result:
     result = change_cost(switch, reason, cost_out=False, force=False, dry_run=dry_run)
     report_cost(switch, "cost-in", result, dry_run)

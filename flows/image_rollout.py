@@ -19,8 +19,6 @@ from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run
 from pydantic import BaseModel, Field
 
 from atlas import fabric, rollout
@@ -32,7 +30,19 @@ from atlas.secrets import AWS_PATH
 from atlas.sot.read import NotInNetBox, read_site
 from atlas.sot.write import add_journal_entry, set_custom_fields
 from atlas.workloads.lab import LabServices
-from flows.common import NAME_PATTERN, Approval, DryRun, SiteName, publish, run_name, sources
+from flows.common import (
+    NAME_PATTERN,
+    Approval,
+    DryRun,
+    NotApproved,
+    Progress,
+    SiteName,
+    ask,
+    form,
+    publish,
+    run_name,
+    sources,
+)
 
 
 class RolloutRefused(Refused):
@@ -155,23 +165,16 @@ def pause_between(
         time.sleep(seconds)
     elif mode == "approval":
         try:
-            answer = pause_flow_run(
-                wait_for_input=WaveApproval.with_initial_data(
-                    description=(
-                        "### Wave done\n\n"
-                        + "".join(f"* {host}: {result}\n" for host, result in done.items())
-                        + "\n"
-                        f"### Next wave: {', '.join(following)}\n\nTick **approve** to go on; "
-                        "leave it unticked to stop the rollout here (nothing is rolled back)."
-                    )
-                ),
-                timeout=timeout,
-                poll_interval=2,  # the approver waits on the next wave, not on a poll
+            answer = ask(
+                WaveApproval,
+                "### Wave done\n\n"
+                + "".join(f"* {host}: {result}\n" for host, result in done.items())
+                + f"\n### Next wave: {', '.join(following)}\n\nTick **approve** to go on; "
+                "leave it unticked to stop the rollout here (nothing is rolled back).",
+                timeout,
             )
-        except FlowPauseTimeout:
-            return f"no approval within {timeout} s before wave {', '.join(following)}"
-        if not answer.approve:
-            return f"stopped by {answer.approver} before wave {', '.join(following)}: {answer.comment or 'no comment'}"
+        except NotApproved as e:
+            return f"{e}; stopped before wave {', '.join(following)}"
         approvals.append(
             f"{', '.join(following)}: approved by {answer.approver}: {answer.comment or 'no comment'}"
         )
@@ -180,6 +183,7 @@ def pause_between(
 
 
 @flow(name="image-rollout")
+@form
 def image_rollout(
     version: Annotated[str, Field(pattern=VERSION_PATTERN, description="Image version, as published")],
     site: SiteName,
@@ -232,6 +236,7 @@ def image_rollout(
 
         preflight(view, [by_name[n] for n in plan.hosts], cred_of)
         failed = 0
+        progress = Progress(f"image-rollout {version} in {site}", total=len(plan.hosts))
         with exclusive(f"image-rollout-{site}"):
             for number, wave in enumerate(plan.waves):
                 outcome = move_wave(
@@ -255,6 +260,11 @@ def image_rollout(
                     if name in outcome.moved:
                         outcomes[name].after = version
                 failed += len(outcome.failed)
+                progress.finished(
+                    f"{'canary' if number == 0 else f'wave {number}'}: {len(outcome.moved)} moved, "
+                    f"{len(outcome.failed)} failed",
+                    count=len(wave),
+                )
                 if rollout.stops_rollout(failed, failure_budget, is_canary=number == 0):
                     report.stopped = f"{'canary' if number == 0 else f'wave {number}'} failed: " + "; ".join(
                         f"{n}: {w}" for n, w in outcome.failed.items()
@@ -269,6 +279,7 @@ def image_rollout(
                         report.approvals,
                     )
                 if report.stopped:
+                    progress.end(f"stopped: {report.stopped}")
                     for name in plan.hosts:
                         if outcomes[name].result == "planned":
                             outcomes[name].result = "not reached"

@@ -18,7 +18,7 @@ from atlas import bringup
 from atlas.locks import exclusive, rack_limit_name
 from atlas.model import Result
 from atlas.secrets import Credential, Vault
-from flows.common import NAME_PATTERN, DryRun, SiteName, publish, run_name, sources
+from flows.common import NAME_PATTERN, DryRun, Progress, SiteName, form, publish, run_name, sources
 
 
 class BringupFailed(RuntimeError):
@@ -33,6 +33,9 @@ class BringupReport(BaseModel):
     failed: int
     rows: list[dict[str, str]]
     netbox_changes: list[str] = []
+
+
+BRINGUP_STEPS = 8  # the progress bar's steps, up to NetBox
 
 
 @task(name="read intent from NetBox", cache_policy=NO_CACHE)
@@ -113,27 +116,38 @@ def publish_report(report: BringupReport) -> None:
 
 
 @flow(name="rack-bringup")
+@form
 def rack_bringup(
     site: SiteName,
     rack: Annotated[str, Field(pattern=NAME_PATTERN, description="NetBox rack, e.g. fra1-r02")],
     dry_run: DryRun = True,
 ) -> BringupReport:
     log = get_run_logger()
+    progress = Progress(f"rack-bringup {site}/{rack}", total=BRINGUP_STEPS)
     nb, scope, vault = read_intent(site, rack)
+    progress.finished("intent read from NetBox")
     preflight(scope)
+    progress.finished("preflight passed")
     with exclusive(rack_limit_name("rack-bringup", site, rack)):
         creds = credentials(scope, vault)
         reachability(scope)
+        progress.finished("every device answers SSH")
         cabling(scope, creds)
+        progress.finished("cabling matches NetBox")
         results = switches(scope, creds, dry_run)
+        progress.finished("switch configuration")
         if not dry_run and not any(r.failed for r in results):
             verify_routing(scope, creds)
+            progress.finished("OSPF Full, routes present")
         if not any(r.failed for r in results):
             results += hosts(scope, creds, dry_run)
+            progress.finished("host baseline")
         if not dry_run and not any(r.failed for r in results):
             results += verify_paths(scope, creds)
+            progress.finished("server to server over the fabric")
         failed = [r for r in results if r.failed]
         netbox = [] if dry_run or failed else record(nb, scope, results)
+    progress.end(f"{len(failed)} failed" if failed else "dry run done" if dry_run else "done")
     rows = bringup.report_rows(scope, results)
     report = BringupReport(
         site=site,

@@ -32,6 +32,7 @@ class LabSecrets:
     switch_password: str
     # labs created before images existed have none in their file: they get one when loaded
     aws_secret_key: str = field(default_factory=lambda: _token(40))
+    prefect_db_password: str = field(default_factory=lambda: _token(24))
 
     @property
     def netbox_token(self) -> str:

@@ -27,7 +27,7 @@ from atlas.lab.config import CACHE_ROOT, LAB_DIR_VARIABLE, LabConfig
 from atlas.lab.credentials import LabSecrets
 from atlas.lab.fabric import Fabric
 from atlas.lab.netbox import NETBOX_VERSION, NetBoxLab
-from atlas.lab.servers import http_ok, lab_servers
+from atlas.lab.servers import PREFECT_DB, http_ok, lab_servers
 from atlas.model import Device, RackStatus, Role, Site
 from atlas.secrets import AWS_PATH, NETBOX_PATH, Vault, VaultSettings, site_role_path
 from atlas.sot.client import connect
@@ -128,6 +128,9 @@ class Lab:
         servers = [s for s in servers if s.name != "serve"]
         was_healthy = netbox.healthy()
         snapshot = self.snapshot_path()
+        progress("PostgreSQL (NetBox's and Prefect's)")
+        netbox.start_postgres()
+        netbox.ensure_app_database(PREFECT_DB, secrets.prefect_db_password)
         progress("NetBox, OpenBao, moto and Prefect")
         # Each start blocks until its server answers; together they take as long as the slowest.
         with ThreadPoolExecutor(max_workers=1 + len(servers)) as pool:

@@ -175,6 +175,13 @@ class NetBoxLab:
         )
         return True
 
+    def ensure_app_database(self, name: str, password: str) -> None:
+        """A role and a database of that name for another lab server (Prefect), kept across resets."""
+        if not self._psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{name}'"):
+            self._psql(f"CREATE USER {name} WITH PASSWORD '{password}'")
+        if self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'") != "1":
+            self._psql(f"CREATE DATABASE {name} OWNER {name}")
+
     def database_exists(self) -> bool:
         return self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'") == "1"
 

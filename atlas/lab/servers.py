@@ -14,6 +14,7 @@ from atlas.lab.config import LabConfig
 from atlas.lab.credentials import LabSecrets
 
 VENV_BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"
+PREFECT_DB = "prefect"  # role and database in the lab's PostgreSQL
 
 
 def http_ok(url: str, headers: dict[str, str] | None = None, method: str = "GET") -> bool:
@@ -106,6 +107,11 @@ def lab_servers(cfg: LabConfig, secrets: LabSecrets) -> list[Server]:
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                 "DO_NOT_TRACK": "1",
                 "PREFECT_UI_API_URL": cfg.prefect_url,
+                # SQLite locks under concurrent runs; the lab's PostgreSQL serves NetBox too
+                "PREFECT_SERVER_DATABASE_CONNECTION_URL": (
+                    f"postgresql+asyncpg://{PREFECT_DB}:{secrets.prefect_db_password}"
+                    f"@127.0.0.1:{ports.postgres}/{PREFECT_DB}"
+                ),
             },
             boot_timeout=120.0,
         ),
@@ -123,6 +129,8 @@ def lab_servers(cfg: LabConfig, secrets: LabSecrets) -> list[Server]:
                 "VAULT_TOKEN": secrets.openbao_root_token,
                 "PREFECT_HOME": str(cfg.dir / "prefect-serve"),
                 "CEPH_CONF": str(cfg.dir / "ceph" / "ceph.conf"),
+                # where every worker of this lab reads and writes results
+                "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(cfg.dir / "prefect-results"),
             },
         ),
     ]

@@ -190,7 +190,7 @@ def test_an_approver_who_says_no_stops_the_rollout(nb: pynetbox.api) -> None:
         {"approve": False, "approver": "on-call", "comment": "not tonight"},
     )
     assert isinstance(outcome.error, RolloutStopped)
-    assert "stopped by on-call" in str(outcome.error) and "not tonight" in str(outcome.error)
+    assert "refused by on-call" in str(outcome.error) and "not tonight" in str(outcome.error)
     on_v1 = [h for h, v in versions(nb, R02).items() if v == "v1"]
     assert len(on_v1) == 1  # the canary only
 

@@ -1,0 +1,87 @@
+"""Where Atlas finds Vault, NetBox and Ceph: the environment, then a settings file, never prefect.yaml.
+
+Variables: VAULT_ADDR, VAULT_TOKEN (as every Vault tool reads them), NETBOX_URL and NETBOX_TOKEN
+(optional: without them NetBox's address and token come from Vault's `secret/atlas/netbox`),
+CEPH_CONF. The settings file is TOML with the same names in lower case, at ATLAS_SETTINGS or
+/etc/atlas/atlas.toml; it holds tokens, so it must not be readable by group or others.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from pydantic import AnyHttpUrl, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_FILE = Path("/etc/atlas/atlas.toml")
+
+
+class SettingsProblem(RuntimeError):
+    """Every missing or wrong setting, named, with where it may come from."""
+
+
+def settings_file() -> Path:
+    return Path(os.environ.get("ATLAS_SETTINGS", DEFAULT_FILE))
+
+
+class AtlasSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="forbid", frozen=True)
+
+    vault_addr: AnyHttpUrl
+    vault_token: SecretStr
+    netbox_url: AnyHttpUrl | None = None
+    netbox_token: SecretStr | None = None
+    ceph_conf: Path = Path("/etc/ceph/ceph.conf")
+
+    @model_validator(mode="after")
+    def _netbox_both_or_neither(self) -> AtlasSettings:
+        if (self.netbox_url is None) != (self.netbox_token is None):
+            raise ValueError("netbox_url and netbox_token go together (or neither: NetBox from Vault)")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = settings_file()
+        sources = [init_settings, env_settings]
+        if path.exists():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @property
+    def netbox(self) -> tuple[str, str] | None:
+        """NetBox's address and token when set here; None: read them from Vault."""
+        if self.netbox_url is None or self.netbox_token is None:
+            return None
+        return str(self.netbox_url).rstrip("/"), self.netbox_token.get_secret_value()
+
+
+def load_settings() -> AtlasSettings:
+    path = settings_file()
+    if path.exists() and path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise SettingsProblem(f"{path} holds tokens but is readable by others: chmod 600 {path}")
+    try:
+        return AtlasSettings()
+    except ValidationError as e:
+        where = f"the environment or {path}" + ("" if path.exists() else " (absent)")
+        problems = "; ".join(
+            f"{'.'.join(map(str, err['loc'])).upper() or 'settings'}: "
+            + ("missing" if err["type"] == "missing" else err["msg"])
+            for err in e.errors()
+        )
+        raise SettingsProblem(
+            f"Atlas settings from {where}: {problems} (for the lab: `eval $(atlas lab env)`)"
+        ) from None
