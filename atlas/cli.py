@@ -15,6 +15,7 @@ from atlas.lab.config import DEFAULT_ROOT, DEFAULT_TOPOLOGY, LabConfig, LabConfi
 from atlas.lab.generate import LabShape, generate, write
 from atlas.lab.images import build as build_lab_image
 from atlas.lab.lab import Lab
+from atlas.lab.pool import WorkPoolLab
 from atlas.secrets import AWS_PATH, SecretError, Vault, VaultSettings
 from atlas.topology import TopologyError, load_topology
 
@@ -129,6 +130,28 @@ def lab_status(name: LabName = "atlas", root: Root = DEFAULT_ROOT) -> None:
     console.print(_status_table(lab))
     if not all(r.healthy for r in rows):
         raise typer.Exit(1)
+
+
+@lab_app.command("pool")
+def lab_pool(
+    action: Annotated[str, typer.Argument(help="up or down")],
+    name: LabName = "atlas",
+    root: Root = DEFAULT_ROOT,
+    workers: Annotated[int, typer.Option(min=1, max=8, help="Workers, one flow run each")] = 2,
+) -> None:
+    """Atlas as a larger install runs it, beside the lab's `atlas serve`: a Prefect server of its own
+    on PostgreSQL, prefect.yaml deployed to the process work pool `atlas`, and workers."""
+    if action not in ("up", "down"):
+        err.print(f"[red]pool {action!r}: up or down[/red]")
+        raise typer.Exit(2)
+    lab = Lab(_config(name, root))
+    pool = WorkPoolLab(lab.cfg, lab.secrets, workers)
+    with console.status(f"work pool {action}"):
+        changed = pool.up() if action == "up" else pool.down()
+    verb = "started" if action == "up" else "stopped"
+    console.print(f"work pool {action}: {verb} {', '.join(changed) or 'nothing (already so)'}")
+    if action == "up":
+        console.print(f"deployments of prefect.yaml registered; Prefect UI: {pool.url.removesuffix('/api')}")
 
 
 @lab_app.command("env")

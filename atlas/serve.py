@@ -13,9 +13,10 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 
 def _load_flow(entrypoint: str) -> Flow[Any, Any]:
-    """`flows/rack_bringup.py:rack_bringup` -> the flow object, imported as a module of the project."""
-    path, _, name = entrypoint.partition(":")
-    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    """`flows.rack_bringup.rack_bringup` -> the flow object. Entrypoints name modules, not files, so
+    every process (this one, workers, a reader of results) knows a flow's types by one name."""
+    path, _, name = entrypoint.rpartition(".")
+    module = importlib.import_module(path)
     flow = getattr(module, name)
     if not isinstance(flow, Flow):
         raise TypeError(f"{entrypoint} is not a Prefect flow")

@@ -24,7 +24,17 @@ from atlas.ceph import Ceph, CephError
 from atlas.model import Device, Refused, Role
 from atlas.sot.read import NotInNetBox, rack_members, read_devices
 from atlas.sot.write import add_journal_entry, set_custom_fields
-from flows.common import NAME_PATTERN, DryRun, Names, Progress, cluster, form, publish, run_name, sources
+from flows.common import (
+    OPTIONAL_NAME_PATTERN,
+    DryRun,
+    Names,
+    Progress,
+    cluster,
+    form,
+    publish,
+    run_name,
+    sources,
+)
 
 OSD_IDS_FIELD = "ceph_osd_ids"
 SETTLE_TIMEOUT = 90.0  # seconds a busy cluster gets to become clean before the run is refused
@@ -82,7 +92,7 @@ def create(ceph: Ceph, hosts: list[Device], vault: Any) -> list[str]:
     return [r.target for r in results if r.changed]
 
 
-def targets(ceph: Ceph, osd_ids: Iterable[int], target_weight: float | None) -> dict[int, float]:
+def targets(ceph: Ceph, osd_ids: Iterable[int], target_weight: float) -> dict[int, float]:
     return {i: target_weight or ceph_enroll.full_weight(ceph, i) for i in osd_ids}
 
 
@@ -117,12 +127,12 @@ def ceph_osd_enroll(
         Field(description="Storage servers, by NetBox name"),
     ] = [],  # noqa: B006 - Prefect forms need a literal default; the list is never mutated
     rack: Annotated[
-        str | None, Field(pattern=NAME_PATTERN, description="And/or every storage server of this rack")
-    ] = None,
+        str, Field(pattern=OPTIONAL_NAME_PATTERN, description="And/or every storage server of this rack")
+    ] = "",
     target_weight: Annotated[
-        float | None,
-        Field(gt=0, le=1000, description="CRUSH weight of each new OSD at the end; empty: its size in TiB"),
-    ] = None,
+        float,
+        Field(ge=0, le=1000, description="CRUSH weight of each new OSD at the end; 0: its size in TiB"),
+    ] = 0.0,
     step: Annotated[
         float, Field(gt=0, le=1, description="Each ramp step, as a fraction of the target")
     ] = 0.25,
@@ -130,7 +140,7 @@ def ceph_osd_enroll(
 ) -> EnrollReport:
     log = get_run_logger()
     ceph = cluster()
-    nb, vault, names, found = read_hosts(hosts, rack)
+    nb, vault, names, found = read_hosts(hosts, rack or None)
     chosen = preflight(names, found, ceph)
     plans = ceph_enroll.plan(ceph, chosen)
     for p in plans:

@@ -28,6 +28,8 @@ from atlas.sot.client import connect
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 SiteName = Annotated[str, Field(pattern=NAME_PATTERN, description="NetBox site, e.g. fra1")]
 DryRun = Annotated[bool, Field(description="Show what would change; change nothing")]
+# optional names are "" when not given: a form field with a type switch (str | None) puzzles people
+OPTIONAL_NAME_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9._-]{0,63})?$"
 Names = list[Annotated[str, Field(pattern=NAME_PATTERN)]]  # NetBox names, each checked
 
 

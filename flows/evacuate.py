@@ -38,6 +38,7 @@ from atlas.traffic import Answers, ProbeFailed, probe
 from atlas.workloads.lab import LabServices
 from flows.common import (
     NAME_PATTERN,
+    OPTIONAL_NAME_PATTERN,
     Approval,
     DryRun,
     NotApproved,
@@ -89,7 +90,9 @@ class EvacuationReport(BaseModel):
 
 Reason = Annotated[str, Field(min_length=3, max_length=200, description="Why, for the NetBox journal")]
 Ticket = Annotated[str, Field(pattern=NAME_PATTERN, description="Change or incident ticket, e.g. CHG-1234")]
-Rack = Annotated[str | None, Field(pattern=NAME_PATTERN, description="Only this rack; empty: the whole site")]
+Rack = Annotated[
+    str, Field(pattern=OPTIONAL_NAME_PATTERN, description="Only this rack; empty: the whole site")
+]
 
 
 class Run:
@@ -279,7 +282,7 @@ def evacuate(
     site: SiteName,
     reason: Reason,
     ticket: Ticket,
-    rack: Rack = None,
+    rack: Rack = "",
     approval_timeout_s: Annotated[
         int, Field(ge=10, le=86400, description="How long to wait for an approval before giving up")
     ] = 3600,
@@ -293,7 +296,7 @@ def evacuate(
     ] = 1.0,
     dry_run: DryRun = True,
 ) -> EvacuationReport:
-    scope = Scope(site, rack)
+    scope = Scope(site, rack or None)
     nb, vault, sites = read_sites()
     report = EvacuationReport(scope=str(scope), action="evacuate", dry_run=dry_run, plan={})
     run = Run(nb, vault, sites, report)
@@ -340,9 +343,9 @@ def evacuate(
 @flow(name="restore")
 @form
 def restore(
-    site: SiteName, reason: Reason, ticket: Ticket, rack: Rack = None, dry_run: DryRun = True
+    site: SiteName, reason: Reason, ticket: Ticket, rack: Rack = "", dry_run: DryRun = True
 ) -> EvacuationReport:
-    scope = Scope(site, rack)
+    scope = Scope(site, rack or None)
     nb, vault, sites = read_sites()
     back: RestorePlan = evacuation.plan_restore(sites, scope)
     back.problems += [p for p in [text_problem("reason", why("restore", ticket, reason))] if p]

@@ -25,7 +25,17 @@ from atlas.net.verify import routing_problems
 from atlas.safety import text_problem
 from atlas.secrets import Credential
 from atlas.sot.write import add_journal_entry, set_custom_fields
-from flows.common import NAME_PATTERN, DryRun, Names, SiteName, form, publish, run_name, sources
+from flows.common import (
+    NAME_PATTERN,
+    OPTIONAL_NAME_PATTERN,
+    DryRun,
+    Names,
+    SiteName,
+    form,
+    publish,
+    run_name,
+    sources,
+)
 
 SwitchName = Annotated[str, Field(pattern=NAME_PATTERN, description="NetBox name of the switch")]
 Creds = dict[tuple[str, str], Credential]
@@ -100,8 +110,8 @@ def rows(results: list[Result]) -> list[dict[str, str]]:
 def fabric_apply(
     site: SiteName,
     rack: Annotated[
-        str | None, Field(pattern=NAME_PATTERN, description="Only this rack's switches (optional)")
-    ] = None,
+        str, Field(pattern=OPTIONAL_NAME_PATTERN, description="Only this rack's switches (optional)")
+    ] = "",
     switches: Annotated[
         Names,
         Field(
@@ -111,7 +121,7 @@ def fabric_apply(
     dry_run: DryRun = True,
 ) -> list[Result]:
     nb, view, creds = read_site(site)
-    chosen = fabric.select_switches(view, rack, switches)
+    chosen = fabric.select_switches(view, rack or None, switches)
     problems = fabric.config_problems(view, chosen)
     if problems:
         raise fabric.SelectionError(problems)

@@ -31,7 +31,7 @@ from atlas.sot.read import NotInNetBox, read_site
 from atlas.sot.write import add_journal_entry, set_custom_fields
 from atlas.workloads.lab import LabServices
 from flows.common import (
-    NAME_PATTERN,
+    OPTIONAL_NAME_PATTERN,
     Approval,
     DryRun,
     NotApproved,
@@ -187,10 +187,12 @@ def pause_between(
 def image_rollout(
     version: Annotated[str, Field(pattern=VERSION_PATTERN, description="Image version, as published")],
     site: SiteName,
-    rack: Annotated[str | None, Field(pattern=NAME_PATTERN, description="Only this rack")] = None,
+    rack: Annotated[
+        str, Field(pattern=OPTIONAL_NAME_PATTERN, description="Only this rack; empty: the whole site")
+    ] = "",
     role: Annotated[
-        Literal["compute", "storage"] | None, Field(description="Only servers of this role")
-    ] = None,
+        Literal["any", "compute", "storage"], Field(description="Only servers of this role")
+    ] = "any",
     canary: Annotated[
         int, Field(ge=1, le=10, description="Hosts in the first wave; any failure there stops")
     ] = 1,
@@ -209,7 +211,7 @@ def image_rollout(
     dry_run: DryRun = True,
 ) -> RolloutReport:
     log = get_run_logger()
-    nb, vault, view, hosts = read_scope(site, rack, role)
+    nb, vault, view, hosts = read_scope(site, rack or None, None if role == "any" else role)
     plan = rollout.plan_rollout(hosts, version, canary, wave_size)
     by_name = {h.name: h for h in hosts}
     outcomes = {

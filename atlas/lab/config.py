@@ -47,6 +47,7 @@ class Ports:
     openbao: int
     moto: int
     prefect: int
+    prefect_pool: int  # the work-pool install beside the lab's own Prefect (atlas.lab.pool)
     ceph_mon_v1: int
     ceph_mon_v2: int
     ceph_bind_min: int  # the mgr's and OSDs' ports (an OSD takes several)
@@ -62,6 +63,7 @@ class Ports:
             openbao=base + 6,
             moto=base + 3,
             prefect=base + 4,
+            prefect_pool=base + 5,
             ceph_mon_v1=base + 8,
             ceph_mon_v2=base + 9,
             ceph_bind_min=base + 10,

@@ -161,6 +161,7 @@ def run(
     env: dict[str, str] | None = None,
     timeout: float | None = 600,
     input: str | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         list(argv),
@@ -170,6 +171,7 @@ def run(
         env={**os.environ, **(env or {})},
         timeout=timeout,
         input=input,
+        cwd=cwd,
     )
     if result.returncode != 0:
         detail = (result.stderr.strip() or result.stdout.strip())[-2000:]

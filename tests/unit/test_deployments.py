@@ -21,7 +21,7 @@ def deployments() -> list[Any]:
 
 def test_every_flow_has_a_deployment(deployments: list[Any]) -> None:
     declared = {
-        f"{path.relative_to(PROJECT)}:{name}"
+        f"flows.{path.stem}.{name}"
         for path in sorted((PROJECT / "flows").glob("*.py"))
         for name in re.findall(r"@flow\(name=\"[^\"]+\"\)\n@form\ndef (\w+)\(", path.read_text())
     }
