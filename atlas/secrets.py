@@ -13,6 +13,7 @@ from typing import Any
 
 import hvac
 import hvac.exceptions
+import requests
 
 from atlas.settings import AtlasSettings, SettingsProblem, load_settings
 
@@ -61,6 +62,7 @@ AWS_PATH = "atlas/aws"
 
 class Vault:
     def __init__(self, settings: VaultSettings, timeout: float = 10.0) -> None:
+        self._url = settings.url
         self._client = hvac.Client(url=settings.url, token=settings.token, timeout=timeout)
 
     def read(self, path: str) -> dict[str, Any]:
@@ -72,8 +74,12 @@ class Vault:
             raise SecretError(f"no secret at {MOUNT}/{path}") from None
         except hvac.exceptions.Forbidden:
             raise SecretError(f"not allowed to read {MOUNT}/{path}") from None
+        except hvac.exceptions.VaultSealed:
+            raise SecretError(f"Vault at {self._url} is sealed: reading {MOUNT}/{path} failed") from None
         except hvac.exceptions.VaultError as e:
             raise SecretError(f"reading {MOUNT}/{path} failed: {type(e).__name__}") from None
+        except requests.RequestException as e:
+            raise SecretError(f"Vault at {self._url} did not answer ({type(e).__name__})") from None
         return dict(response["data"]["data"])
 
     def write(self, path: str, data: dict[str, str]) -> bool:

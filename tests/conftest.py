@@ -80,3 +80,8 @@ def flow_env(lab: Lab) -> Iterator[None]:
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked after_everything go last, in their own order."""
+    items.sort(key=lambda item: item.get_closest_marker("after_everything") is not None)
