@@ -10,6 +10,10 @@ from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists
 
+# A run renews its lease while it holds the slot; a killed run's slot frees when the lease ends, so a
+# re-run after a crash waits at most this long (Prefect's minimum).
+LEASE_S = 60
+
 
 def rack_limit_name(flow: str, site: str, rack: str) -> str:
     return f"{flow}-{site}-{rack}"
@@ -24,5 +28,5 @@ def ensure_limit(name: str, limit: int = 1) -> None:
 @contextmanager
 def exclusive(name: str, timeout_s: float = 3600) -> Iterator[None]:
     ensure_limit(name)
-    with concurrency(name, occupy=1, timeout_seconds=timeout_s, strict=True, lease_duration=300):
+    with concurrency(name, occupy=1, timeout_seconds=timeout_s, strict=True, lease_duration=LEASE_S):
         yield

@@ -74,8 +74,8 @@ class Vault:
             raise SecretError(f"no secret at {MOUNT}/{path}") from None
         except hvac.exceptions.Forbidden:
             raise SecretError(f"not allowed to read {MOUNT}/{path}") from None
-        except hvac.exceptions.VaultSealed:
-            raise SecretError(f"Vault at {self._url} is sealed: reading {MOUNT}/{path} failed") from None
+        except hvac.exceptions.VaultDown:  # sealed, or standing by
+            raise SecretError(f"Vault at {self._url} is sealed or down: reading {MOUNT}/{path} failed") from None
         except hvac.exceptions.VaultError as e:
             raise SecretError(f"reading {MOUNT}/{path} failed: {type(e).__name__}") from None
         except requests.RequestException as e:

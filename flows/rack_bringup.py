@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import pynetbox
+import requests
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
@@ -101,7 +103,14 @@ def verify_paths(scope: bringup.RackScope, creds: dict[str, Credential]) -> list
 
 @task(name="record in NetBox", cache_policy=NO_CACHE)
 def record(nb: Any, scope: bringup.RackScope, results: list[Result]) -> list[str]:
-    return [f"{c.target}: {c.what}" for c in bringup.record_in_netbox(nb, scope, results, run_name())]
+    try:
+        return [f"{c.target}: {c.what}" for c in bringup.record_in_netbox(nb, scope, results, run_name())]
+    except (pynetbox.RequestError, requests.RequestException) as e:
+        status = getattr(getattr(e, "req", None), "status_code", None) or type(e).__name__
+        raise BringupFailed(
+            f"NetBox did not take the record ({status}): every device of {scope.rack} is configured, "
+            "but the rack is not recorded as active; run again once NetBox answers"
+        ) from None
 
 
 def publish_report(report: BringupReport) -> None:

@@ -5,19 +5,27 @@ UI does. In file order; the set-up is idempotent, so after the image-rollout mod
 from __future__ import annotations
 
 import contextvars
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 
 import pynetbox
 import pytest
+from prefect.flow_runs import resume_flow_run
+from prefect.settings import PREFECT_API_URL
 
 from atlas.lab.lab import Lab
 from atlas.model import Device
 from atlas.secrets import Vault
+from atlas.serve import PROJECT
 from atlas.sot.read import read_site, site_names
 from atlas.traffic import Answers, probe
 from atlas.workloads.lab import LabServices
 from flows.evacuate import EvacuationRefused, NotApproved, evacuate, restore
-from tests.e2e.runs import run_answering
+from tests.e2e.runs import paused_runs, run_answering
 from tests.e2e.setups import serving
 
 pytestmark = pytest.mark.usefixtures("flow_env")
@@ -144,6 +152,16 @@ def test_the_other_site_cannot_be_evacuated_meanwhile() -> None:
         evacuate(site="ams1", dry_run=True, **WHY)
 
 
+def test_a_restore_dry_run_shows_the_plan_and_changes_nothing(
+    nb: pynetbox.api, lab: Lab, devices: dict[str, Device], vault: Vault
+) -> None:
+    before = state(nb, lab, devices, vault)
+    report = restore(site="fra1", rack="fra1-r01", dry_run=True, **WHY)
+    assert report.plan["servers"] == RACK and report.plan["switches"] == ["fra1-r01-leaf1", "fra1-r01-leaf2"]
+    assert report.plan["ceph noout"] == ["fra1-r01"] and report.timeline == []
+    assert state(nb, lab, devices, vault) == before
+
+
 def test_restore_brings_the_rack_back_and_a_second_restore_changes_nothing(
     nb: pynetbox.api, lab: Lab, devices: dict[str, Device], vault: Vault
 ) -> None:
@@ -162,6 +180,39 @@ def test_restore_brings_the_rack_back_and_a_second_restore_changes_nothing(
     assert now["netbox"]["fra1-r01-leaf1"] == ("active", None, False)  # type: ignore[index]
     assert {"fra1-r01-cmp1", "fra1-r01-cmp2"} <= set(who_answers(devices, vault).by_host)
     assert restore(site="fra1", rack="fra1-r01", dry_run=False, **WHY).changed == []
+
+
+def test_an_evacuation_killed_half_way_is_finished_by_the_next_run_without_asking_again(
+    nb: pynetbox.api, lab: Lab, devices: dict[str, Device], vault: Vault
+) -> None:
+    code = (
+        "from flows.evacuate import evacuate; "
+        f"evacuate(site='fra1', rack='fra1-r01', dry_run=False, reason={WHY['reason']!r}, ticket={WHY['ticket']!r})"
+    )
+    run = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=os.environ | {"PREFECT_API_URL": str(PREFECT_API_URL.value())},
+        cwd=PROJECT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while "noout" not in lab.ceph.ceph.group_flags().get("fra1-r01", set()):  # approved, marked, noout on
+        assert run.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        for run_id in paused_runs():
+            resume_flow_run(run_id, run_input=APPROVE)
+        time.sleep(0.5)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    assert nb.dcim.devices.get(name="fra1-r01-cmp1").custom_fields["evacuation"] == WHY["ticket"]
+    report = evacuate(site="fra1", rack="fra1-r01", dry_run=False, **WHY)
+    assert report.approval is None  # approved once, recorded in the marks
+    assert "verify the service" in [s.step for s in report.timeline]
+    after = who_answers(devices, vault)
+    assert not after.errors and not set(after.by_host) & set(RACK)
+    restore(site="fra1", rack="fra1-r01", dry_run=False, **WHY)
+    assert {"fra1-r01-cmp1", "fra1-r01-cmp2"} <= set(who_answers(devices, vault).by_host)
 
 
 def test_a_whole_site_is_evacuated_to_the_other_and_restored(

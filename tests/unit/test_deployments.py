@@ -42,9 +42,15 @@ def test_every_form_field_is_explained(deployments: list[Any]) -> None:
 
 
 def test_changes_default_to_a_dry_run(deployments: list[Any]) -> None:
+    """A form submitted as it opens changes nothing; the sweep only reads unless areas to remediate
+    are chosen."""
     for d in deployments:
-        if "dry_run" in d._parameter_openapi_schema.properties:
-            assert d.parameters.get("dry_run", True) is True, d.name
+        schema = d._parameter_openapi_schema.properties
+        default = d.parameters.get("dry_run", schema["dry_run"].get("default"))
+        if d.name == "config-sweep":
+            assert schema["remediate_areas"]["default"] == [], d.name
+        else:
+            assert default is True, d.name
 
 
 def test_prefect_yaml_holds_no_address_or_secret() -> None:

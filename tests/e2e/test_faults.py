@@ -1,0 +1,106 @@
+"""Faults around rack-bringup, each with the real service failing: Vault not answering, NetBox
+answering writes with 503 (a proxy in front of the real NetBox), the flow's process killed mid-run.
+For each: a clear failure, nothing half-applied that a re-run cannot converge, and a re-run that
+completes."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import hvac
+import pynetbox
+import pytest
+from prefect.settings import PREFECT_API_URL
+
+from atlas.lab.lab import Lab
+from atlas.secrets import SecretError
+from atlas.serve import PROJECT
+from flows.rack_bringup import BringupFailed, rack_bringup
+from tests.e2e.faults import netbox_proxy
+
+pytestmark = pytest.mark.usefixtures("flow_env")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fresh_lab(lab: Lab) -> None:
+    lab.reset()
+
+
+def leaf_configs(lab: Lab, rack: str) -> dict[str, str]:
+    return {d: lab.fabric.vtysh(d, "show running-config") for d in (f"{rack}-leaf1", f"{rack}-leaf2")}
+
+
+def test_vault_not_answering_fails_before_anything_and_a_rerun_completes(
+    lab: Lab, nb: pynetbox.api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = leaf_configs(lab, "fra1-r01")
+    with monkeypatch.context() as patched:
+        patched.setenv("VAULT_ADDR", f"http://127.0.0.1:{lab.cfg.ports.prefect_pool}")  # nothing listens
+        with pytest.raises(SecretError, match=r"Vault at http://127.0.0.1:\d+ did not answer"):
+            rack_bringup(site="fra1", rack="fra1-r01", dry_run=False)
+    assert leaf_configs(lab, "fra1-r01") == before
+    assert rack_bringup(site="fra1", rack="fra1-r01", dry_run=False).failed == 0
+
+
+def test_a_sealed_vault_fails_before_anything_and_a_rerun_after_unsealing_completes(lab: Lab) -> None:
+    log = (lab.cfg.dir / "log" / "openbao.log").read_text()
+    unseal_key = re.findall(r"^Unseal Key: (\S+)$", log, re.MULTILINE)[-1]  # the dev server prints it
+    client = hvac.Client(url=lab.cfg.openbao_url, token=lab.secrets.openbao_root_token)
+    before = leaf_configs(lab, "fra1-r01")
+    client.sys.seal()
+    try:
+        with pytest.raises(SecretError, match="is sealed or down"):
+            rack_bringup(site="fra1", rack="fra1-r01", dry_run=False)
+    finally:
+        client.sys.submit_unseal_key(unseal_key)
+    assert leaf_configs(lab, "fra1-r01") == before
+    assert rack_bringup(site="fra1", rack="fra1-r01", dry_run=False).failed == 0
+
+
+def test_netbox_refusing_writes_leaves_the_rack_planned_and_a_rerun_records_it(
+    lab: Lab, nb: pynetbox.api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with netbox_proxy(lab.cfg.netbox_url) as proxy, monkeypatch.context() as patched:
+        patched.setenv("NETBOX_URL", proxy.url)
+        patched.setenv("NETBOX_TOKEN", lab.secrets.netbox_token)
+        proxy.failing_writes = True
+        with pytest.raises(BringupFailed, match=r"NetBox did not take the record \(503\).* fra1-r02"):
+            rack_bringup(site="fra1", rack="fra1-r02", dry_run=False)
+        assert proxy.refused, "the run never tried to write"
+    assert nb.dcim.racks.get(name="fra1-r02").status.value == "planned"
+    assert {
+        d.status.value for d in nb.dcim.devices.filter(rack_id=nb.dcim.racks.get(name="fra1-r02").id)
+    } == {"planned"}
+    report = rack_bringup(site="fra1", rack="fra1-r02", dry_run=False)
+    assert report.failed == 0 and report.changed == 0  # the devices were done; only NetBox was left
+    assert nb.dcim.racks.get(name="fra1-r02").status.value == "active"
+
+
+def test_a_run_killed_mid_run_is_completed_by_the_next(lab: Lab) -> None:
+    code = "from flows.rack_bringup import rack_bringup; rack_bringup(site='ams1', rack='ams1-r01', dry_run=False)"
+    run = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=os.environ | {"PREFECT_API_URL": str(PREFECT_API_URL.value())},
+        cwd=PROJECT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    # killed once the switches are configured: the host baseline is under way or next
+    while "ip ospf" not in lab.fabric.vtysh("ams1-r01-leaf1", "show running-config"):
+        assert run.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        time.sleep(1)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    # killed half-way through a switch's configuration, or after it: either way the next run finishes
+    # what is left (waiting for the killed run's lock to lapse), and the one after has nothing to do
+    assert rack_bringup(site="ams1", rack="ams1-r01", dry_run=False).failed == 0
+    again = rack_bringup(site="ams1", rack="ams1-r01", dry_run=False)
+    assert again.failed == 0 and again.changed == 0
+    assert "Full" in lab.fabric.vtysh("ams1-r01-leaf1", "show ip ospf neighbor")
