@@ -75,7 +75,9 @@ class Vault:
         except hvac.exceptions.Forbidden:
             raise SecretError(f"not allowed to read {MOUNT}/{path}") from None
         except hvac.exceptions.VaultDown:  # sealed, or standing by
-            raise SecretError(f"Vault at {self._url} is sealed or down: reading {MOUNT}/{path} failed") from None
+            raise SecretError(
+                f"Vault at {self._url} is sealed or down: reading {MOUNT}/{path} failed"
+            ) from None
         except hvac.exceptions.VaultError as e:
             raise SecretError(f"reading {MOUNT}/{path} failed: {type(e).__name__}") from None
         except requests.RequestException as e:
