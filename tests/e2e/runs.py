@@ -4,6 +4,10 @@ every pause the way an approver would in the UI's Resume dialog (the same API ca
 from __future__ import annotations
 
 import contextvars
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +18,9 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
 from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
+from prefect.settings import PREFECT_API_URL
+
+from atlas.serve import PROJECT
 
 
 @dataclass
@@ -54,3 +61,23 @@ def run_answering(call: Callable[[], Any], answer: dict[str, Any] | None) -> Ans
         time.sleep(1)
     worker.join()
     return outcome
+
+
+def kill_when(code: str, ready: Callable[[], bool], meanwhile: Callable[[], None] = lambda: None) -> None:
+    """Runs `code` (a flow call) in a process of its own, as a worker runs a flow, and kills it with
+    SIGKILL once `ready()` holds; `meanwhile` is called while waiting (to answer a pause, say)."""
+    run = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=os.environ | {"PREFECT_API_URL": str(PREFECT_API_URL.value())},
+        cwd=PROJECT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while not ready():
+        assert run.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        meanwhile()
+        time.sleep(0.5)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()

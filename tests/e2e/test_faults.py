@@ -5,23 +5,17 @@ completes."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 
 import hvac
 import pynetbox
 import pytest
-from prefect.settings import PREFECT_API_URL
 
 from atlas.lab.lab import Lab
 from atlas.secrets import SecretError
-from atlas.serve import PROJECT
 from flows.rack_bringup import BringupFailed, rack_bringup
 from tests.e2e.faults import netbox_proxy
+from tests.e2e.runs import kill_when
 
 pytestmark = pytest.mark.usefixtures("flow_env")
 
@@ -83,21 +77,8 @@ def test_netbox_refusing_writes_leaves_the_rack_planned_and_a_rerun_records_it(
 
 def test_a_run_killed_mid_run_is_completed_by_the_next(lab: Lab) -> None:
     code = "from flows.rack_bringup import rack_bringup; rack_bringup(site='ams1', rack='ams1-r01', dry_run=False)"
-    run = subprocess.Popen(
-        [sys.executable, "-c", code],
-        env=os.environ | {"PREFECT_API_URL": str(PREFECT_API_URL.value())},
-        cwd=PROJECT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 300
-    # killed once the switches are configured: the host baseline is under way or next
-    while "ip ospf" not in lab.fabric.vtysh("ams1-r01-leaf1", "show running-config"):
-        assert run.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
-        time.sleep(1)
-    os.killpg(run.pid, signal.SIGKILL)
-    run.wait()
+    # killed once a switch is being configured or is: the host baseline may be under way or next
+    kill_when(code, lambda: "ip ospf" in lab.fabric.vtysh("ams1-r01-leaf1", "show running-config"))
     # killed half-way through a switch's configuration, or after it: either way the next run finishes
     # what is left (waiting for the killed run's lock to lapse), and the one after has nothing to do
     assert rack_bringup(site="ams1", rack="ams1-r01", dry_run=False).failed == 0

@@ -5,27 +5,20 @@ UI does. In file order; the set-up is idempotent, so after the image-rollout mod
 from __future__ import annotations
 
 import contextvars
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
 
 import pynetbox
 import pytest
 from prefect.flow_runs import resume_flow_run
-from prefect.settings import PREFECT_API_URL
 
 from atlas.lab.lab import Lab
 from atlas.model import Device
 from atlas.secrets import Vault
-from atlas.serve import PROJECT
 from atlas.sot.read import read_site, site_names
 from atlas.traffic import Answers, probe
 from atlas.workloads.lab import LabServices
 from flows.evacuate import EvacuationRefused, NotApproved, evacuate, restore
-from tests.e2e.runs import paused_runs, run_answering
+from tests.e2e.runs import kill_when, paused_runs, run_answering
 from tests.e2e.setups import serving
 
 pytestmark = pytest.mark.usefixtures("flow_env")
@@ -189,22 +182,13 @@ def test_an_evacuation_killed_half_way_is_finished_by_the_next_run_without_askin
         "from flows.evacuate import evacuate; "
         f"evacuate(site='fra1', rack='fra1-r01', dry_run=False, reason={WHY['reason']!r}, ticket={WHY['ticket']!r})"
     )
-    run = subprocess.Popen(
-        [sys.executable, "-c", code],
-        env=os.environ | {"PREFECT_API_URL": str(PREFECT_API_URL.value())},
-        cwd=PROJECT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 300
-    while "noout" not in lab.ceph.ceph.group_flags().get("fra1-r01", set()):  # approved, marked, noout on
-        assert run.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+
+    def approve() -> None:
         for run_id in paused_runs():
             resume_flow_run(run_id, run_input=APPROVE)
-        time.sleep(0.5)
-    os.killpg(run.pid, signal.SIGKILL)
-    run.wait()
+
+    # killed once approved, marked and under noout: drain and cost-out may have begun
+    kill_when(code, lambda: "noout" in lab.ceph.ceph.group_flags().get("fra1-r01", set()), approve)
     assert nb.dcim.devices.get(name="fra1-r01-cmp1").custom_fields["evacuation"] == WHY["ticket"]
     report = evacuate(site="fra1", rack="fra1-r01", dry_run=False, **WHY)
     assert report.approval is None  # approved once, recorded in the marks
