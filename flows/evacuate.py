@@ -312,11 +312,12 @@ def evacuate(
     if dry_run:
         publish_report(report)
         return report
+    # a run resuming an approved evacuation has nothing left to mark
+    run.progress = Progress(f"evacuate {scope}", total=Run.STEPS if the_plan.to_do else Run.STEPS - 1)
     if the_plan.to_do:
         answer = ask_approval(the_plan, reason, ticket, approval_timeout_s)
         report.approval = f"approved by {answer.approver}: {answer.comment or 'no comment'}"
         journal_scope(nb, scope, f"evacuate {ticket} {run_name()}: {report.approval}\n\n{reason}")
-        run.progress = Progress(f"evacuate {scope}", total=Run.STEPS)
         run.step("NetBox: mark the scope", mark(run, the_plan.to_do, ticket), "recorded before any change")
     try:
         ceph_noout(run, the_plan.ceph_buckets, on=True)
