@@ -148,6 +148,9 @@ class NetBoxLab:
                 ),
                 "initdb",
             )
+        # A postmaster killed hard leaves its lock file behind; where init does not reap orphans its PID
+        # stays a zombie, which PostgreSQL's own stale-lock check takes for a live server.
+        (self.pgdata / "postmaster.pid").unlink(missing_ok=True)
         log = self.logs / "postgres.log"
         log.touch()
         shutil.chown(log, "postgres", "postgres")
