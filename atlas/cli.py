@@ -170,9 +170,12 @@ def lab_generate(
     racks: int = 2,
     compute: int = 2,
     storage: int = 1,
+    active_racks: Annotated[int, typer.Option(help="Racks per site in service; the rest are planned")] = 1,
 ) -> None:
     """Write a lab topology of the given size (the default lab is 2 sites x 2 racks)."""
-    shape = LabShape(sites=sites, spines=spines, racks=racks, compute=compute, storage=storage)
+    shape = LabShape(
+        sites=sites, spines=spines, racks=racks, compute=compute, storage=storage, active_racks=active_racks
+    )
     for path in write(generate(shape), out):
         console.print(f"wrote {path}")
 

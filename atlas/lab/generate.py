@@ -2,7 +2,7 @@
 
 The default lab (inventory/lab/) was written by this module and is committed as plain data: the
 loader reads files, never this code. The same generator grows the lab to a full datacenter for
-benchmarks (`atlas lab generate --racks 12 --servers 20 --spines 4 --sites 1`).
+benchmarks (`atlas lab generate --sites 1 --spines 4 --racks 12 --compute 20 --storage 0`).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class LabShape:
     racks: int = 2
     compute: int = 2
     storage: int = 1
+    active_racks: int = 1  # the first racks of each site are in service; the rest are planned
     mgmt: IPv4Network = DEFAULT_MGMT
     loopbacks: IPv4Network = DEFAULT_LOOPBACKS
     fabric: IPv4Network = DEFAULT_FABRIC
@@ -134,7 +135,7 @@ def generate(shape: LabShape) -> dict[str, TopologyFile]:
         spine_port = dict.fromkeys(spines, 0)
         for r_index in range(1, shape.racks + 1):
             rack = f"{site}-r{r_index:02d}"
-            status = "active" if r_index == 1 else "planned"
+            status = "active" if r_index <= shape.active_racks else "planned"
             f.sites[0].racks.append(RackSpec(name=rack, status=status))
             leaves = [f"{rack}-leaf{n}" for n in (1, 2)]
             for leaf in leaves:

@@ -148,9 +148,10 @@ class NetBoxLab:
                 ),
                 "initdb",
             )
-        # A postmaster killed hard leaves its lock file behind; where init does not reap orphans its PID
+        # A postmaster killed hard leaves its lock files behind; where init does not reap orphans its PID
         # stays a zombie, which PostgreSQL's own stale-lock check takes for a live server.
-        (self.pgdata / "postmaster.pid").unlink(missing_ok=True)
+        for lock in ("postmaster.pid", f".s.PGSQL.{self.cfg.ports.postgres}.lock"):
+            (self.pgdata / lock).unlink(missing_ok=True)
         log = self.logs / "postgres.log"
         log.touch()
         shutil.chown(log, "postgres", "postgres")
