@@ -1,22 +1,33 @@
-"""One run per rack at a time: Prefect global concurrency limits, created before use and strict,
-so a missing limit fails the run instead of silently not limiting."""
+"""One run per rack at a time, whatever the flow: Prefect global concurrency limits, one per rack,
+created before use and strict, so a missing limit fails the run instead of silently not limiting.
+A rack-bringup and a fabric-apply, ceph-osd-enroll or image-rollout wave on the same rack exclude
+each other as two bring-ups do."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 
+from prefect import get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
-from prefect.exceptions import ObjectAlreadyExists
+from prefect.exceptions import MissingContextError, ObjectAlreadyExists
+
+from atlas.model import Device
 
 # A run renews its lease while it holds the slot; a killed run's slot frees when the lease ends, so a
 # re-run after a crash waits at most this long (Prefect's minimum).
 LEASE_S = 60
 
 
-def rack_limit_name(flow: str, site: str, rack: str) -> str:
-    return f"{flow}-{site}-{rack}"
+def rack_limit_name(site: str, rack: str) -> str:
+    return f"rack-{site}-{rack}"
+
+
+def rack_limits(devices: Iterable[Device]) -> list[str]:
+    """The limits of every rack these devices sit in (spines and the core sit in none)."""
+    return sorted({rack_limit_name(d.site, d.rack) for d in devices if d.rack})
 
 
 def ensure_limit(name: str, limit: int = 1) -> None:
@@ -25,8 +36,29 @@ def ensure_limit(name: str, limit: int = 1) -> None:
         client.upsert_global_concurrency_limit_by_name(name, limit)
 
 
+def _held_elsewhere(names: list[str]) -> list[str]:
+    with get_client(sync_client=True) as client:
+        return [n for n in names if client.read_global_concurrency_limit_by_name(n).active_slots > 0]
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
 @contextmanager
-def exclusive(name: str, timeout_s: float = 3600) -> Iterator[None]:
-    ensure_limit(name)
-    with concurrency(name, occupy=1, timeout_seconds=timeout_s, strict=True, lease_duration=LEASE_S):
+def exclusive(*names: str, timeout_s: float = 3600) -> Iterator[None]:
+    """Holds every named limit at once (Prefect takes them together or not at all)."""
+    if not names:
+        yield
+        return
+    for name in names:
+        ensure_limit(name)
+    busy = _held_elsewhere(list(names))
+    if busy:
+        # only a hint for whoever watches the run: the limits themselves decide who goes first
+        _logger().info("waiting for %s: another run is changing it", ", ".join(busy))
+    with concurrency(list(names), occupy=1, timeout_seconds=timeout_s, strict=True, lease_duration=LEASE_S):
         yield

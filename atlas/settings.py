@@ -2,7 +2,8 @@
 
 Variables: VAULT_ADDR, VAULT_TOKEN (as every Vault tool reads them), NETBOX_URL and NETBOX_TOKEN
 (optional: without them NetBox's address and token come from Vault's `secret/atlas/netbox`),
-CEPH_CONF. The settings file is TOML with the same names in lower case, at ATLAS_SETTINGS or
+CEPH_CONF, NETBOX_TIMEOUT (seconds one NetBox request may take; a hung NetBox fails the run after three
+tries instead of stalling it). The settings file is TOML with the same names in lower case, at ATLAS_SETTINGS or
 /etc/atlas/atlas.toml; it holds tokens, so it must not be readable by group or others.
 """
 
@@ -12,7 +13,7 @@ import os
 import stat
 from pathlib import Path
 
-from pydantic import AnyHttpUrl, SecretStr, ValidationError, model_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -39,6 +40,7 @@ class AtlasSettings(BaseSettings):
     netbox_url: AnyHttpUrl | None = None
     netbox_token: SecretStr | None = None
     ceph_conf: Path = Path("/etc/ceph/ceph.conf")
+    netbox_timeout: float = Field(default=60.0, gt=0, le=600)
 
     @model_validator(mode="after")
     def _netbox_both_or_neither(self) -> AtlasSettings:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from atlas import ceph_enroll
 from atlas.bringup import wait_reachable
 from atlas.ceph import Ceph, CephError
+from atlas.locks import exclusive, rack_limits
 from atlas.model import Device, Refused, Role
 from atlas.sot.read import NotInNetBox, rack_members, read_devices
 from atlas.sot.write import add_journal_entry, set_custom_fields
@@ -160,13 +161,14 @@ def ceph_osd_enroll(
         return report
     # created and up, each ramp step clean, recorded
     progress = Progress("ceph-osd-enroll", total=2 + len(ceph_enroll.ramp_steps(0.0, 1.0, step)))
-    created = create(ceph, chosen, vault)
-    placed = ceph_enroll.wait_osds_up(ceph, chosen)
-    progress.finished(f"{len(placed)} OSD(s) up")
-    steps = ramp(ceph, targets(ceph, placed, target_weight), step, progress)
-    weights = {i: o["weight"] for i, o in ceph.osds().items() if i in placed}
-    osds = {h.name: sorted(i for i, host in placed.items() if host == h.name) for h in chosen}
-    record(nb, osds, weights)
+    with exclusive(*rack_limits(chosen)):
+        created = create(ceph, chosen, vault)
+        placed = ceph_enroll.wait_osds_up(ceph, chosen)
+        progress.finished(f"{len(placed)} OSD(s) up")
+        steps = ramp(ceph, targets(ceph, placed, target_weight), step, progress)
+        weights = {i: o["weight"] for i, o in ceph.osds().items() if i in placed}
+        osds = {h.name: sorted(i for i, host in placed.items() if host == h.name) for h in chosen}
+        record(nb, osds, weights)
     progress.end("OSD ids recorded in NetBox")
     report = EnrollReport(dry_run=False, osds=osds, created=created, steps=steps, weights=weights)
     publish_report(report)

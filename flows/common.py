@@ -55,7 +55,7 @@ def sources() -> tuple[Any, Vault]:
     settings = load_settings()
     vault = Vault(VaultSettings.from_settings(settings))
     url, token = settings.netbox or vault.netbox()
-    return connect(url, token), vault
+    return connect(url, token, settings.netbox_timeout), vault
 
 
 def cluster() -> Ceph:

@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
 from atlas import fabric
+from atlas.locks import exclusive, rack_limits
 from atlas.model import Device, Result
 from atlas.net.render import COST_OUT_FIELD
 from atlas.net.verify import routing_problems
@@ -125,17 +126,18 @@ def fabric_apply(
     problems = fabric.config_problems(view, chosen)
     if problems:
         raise fabric.SelectionError(problems)
-    before = {} if dry_run else fabric.read_states(view, creds, chosen)
-    results = push(view, chosen, creds, dry_run)
-    changed = [r for r in results if r.changed and not r.failed]
-    if not dry_run and changed:
-        pushed = [d for d in chosen if d.name in {r.target for r in changed}]
-        verify = verify_adjacencies(view, pushed, creds, before)
-        results += [Result.failure(site, "verify", p) for p in verify]
-        for r in changed:
-            add_journal_entry(
-                nb, r.target, f"fabric-apply {run_name()}:\n" + "\n".join(f"- `{x}`" for x in r.diff)
-            )
+    with exclusive(*rack_limits(chosen)):
+        before = {} if dry_run else fabric.read_states(view, creds, chosen)
+        results = push(view, chosen, creds, dry_run)
+        changed = [r for r in results if r.changed and not r.failed]
+        if not dry_run and changed:
+            pushed = [d for d in chosen if d.name in {r.target for r in changed}]
+            verify = verify_adjacencies(view, pushed, creds, before)
+            results += [Result.failure(site, "verify", p) for p in verify]
+            for r in changed:
+                add_journal_entry(
+                    nb, r.target, f"fabric-apply {run_name()}:\n" + "\n".join(f"- `{x}`" for x in r.diff)
+                )
     failed = [r for r in results if r.failed]
     verb = "would change" if dry_run else "changed"
     publish(

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from atlas import fabric, rollout
 from atlas.bringup import wait_reachable
 from atlas.images import VERSION_PATTERN, AwsSettings, Catalog, ImageError, Manifest
-from atlas.locks import exclusive
+from atlas.locks import exclusive, rack_limits
 from atlas.model import Device, Refused, Site
 from atlas.secrets import AWS_PATH
 from atlas.sot.read import NotInNetBox, read_site
@@ -241,16 +241,17 @@ def image_rollout(
         progress = Progress(f"image-rollout {version} in {site}", total=len(plan.hosts))
         with exclusive(f"image-rollout-{site}"):
             for number, wave in enumerate(plan.waves):
-                outcome = move_wave(
-                    number,
-                    ", ".join(wave),
-                    view,
-                    [by_name[n] for n in wave],
-                    manifest,
-                    Path(tmp) / "image.tar.gz",
-                    cred_of,
-                )
-                record(nb, plan, outcome)
+                with exclusive(*rack_limits(by_name[n] for n in wave)):
+                    outcome = move_wave(
+                        number,
+                        ", ".join(wave),
+                        view,
+                        [by_name[n] for n in wave],
+                        manifest,
+                        Path(tmp) / "image.tar.gz",
+                        cred_of,
+                    )
+                    record(nb, plan, outcome)
                 for name in wave:
                     outcomes[name].result = (
                         "moved"

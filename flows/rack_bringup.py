@@ -137,7 +137,7 @@ def rack_bringup(
     progress.finished("intent read from NetBox")
     preflight(scope)
     progress.finished("preflight passed")
-    with exclusive(rack_limit_name("rack-bringup", site, rack)):
+    with exclusive(rack_limit_name(site, rack)):
         creds = credentials(scope, vault)
         reachability(scope)
         progress.finished("every device answers SSH")

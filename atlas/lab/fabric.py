@@ -364,40 +364,8 @@ class Fabric:
         enter = self.nsenter(node.name)
         if node.is_switch:
             for daemon in FRR_DAEMONS:
-                procs.run(
-                    [
-                        *enter,
-                        str(FRR_BIN / daemon),
-                        "-d",
-                        "-F",
-                        "traditional",
-                        "-P",
-                        "0",
-                        "-i",
-                        str(run / f"{daemon}.pid"),
-                        "-z",
-                        str(run / "zserv.api"),
-                        "--vty_socket",
-                        str(run),
-                        "--log",
-                        f"file:{log / daemon}.log",
-                    ],
-                    f"starting {daemon} on {node.name}",
-                    env=self.cfg.process_env(),
-                )
-            procs.run(
-                [
-                    *enter,
-                    "vtysh",
-                    "--vty_socket",
-                    str(run),
-                    "--config_dir",
-                    str(self.frr_dir(node.name)),
-                    "-b",
-                ],
-                f"applying the saved config of {node.name}",
-                env={"HOME": str(d)} | self.cfg.process_env(),
-            )
+                self._start_frr_daemon(node.name, daemon)
+            self._apply_saved_config(node.name)
         else:
             procs.run(
                 # Debian's configuration: socket and includes resolve inside the server's own /run and /etc
@@ -423,6 +391,45 @@ class Fabric:
             env=self.cfg.process_env(),
         )
 
+    def _start_frr_daemon(self, node: str, daemon: str) -> None:
+        run = self.run_dir(node)
+        procs.run(
+            [
+                *self.nsenter(node),
+                str(FRR_BIN / daemon),
+                "-d",
+                "-F",
+                "traditional",
+                "-P",
+                "0",
+                "-i",
+                str(run / f"{daemon}.pid"),
+                "-z",
+                str(run / "zserv.api"),
+                "--vty_socket",
+                str(run),
+                "--log",
+                f"file:{self.node_dir(node) / 'log' / daemon}.log",
+            ],
+            f"starting {daemon} on {node}",
+            env=self.cfg.process_env(),
+        )
+
+    def _apply_saved_config(self, node: str) -> None:
+        procs.run(
+            [
+                *self.nsenter(node),
+                "vtysh",
+                "--vty_socket",
+                str(self.run_dir(node)),
+                "--config_dir",
+                str(self.frr_dir(node)),
+                "-b",
+            ],
+            f"applying the saved config of {node}",
+            env={"HOME": str(self.node_dir(node))} | self.cfg.process_env(),
+        )
+
     def start_sshd(self, node: str) -> None:
         d = self.node_dir(node)
         procs.run(
@@ -442,6 +449,15 @@ class Fabric:
     def stop_sshd(self, node: str) -> bool:
         """The node's SSH listener goes away, as when a switch's management plane hangs."""
         return procs.stop_pidfile(self.run_dir(node) / "sshd.pid", "sshd")
+
+    def kill_frr_daemon(self, node: str, daemon: str) -> bool:
+        """One routing daemon of a switch dies, as on a crash; its peers stay up."""
+        return procs.stop_pidfile(self.run_dir(node) / f"{daemon}.pid", str(FRR_BIN / daemon), grace=0)
+
+    def restart_frr_daemon(self, node: str, daemon: str) -> None:
+        """What FRR's watchfrr does after a crash: the daemon again, with the saved configuration."""
+        self._start_frr_daemon(node, daemon)
+        self._apply_saved_config(node)
 
     def swap_cables(self, first: Cable, second: Cable) -> tuple[Cable, Cable]:
         """Re-plugs two cables crossed (first.a to second.b, second.a to first.b), as a tech who

@@ -11,6 +11,16 @@ from atlas.secrets import Credential
 # vtysh answers a bad line with one of these; netmiko raises on them instead of pushing on.
 CLI_ERRORS = r"% ?(Unknown command|Ambiguous command|Command incomplete|Invalid|Unknown|Can't|Cannot)"
 STEP = "switch-config"
+# Which FRR daemon takes each kind of line: with that daemon down, vtysh drops the lines and a push
+# would leave the switch half-configured.
+DAEMON_OF_LINE = {"router ospf": "ospfd", "ip ospf": "ospfd", "ip route": "staticd", "router bgp": "bgpd"}
+
+
+def missing_daemons(intended: str, show_daemons: str) -> list[str]:
+    """The daemons `intended` needs that FRR's `show daemons` does not list as running."""
+    lines = [line.strip() for line in intended.splitlines()]
+    needed = {"zebra"} | {d for start, d in DAEMON_OF_LINE.items() if any(x.startswith(start) for x in lines)}
+    return sorted(needed - set(show_daemons.split()))
 
 
 def apply_config(device: Device, cred: Credential, intended: str, dry_run: bool = False) -> Result:
@@ -21,6 +31,18 @@ def apply_config(device: Device, cred: Credential, intended: str, dry_run: bool 
         return Result.failure(device.name, STEP, str(e))
     if before.empty:
         return Result(target=device.name, step=STEP, detail="already as intended")
+    try:
+        running = switch_show(device, cred, "show daemons")
+    except DeviceUnreachable as e:
+        return Result.failure(device.name, STEP, str(e))
+    missing = missing_daemons(intended, running)
+    if missing:
+        return Result.failure(
+            device.name,
+            STEP,
+            f"FRR's {', '.join(missing)} not running (running: {running.strip() or 'none'}); nothing "
+            "pushed: restart FRR on the switch, then re-run",
+        )
 
     def changed(detail: str, failed: bool = False) -> Result:
         return Result(

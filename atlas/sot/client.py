@@ -4,16 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import pynetbox
 import requests
 from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError
+
+TRIES = 3  # idempotent requests only: urllib3 never repeats a write that may have landed
+
+
+class NetBoxUnreachable(requests.exceptions.ConnectionError):
+    """NetBox did not answer: down, or hung past the timeout on every try. A ConnectionError still,
+    so every handler of requests' errors handles it; the message says which request and how long."""
 
 
 class _TimeoutAdapter(HTTPAdapter):
     def __init__(self, timeout: float) -> None:
-        super().__init__(max_retries=2)
+        super().__init__(max_retries=TRIES - 1)
         self._timeout = timeout
 
     def send(
@@ -25,7 +34,17 @@ class _TimeoutAdapter(HTTPAdapter):
         cert: Any = None,
         proxies: Mapping[str, str] | None = None,
     ) -> Response:
-        return super().send(request, stream, timeout or self._timeout, verify, cert, proxies)
+        limit = timeout or self._timeout
+        try:
+            return super().send(request, stream, limit, verify, cert, proxies)
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
+            url = urlsplit(request.url or "")
+            cause = e.args[0].reason if e.args and isinstance(e.args[0], MaxRetryError) else e
+            raise NetBoxUnreachable(
+                f"NetBox at {url.scheme}://{url.netloc} did not answer {request.method} {url.path} "
+                f"(each try limited to {limit} s; NETBOX_TIMEOUT): {type(cause).__name__}",
+                request=request,
+            ) from e
 
 
 def connect(url: str, token: str, timeout: float = 60.0) -> pynetbox.api:

@@ -21,6 +21,7 @@ from atlas.topology import LOOPBACK_INTERFACE, Topology
 
 # Bump when what an import writes changes: cached NetBox snapshots of older imports are then unused.
 LOADER_VERSION = 3
+BATCH = 25
 
 
 @dataclass(frozen=True)
@@ -234,8 +235,16 @@ def _ids(records: Any, key: Callable[[Any], str]) -> dict[str, int]:
     return {key(r): r.id for r in records}
 
 
+def _in_batches(write: Callable[[list[dict[str, Any]]], Any], rows: list[dict[str, Any]]) -> None:
+    """NetBox writes each request in one transaction and creates a device's interfaces with it: small
+    requests stay far inside the client's timeout at any size of datacenter, and a re-run plans only
+    what an interrupted import left out."""
+    for start in range(0, len(rows), BATCH):
+        write(rows[start : start + BATCH])
+
+
 def apply_plan(nb: pynetbox.api, plan: LoadPlan) -> None:
-    """Writes in dependency order, each kind in one bulk call."""
+    """Writes in dependency order, each kind in bulk requests."""
     if plan.conflicts:
         raise ImportConflict(plan.conflicts)
     if plan.manufacturers:
@@ -298,7 +307,8 @@ def apply_plan(nb: pynetbox.api, plan: LoadPlan) -> None:
         roles = _ids(nb.dcim.device_roles.all(), lambda r: r.slug)
         types = _ids(nb.dcim.device_types.all(), lambda r: r.model)
         platforms = _ids(nb.dcim.platforms.all(), lambda r: r.slug)
-        nb.dcim.devices.create(
+        _in_batches(
+            nb.dcim.devices.create,
             [
                 {
                     "name": d["name"],
@@ -311,12 +321,13 @@ def apply_plan(nb: pynetbox.api, plan: LoadPlan) -> None:
                     "custom_fields": d["custom_fields"],
                 }
                 for d in plan.devices
-            ]
+            ],
         )
     if plan.addresses or plan.anycast or plan.cables:
         ifaces = {Endpoint(device=i.device.name, interface=i.name): i.id for i in nb.dcim.interfaces.all()}
         if plan.addresses or plan.anycast:
-            nb.ipam.ip_addresses.create(
+            _in_batches(
+                nb.ipam.ip_addresses.create,
                 [
                     {
                         "address": addr,
@@ -327,10 +338,11 @@ def apply_plan(nb: pynetbox.api, plan: LoadPlan) -> None:
                     | ({"role": ANYCAST_ROLE} if anycast else {})
                     for addrs, anycast in ((plan.addresses, False), (plan.anycast, True))
                     for addr, end in addrs
-                ]
+                ],
             )
         if plan.cables:
-            nb.dcim.cables.create(
+            _in_batches(
+                nb.dcim.cables.create,
                 [
                     {
                         "a_terminations": [{"object_type": "dcim.interface", "object_id": ifaces[a]}],
@@ -338,13 +350,14 @@ def apply_plan(nb: pynetbox.api, plan: LoadPlan) -> None:
                         "status": "connected",
                     }
                     for a, b in plan.cables
-                ]
+                ],
             )
     if plan.primary_ips:
         devices = _ids(nb.dcim.devices.all(), lambda r: r.name)
         addresses = _ids(nb.ipam.ip_addresses.all(), lambda r: r.address)
-        nb.dcim.devices.update(
-            [{"id": devices[name], "primary_ip4": addresses[addr]} for name, addr in plan.primary_ips]
+        _in_batches(
+            nb.dcim.devices.update,
+            [{"id": devices[name], "primary_ip4": addresses[addr]} for name, addr in plan.primary_ips],
         )
 
 

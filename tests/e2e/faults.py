@@ -1,5 +1,6 @@
 """Faults put between Atlas and a real service: a proxy in front of NetBox that passes every request
-through until told to answer writes with 503, as a NetBox behind a failing load balancer does."""
+through until told to answer writes with 503, as a NetBox behind a failing load balancer does, or to
+hang on every request, as a NetBox whose workers are all stuck does."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ class NetBoxProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
         self.failing_writes = False
+        self.hanging = False
+        self.released = threading.Event()
         self.refused: list[str] = []
         proxy = self
 
@@ -25,6 +28,11 @@ class NetBoxProxy:
                 pass
 
             def _forward(self) -> None:
+                if proxy.hanging:
+                    proxy.refused.append(f"{self.command} {self.path}")
+                    proxy.released.wait(timeout=300)
+                    self.close_connection = True
+                    return
                 if proxy.failing_writes and self.command in WRITES:
                     proxy.refused.append(f"{self.command} {self.path}")
                     self.send_error(503, "Service Unavailable")
@@ -65,5 +73,6 @@ def netbox_proxy(upstream: str) -> Iterator[NetBoxProxy]:
     try:
         yield proxy
     finally:
+        proxy.released.set()
         proxy.server.shutdown()
         proxy.server.server_close()

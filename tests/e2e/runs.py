@@ -20,6 +20,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
 from prefect.settings import PREFECT_API_URL
 
+from atlas.locks import exclusive
 from atlas.serve import PROJECT
 
 
@@ -81,3 +82,32 @@ def kill_when(code: str, ready: Callable[[], bool], meanwhile: Callable[[], None
         time.sleep(0.5)
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
+
+
+def held_back(code: str, rack_limit: str, state: Callable[[], object]) -> str:
+    """Holds a rack's lock as another run changing the rack would, while `code` (a flow call) runs in a
+    process of its own: the run must say it waits for that rack and leave `state()` as it was until the
+    lock is released, then complete. Returns the run's output."""
+    before = state()
+    lines: list[str] = []
+    with exclusive(rack_limit):
+        run = subprocess.Popen(
+            [sys.executable, "-c", code],
+            env=os.environ | {"PREFECT_API_URL": str(PREFECT_API_URL.value())},
+            cwd=PROJECT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert run.stdout is not None
+        reader = threading.Thread(target=lambda: lines.extend(run.stdout or []), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 300
+        while not any(f"waiting for {rack_limit}" in line for line in lines):
+            assert run.poll() is None and time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.2)
+        assert state() == before, "the run changed the rack while another run held it"
+        assert run.poll() is None, "".join(lines)
+    assert run.wait(timeout=900) == 0, "".join(lines)
+    reader.join()
+    return "".join(lines)

@@ -17,9 +17,11 @@ import pytest
 from atlas.ceph import Ceph
 from atlas.ceph_enroll import EnrollFailed
 from atlas.lab.lab import Lab
+from atlas.locks import rack_limit_name
 from atlas.model import Device, Site
 from flows.ceph_enroll import EnrollRefused, ceph_osd_enroll
 from flows.rack_bringup import rack_bringup
+from tests.e2e.runs import held_back
 
 pytestmark = pytest.mark.usefixtures("flow_env")
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,3 +148,12 @@ def test_a_rerun_changes_nothing(ceph: Ceph) -> None:
     report = ceph_osd_enroll(hosts=[HOST], dry_run=False)
     assert report.created == [] and report.steps == []
     assert ceph.osds() == before
+
+
+def test_an_enrollment_waits_while_another_run_changes_its_rack(ceph: Ceph, host: Device) -> None:
+    assert host.rack is not None
+    held_back(
+        f"from flows.ceph_enroll import ceph_osd_enroll; ceph_osd_enroll(hosts=[{HOST!r}], dry_run=False)",
+        rack_limit_name(host.site, host.rack),
+        ceph.osds,
+    )

@@ -1,5 +1,6 @@
 """Faults around rack-bringup, each with the real service failing: Vault not answering, NetBox
-answering writes with 503 (a proxy in front of the real NetBox), the flow's process killed mid-run.
+answering writes with 503 or hanging (a proxy in front of the real NetBox), an FRR daemon killed,
+the flow's process killed mid-run.
 For each: a clear failure, nothing half-applied that a re-run cannot converge, and a re-run that
 completes."""
 
@@ -13,6 +14,7 @@ import pytest
 
 from atlas.lab.lab import Lab
 from atlas.secrets import SecretError
+from atlas.sot.client import NetBoxUnreachable
 from flows.rack_bringup import BringupFailed, rack_bringup
 from tests.e2e.faults import netbox_proxy
 from tests.e2e.runs import kill_when
@@ -73,6 +75,40 @@ def test_netbox_refusing_writes_leaves_the_rack_planned_and_a_rerun_records_it(
     report = rack_bringup(site="fra1", rack="fra1-r02", dry_run=False)
     assert report.failed == 0 and report.changed == 0  # the devices were done; only NetBox was left
     assert nb.dcim.racks.get(name="fra1-r02").status.value == "active"
+
+
+def test_a_hung_netbox_fails_the_run_within_the_timeout_before_anything_and_a_rerun_completes(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = leaf_configs(lab, "fra1-r01")
+    with netbox_proxy(lab.cfg.netbox_url) as proxy, monkeypatch.context() as patched:
+        patched.setenv("NETBOX_URL", proxy.url)
+        patched.setenv("NETBOX_TOKEN", lab.secrets.netbox_token)
+        patched.setenv("NETBOX_TIMEOUT", "2")
+        proxy.hanging = True
+        with pytest.raises(NetBoxUnreachable, match=rf"NetBox at {proxy.url} did not answer GET /api/"):
+            rack_bringup(site="fra1", rack="fra1-r01", dry_run=False)
+        assert proxy.refused, "the run never asked NetBox"
+    assert leaf_configs(lab, "fra1-r01") == before
+    assert rack_bringup(site="fra1", rack="fra1-r01", dry_run=False).failed == 0
+
+
+def test_a_dead_routing_daemon_fails_its_switch_before_any_push_and_a_rerun_after_restart_completes(
+    lab: Lab, nb: pynetbox.api
+) -> None:
+    leaf = "ams1-r02-leaf1"
+    before = lab.fabric.vtysh(leaf, "show running-config")
+    assert lab.fabric.kill_frr_daemon(leaf, "ospfd")
+    try:
+        with pytest.raises(BringupFailed, match=rf"{leaf}: FRR's ospfd not running .*nothing pushed"):
+            rack_bringup(site="ams1", rack="ams1-r02", dry_run=False)
+        assert lab.fabric.vtysh(leaf, "show running-config") == before
+        assert nb.dcim.racks.get(name="ams1-r02").status.value == "planned"
+    finally:
+        lab.fabric.restart_frr_daemon(leaf, "ospfd")  # what FRR's watchfrr does on a switch
+    assert rack_bringup(site="ams1", rack="ams1-r02", dry_run=False).failed == 0
+    assert "Full" in lab.fabric.vtysh(leaf, "show ip ospf neighbor")
+    assert nb.dcim.racks.get(name="ams1-r02").status.value == "active"
 
 
 def test_a_run_killed_mid_run_is_completed_by_the_next(lab: Lab) -> None:

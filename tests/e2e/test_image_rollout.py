@@ -20,6 +20,7 @@ from atlas.images import AwsSettings, Catalog
 from atlas.lab import procs
 from atlas.lab.images import build
 from atlas.lab.lab import Lab
+from atlas.locks import rack_limit_name
 from atlas.model import Site
 from atlas.secrets import AWS_PATH, Vault
 from atlas.traffic import probe
@@ -27,7 +28,7 @@ from atlas.workloads.lab import LabServices
 from flows.fabric import fabric_apply
 from flows.image_rollout import RolloutRefused, RolloutStopped, image_rollout
 from flows.rack_bringup import rack_bringup
-from tests.e2e.runs import run_answering
+from tests.e2e.runs import held_back, run_answering
 
 pytestmark = pytest.mark.usefixtures("flow_env")
 R01 = ["fra1-r01-cmp1", "fra1-r01-cmp2", "fra1-r01-sto1"]
@@ -193,6 +194,18 @@ def test_an_approver_who_says_no_stops_the_rollout(nb: pynetbox.api) -> None:
     assert "refused by on-call" in str(outcome.error) and "not tonight" in str(outcome.error)
     on_v1 = [h for h, v in versions(nb, R02).items() if v == "v1"]
     assert len(on_v1) == 1  # the canary only
+
+
+def test_a_wave_waits_while_another_run_changes_its_rack(lab: Lab, nb: pynetbox.api) -> None:
+    behind = [h for h, v in versions(nb, R02).items() if v != "v2"]  # the refused rollout's canary
+    assert behind
+    held_back(
+        "from flows.image_rollout import image_rollout; "
+        "image_rollout(version='v2', site='fra1', rack='fra1-r02', dry_run=False)",
+        rack_limit_name("fra1", "fra1-r02"),
+        lambda: (versions(nb, R02), [running(lab, h) for h in behind]),
+    )
+    assert versions(nb, R02) == dict.fromkeys(R02, "v2")
 
 
 def test_the_service_is_answered_from_both_sites_and_a_drained_server_gets_no_requests(

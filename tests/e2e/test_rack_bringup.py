@@ -22,6 +22,7 @@ from atlas.model import Site
 from atlas.net.sessions import ssh_exec
 from atlas.secrets import Vault
 from flows.rack_bringup import BringupFailed, rack_bringup
+from tests.e2e.runs import held_back
 
 pytestmark = pytest.mark.usefixtures("flow_env")
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,7 +145,7 @@ def test_a_switch_without_ssh_fails_the_run_cleanly_and_a_rerun_completes(lab: L
 
 def test_two_runs_for_one_rack_are_never_inside_its_critical_section_together(lab: Lab) -> None:
     """Two flow runs in two processes, as two workers would run them, for the same rack."""
-    name = rack_limit_name("rack-bringup", "ams1", "ams1-r01")
+    name = rack_limit_name("ams1", "ams1-r01")
     code = "from flows.rack_bringup import rack_bringup; rack_bringup(site='ams1', rack='ams1-r01', dry_run=False)"
     env = os.environ | {"PREFECT_API_URL": lab.cfg.prefect_url}
     runs = [
@@ -170,6 +171,19 @@ def test_two_runs_for_one_rack_are_never_inside_its_critical_section_together(la
     assert [r.returncode for r in runs] == [0, 0], errors
     assert peak == 1, f"the limit {name} held {peak} slots at once"
     assert seen_waiting, "the two runs never overlapped, so nothing was shown"
+
+
+def test_a_fabric_apply_of_a_rack_waits_while_another_run_changes_it(lab: Lab) -> None:
+    leaf = "ams1-r01-leaf1"
+    assert rack_bringup(site="ams1", rack="ams1-r01", dry_run=False).failed == 0
+    lab.fabric.vtysh(leaf, "configure terminal", "interface swp1", "description by hand")
+    output = held_back(
+        "from flows.fabric import fabric_apply; fabric_apply(site='ams1', rack='ams1-r01', dry_run=False)",
+        rack_limit_name("ams1", "ams1-r01"),
+        lambda: lab.fabric.vtysh(leaf, "show running-config"),
+    )
+    assert "Finished in state Completed" in output
+    assert "by hand" not in lab.fabric.vtysh(leaf, "show running-config")
 
 
 def test_a_failing_server_fails_only_its_row_and_keeps_the_rack_planned(

@@ -10,6 +10,7 @@ import pytest
 from atlas.lab.config import DEFAULT_TOPOLOGY
 from atlas.net.config import comparable, diff
 from atlas.net.render import RenderError, render, render_host, switch_intent
+from atlas.net.switch import missing_daemons
 from atlas.topology import load_topology
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -95,3 +96,16 @@ def test_a_server_that_announces_anycast_runs_ospf_as_a_stub_router() -> None:
         in leaf
     )
     assert "to fra1-r01-sto1:eth1\n ip address 198.18.64.16/31\n ip ospf area 0\n ip ospf passive" in leaf
+
+
+@pytest.mark.parametrize(
+    ("device", "running", "missing"),
+    [
+        ("fra1-r01-leaf1", " zebra ospfd staticd\n", []),
+        ("fra1-r01-leaf1", " zebra staticd\n", ["ospfd"]),  # as `show daemons` prints after a crash
+        ("fra1-r01-leaf1", "", ["ospfd", "staticd", "zebra"]),
+        ("fra1-spine1", " zebra ospfd\n", []),  # a spine routes no server: staticd has nothing to do
+    ],
+)
+def test_a_push_needs_every_daemon_its_lines_go_to(device: str, running: str, missing: list[str]) -> None:
+    assert missing_daemons(intended(device), running) == missing

@@ -9,7 +9,7 @@ import pytest
 from atlas.secrets import SecretError, VaultSettings
 from atlas.settings import SettingsProblem, load_settings
 
-NAMES = ("VAULT_ADDR", "VAULT_TOKEN", "NETBOX_URL", "NETBOX_TOKEN", "CEPH_CONF")
+NAMES = ("VAULT_ADDR", "VAULT_TOKEN", "NETBOX_URL", "NETBOX_TOKEN", "CEPH_CONF", "NETBOX_TIMEOUT")
 
 
 @pytest.fixture
@@ -32,6 +32,7 @@ def test_from_the_file_with_netbox_from_vault(settings_path: Path) -> None:
     assert VaultSettings.from_settings(settings) == VaultSettings("http://127.0.0.1:8200", "s.file")
     assert settings.netbox is None  # read from Vault's secret/atlas/netbox
     assert settings.ceph_conf == Path("/etc/ceph/ceph.conf")
+    assert settings.netbox_timeout == 60
 
 
 def test_the_environment_wins_over_the_file(settings_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,11 +53,13 @@ def test_every_problem_is_named_and_no_token_is_shown(
     settings_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("VAULT_ADDR", "not a url")
+    monkeypatch.setenv("NETBOX_TIMEOUT", "0")
     monkeypatch.setenv("NETBOX_TOKEN", "nbt_secret.value")
     with pytest.raises(SettingsProblem) as e:
         load_settings()
     message = str(e.value)
     assert "VAULT_ADDR" in message and "VAULT_TOKEN: missing" in message
+    assert "NETBOX_TIMEOUT: Input should be greater than 0" in message
     assert "(absent)" in message and "nbt_secret" not in message
 
 
