@@ -1,8 +1,10 @@
 """A full-size datacenter in the lab: 12 racks x 20 servers, 24 leaves, 4 spines in one site, every rack
 in service. Boots it from nothing, configures its switches with fabric-apply, runs the configuration-
 consistency sweep over every device (switches, hosts, cabling) and prints boot time, sweep time,
-memory and the sweep's time per device against the default lab's shape, measured the same way in the
-same run. Prints; asserts nothing (these machines are shared and noisy).
+memory (proportional set size of the fabric's and of the lab servers' processes) and the sweep's time
+per device against the default lab's shape, measured the same way in the same run. The first boot of
+a shape imports it into NetBox (minutes at full size); later boots restore that import from the
+cache, and the table says which it was. Prints; asserts nothing (these machines are shared and noisy).
 
     .venv/bin/python bench/scale.py [--only-scale]
 
@@ -25,7 +27,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from atlas.lab import procs
 from atlas.lab.config import DEFAULT_ROOT, LAB_DIR_VARIABLE, LabConfig
 from atlas.lab.generate import SITE_NAMES, LabShape, generate, write
-from atlas.lab.lab import Lab
+from atlas.lab.lab import Lab, UpReport
 from flows.config_sweep import config_sweep
 from flows.fabric import fabric_apply
 
@@ -43,6 +45,7 @@ class Measured:
     shape: str
     nodes: int
     boot_s: float
+    imported: bool  # NetBox's import in the boot, or restored from the cache of an earlier one
     apply_s: float
     sweep_s: float
     swept: int
@@ -81,10 +84,11 @@ def measure(label: str, shape: LabShape) -> Measured:
     lab = Lab(LabConfig(name="ascale", port_base=29400, topology=topology, schedules=False))
     lab.down()
     write(generate(shape), topology)
-    lab.snapshot_path().unlink(missing_ok=True)
     try:
         print(f"{label}: booting", flush=True)
-        boot = timed(lambda: lab.up(lambda step: print(f"  {step}", flush=True)))
+        reports: list[UpReport] = []
+        boot = timed(lambda: reports.append(lab.up(lambda step: print(f"  {step}", flush=True))))
+        imported = "restored from" not in reports[0].imported
         nodes = lab.nodes_on_record()
         fabric_pids = procs.in_network_namespaces([Path("/run/netns") / n for n in lab.fabric.namespaces()])
         server_pids = set(procs.marked(LAB_DIR_VARIABLE, str(lab.cfg.dir))) - set(fabric_pids)
@@ -99,7 +103,15 @@ def measure(label: str, shape: LabShape) -> Measured:
             sweep = timed(lambda: found.extend(config_sweep()))
         swept = len({r.target for r in found})  # type: ignore[attr-defined]
         return Measured(
-            label, len(nodes), boot, apply, sweep, swept, pss_mib(fabric_pids), pss_mib(sorted(server_pids))
+            label,
+            len(nodes),
+            boot,
+            imported,
+            apply,
+            sweep,
+            swept,
+            pss_mib(fabric_pids),
+            pss_mib(sorted(server_pids)),
         )
     finally:
         lab.down()
@@ -117,6 +129,7 @@ def main() -> None:
         print(
             f"{m.shape:<22}{m.nodes:>6}{m.boot_s:>9.1f}{m.apply_s:>9.1f}{m.sweep_s:>9.1f}{m.swept:>9}"
             f"{m.per_device_ms:>11.0f}{m.fabric_mib:>12.0f}{m.servers_mib:>13.0f}"
+            f"  {'NetBox import included' if m.imported else 'NetBox restored from the import cache'}"
         )
     if len(results) == 2:
         small, big = results

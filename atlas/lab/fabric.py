@@ -324,6 +324,9 @@ class Fabric:
         if node.is_switch:
             lines += [
                 "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1",
+                # ospfd joins OSPF's multicast groups on every port from one socket; Linux allows 20
+                # groups per socket, so a spine of a full-size datacenter hears no hellos past swp20
+                "sysctl -qw net.ipv4.igmp_max_memberships=512",
                 # Flows spread over equal paths by their 5-tuple, hashed with a seed of the switch's
                 # own (as switches do): with policy 1 the kernel reuses the sender's socket hash at
                 # every hop, so all hops decide alike and some servers never get a flow.

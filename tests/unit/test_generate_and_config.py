@@ -18,6 +18,15 @@ def test_full_size_datacenter_generates_a_valid_topology(tmp_path: Path) -> None
     # every leaf to every spine, every server to both leaves of its rack, every spine and the client to the core
     assert len(topo.all_cables()) == 24 * 4 + 240 * 2 + 4 + 1
     assert sum(bool(d.anycast) for d in devices) == 12 * 18  # compute servers announce the service
+    assert {r.status for s in topo.sites for r in s.racks} == {"active", "planned"}  # the first rack only
+
+
+def test_the_scale_benchmark_datacenter_has_every_rack_in_service(tmp_path: Path) -> None:
+    shape = LabShape(sites=1, spines=4, racks=12, compute=20, storage=0, active_racks=12)
+    topo = load_topology(write(generate(shape), tmp_path))
+    assert len([r for s in topo.sites for r in s.racks if r.status == "active"]) == 12
+    servers = [d for d in topo.all_devices() if d.role.is_server and d.rack]
+    assert len(servers) == 240 and all(d.status == "active" for d in servers)
 
 
 def test_committed_default_lab_is_what_the_generator_writes(tmp_path: Path) -> None:
