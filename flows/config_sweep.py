@@ -1,8 +1,8 @@
 """config-sweep: is every active device what NetBox says it is?
 
-Runbook, per site: read NetBox -> switches (running config against the rendered intent), hosts (the
-baseline playbook in check mode), cabling (LLDP against NetBox), each in parallel with a bounded
-number of SSH sessions -> remediate the areas asked for (or show what would be done) -> record
+Runbook, per site: read NetBox -> switches (running config against the rendered intent), hosts (state
+read in one SSH command against the baseline playbook's variables), cabling (LLDP against NetBox),
+each in parallel with a bounded number of SSH sessions -> remediate the areas asked for (or show what would be done) -> record
 compliance on every device, a journal entry only where the state changed -> report. A device that
 could not be checked is reported and fails the run after the others are swept.
 """
@@ -40,7 +40,7 @@ def check_switches(view: fabric.FabricView, creds: Creds, limit: int) -> list[Re
     return sweep.check_switches(view, creds, limit)
 
 
-@task(name="hosts: baseline in check mode", cache_policy=NO_CACHE)
+@task(name="hosts: state against the baseline", cache_policy=NO_CACHE)
 def check_hosts(view: fabric.FabricView, creds: Creds, limit: int) -> list[Result]:
     return sweep.check_hosts(view, creds, limit)
 
@@ -52,7 +52,12 @@ def check_cabling(view: fabric.FabricView, creds: Creds, limit: int) -> list[Res
 
 @task(name="remediate", cache_policy=NO_CACHE)
 def remediate(
-    view: fabric.FabricView, creds: Creds, findings: list[Result], areas: list[Area], dry_run: bool
+    view: fabric.FabricView,
+    creds: Creds,
+    findings: list[Result],
+    areas: list[Area],
+    dry_run: bool,
+    limit: int,
 ) -> list[Result]:
     """Through the same paths as fabric-apply and rack bring-up; cabling needs hands in the DC."""
     drifted = {(r.step, r.target) for r in findings if r.changed and not r.failed}
@@ -63,7 +68,9 @@ def remediate(
     if Area.HOSTS in areas:
         servers = [d for d in sweep.active(view) if (Area.HOSTS, d.name) in drifted]
         hosts = baseline.inventory(view.site, view.devices, servers)
-        done += baseline.run(hosts, view.devices, lambda d: creds[(d.site, d.role.value)], check=dry_run)
+        done += baseline.run(
+            hosts, view.devices, lambda d: creds[(d.site, d.role.value)], check=dry_run, forks=limit
+        )
     for r in done:
         get_run_logger().info("remediation %s: %s", r.target, r.detail)
     return done
@@ -134,7 +141,11 @@ def config_sweep(
         checks = {Area.SWITCHES: check_switches, Area.HOSTS: check_hosts, Area.CABLING: check_cabling}
         futures = [checks[a].submit(view, creds, max_sessions) for a in areas]
         findings = [r for f in futures for r in f.result()]
-        done = remediate(view, creds, findings, remediate_areas, dry_run) if remediate_areas else []
+        done = (
+            remediate(view, creds, findings, remediate_areas, dry_run, max_sessions)
+            if remediate_areas
+            else []
+        )
         if done:
             findings = after_remediation(findings, done, dry_run) + [r for r in done if r.failed]
         journals = record(nb, view, findings, [] if dry_run else done)

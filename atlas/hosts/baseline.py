@@ -14,7 +14,7 @@ from atlas.hosts.runner import Host, run_playbook
 from atlas.model import Device, InterfaceKind, Result, Site
 from atlas.net.render import render_host
 from atlas.net.sessions import DeviceUnreachable, ssh_exec
-from atlas.parallel import each_device
+from atlas.parallel import MAX_PARALLEL_SESSIONS, each_device
 from atlas.secrets import Credential
 
 PLAYBOOK = "host-baseline.yml"
@@ -71,18 +71,24 @@ def inventory(site: Site, devices: dict[str, Device], servers: Iterable[Device])
     return hosts
 
 
-def read_drift(hosts: list[Host], devices: dict[str, Device], cred_of: CredentialOf) -> dict[str, list[str]]:
-    """Per host, how it differs from its baseline; a host whose state cannot be read differs."""
+UNREADABLE = "state not readable"
+
+
+def read_drift(
+    hosts: list[Host], devices: dict[str, Device], cred_of: CredentialOf, limit: int = MAX_PARALLEL_SESSIONS
+) -> dict[str, list[str]]:
+    """Per host, how it differs from its baseline; a host whose state cannot be read differs, with one
+    line starting with UNREADABLE."""
     variables = {h.name: h.variables for h in hosts}
 
     def drift(device: Device) -> list[str]:
         try:
             output = ssh_exec(device, cred_of(device), FACTS_COMMAND)
         except DeviceUnreachable as e:
-            return [f"state not readable: {e}"]
+            return [f"{UNREADABLE}: {e}"]
         return baseline_drift(variables[device.name], output)
 
-    return dict(zip(variables, each_device(drift, [devices[h.name] for h in hosts]), strict=True))
+    return dict(zip(variables, each_device(drift, [devices[h.name] for h in hosts], limit), strict=True))
 
 
 def run(
