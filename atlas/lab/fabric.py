@@ -453,6 +453,15 @@ class Fabric:
         """The node's SSH listener goes away, as when a switch's management plane hangs."""
         return procs.stop_pidfile(self.run_dir(node) / "sshd.pid", "sshd")
 
+    def cut_ssh(self, node: str) -> int:
+        """The node's SSH goes away with every open session, as when a host hangs mid-change: its
+        listener and each session process in its namespace end. Returns how many sessions ended."""
+        self.stop_sshd(node)
+        inside = procs.in_network_namespaces([Path("/run/netns") / self.cfg.netns(node)])
+        sessions = [pid for pid in inside if procs.cmdline(pid).startswith("sshd")]
+        procs.stop(sessions, grace=0)
+        return len(sessions)
+
     def kill_frr_daemon(self, node: str, daemon: str) -> bool:
         """One routing daemon of a switch dies, as on a crash; its peers stay up."""
         return procs.stop_pidfile(self.run_dir(node) / f"{daemon}.pid", str(FRR_BIN / daemon), grace=0)

@@ -27,7 +27,7 @@ from atlas.lab.config import CACHE_ROOT, LAB_DIR_VARIABLE, LabConfig
 from atlas.lab.credentials import LabSecrets
 from atlas.lab.fabric import Fabric
 from atlas.lab.netbox import NETBOX_VERSION, NetBoxLab
-from atlas.lab.servers import PREFECT_DB, http_ok, lab_servers
+from atlas.lab.servers import PREFECT_DB, flow_run_env, http_ok, lab_servers
 from atlas.model import Device, RackStatus, Role, Site
 from atlas.secrets import AWS_PATH, NETBOX_PATH, Vault, VaultSettings, site_role_path
 from atlas.sot.client import connect
@@ -218,12 +218,8 @@ class Lab:
         }
 
     def env(self) -> dict[str, str]:
-        return {
-            "VAULT_ADDR": self.cfg.openbao_url,
-            "VAULT_TOKEN": self.secrets.openbao_root_token,
-            "PREFECT_API_URL": self.cfg.prefect_url,
+        return flow_run_env(self.cfg, self.secrets, self.cfg.prefect_url) | {
             "ATLAS_AWS_ENDPOINT": self.cfg.moto_url,
-            "CEPH_CONF": str(self.ceph.conf),
             "ATLAS_LAB": self.cfg.name,
         }
 

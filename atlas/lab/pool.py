@@ -18,7 +18,7 @@ from atlas.lab import procs
 from atlas.lab.config import PROJECT_ROOT, LabConfig
 from atlas.lab.credentials import LabSecrets
 from atlas.lab.netbox import NetBoxLab
-from atlas.lab.servers import VENV_BIN, Server, prefect_server
+from atlas.lab.servers import VENV_BIN, Server, flow_run_env, prefect_server
 
 POOL = "atlas"
 POOL_DB = "prefectpool"
@@ -53,11 +53,7 @@ class WorkPoolLab:
 
     def worker_env(self) -> dict[str, str]:
         """What every worker and its flow runs see; on several machines, the same from each."""
-        return {
-            "PREFECT_API_URL": self.url,
-            "VAULT_ADDR": self.cfg.openbao_url,
-            "VAULT_TOKEN": self.secrets.openbao_root_token,
-            "CEPH_CONF": str(self.cfg.dir / "ceph" / "ceph.conf"),
+        return flow_run_env(self.cfg, self.secrets, self.url) | {
             "ATLAS_HOME": str(PROJECT_ROOT),
             # persisted results on a path every worker reads (a shared filesystem or S3 in production)
             "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",

@@ -64,6 +64,17 @@ class Server:
         return procs.stop_pidfile(self.pidfile(cfg), self.marker)
 
 
+def flow_run_env(cfg: LabConfig, secrets: LabSecrets, prefect_url: str) -> dict[str, str]:
+    """What a flow run needs from the lab to find Prefect, Vault and Ceph (NetBox comes from Vault):
+    for `atlas serve`, the work pool's workers and a shell (`atlas lab env`) alike."""
+    return {
+        "PREFECT_API_URL": prefect_url,
+        "VAULT_ADDR": cfg.openbao_url,
+        "VAULT_TOKEN": secrets.openbao_root_token,
+        "CEPH_CONF": str(cfg.dir / "ceph" / "ceph.conf"),
+    }
+
+
 def prefect_server(cfg: LabConfig, secrets: LabSecrets, name: str, port: int, database: str) -> Server:
     url = f"http://127.0.0.1:{port}/api"
     return Server(
@@ -127,13 +138,10 @@ def lab_servers(cfg: LabConfig, secrets: LabSecrets) -> list[Server]:
             marker="atlas serve",
             # ready once the deployment is registered
             health_url=f"{cfg.prefect_url}/deployments/name/rack-bringup/rack-bringup",
-            env={
-                "PREFECT_API_URL": cfg.prefect_url,
+            env=flow_run_env(cfg, secrets, cfg.prefect_url)
+            | {
                 "PREFECT_RUNNER_POLL_FREQUENCY": "2",
-                "VAULT_ADDR": cfg.openbao_url,
-                "VAULT_TOKEN": secrets.openbao_root_token,
                 "PREFECT_HOME": str(cfg.dir / "prefect-serve"),
-                "CEPH_CONF": str(cfg.dir / "ceph" / "ceph.conf"),
                 # where the flow runs of this lab keep their results
                 "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(cfg.dir / "prefect-results"),
             },

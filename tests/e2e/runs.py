@@ -64,17 +64,24 @@ def run_answering(call: Callable[[], Any], answer: dict[str, Any] | None) -> Ans
     return outcome
 
 
-def kill_when(code: str, ready: Callable[[], bool], meanwhile: Callable[[], None] = lambda: None) -> None:
-    """Runs `code` (a flow call) in a process of its own, as a worker runs a flow, and kills it with
-    SIGKILL once `ready()` holds; `meanwhile` is called while waiting (to answer a pause, say)."""
-    run = subprocess.Popen(
+def flow_process(code: str, output: int = subprocess.DEVNULL) -> subprocess.Popen[str]:
+    """`code` (a flow call) in a process of its own, as a worker runs a flow; in a session of its own,
+    so killing its group takes its children (Ansible) with it."""
+    return subprocess.Popen(
         [sys.executable, "-c", code],
         env=os.environ | {"PREFECT_API_URL": str(PREFECT_API_URL.value())},
         cwd=PROJECT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,
     )
+
+
+def kill_when(code: str, ready: Callable[[], bool], meanwhile: Callable[[], None] = lambda: None) -> None:
+    """Runs `code` in a process of its own and kills it with SIGKILL once `ready()` holds; `meanwhile`
+    is called while waiting (to answer a pause, say)."""
+    run = flow_process(code)
     deadline = time.monotonic() + 300
     while not ready():
         assert run.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
@@ -91,14 +98,7 @@ def held_back(code: str, rack_limit: str, state: Callable[[], object]) -> str:
     before = state()
     lines: list[str] = []
     with exclusive(rack_limit):
-        run = subprocess.Popen(
-            [sys.executable, "-c", code],
-            env=os.environ | {"PREFECT_API_URL": str(PREFECT_API_URL.value())},
-            cwd=PROJECT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        run = flow_process(code, subprocess.PIPE)
         assert run.stdout is not None
         reader = threading.Thread(target=lambda: lines.extend(run.stdout or []), daemon=True)
         reader.start()

@@ -1,17 +1,22 @@
 """Faults around rack-bringup, each with the real service failing: Vault not answering, NetBox
-answering writes with 503 or hanging (a proxy in front of the real NetBox), an FRR daemon killed,
-the flow's process killed mid-run.
+answering writes with 503 or hanging (a proxy in front of the real NetBox), a host lost while its
+playbook runs, an FRR daemon killed, the flow's process killed mid-run.
 For each: a clear failure, nothing half-applied that a re-run cannot converge, and a re-run that
 completes."""
 
 from __future__ import annotations
 
+import contextvars
 import re
+import threading
+import time
+from pathlib import Path
 
 import hvac
 import pynetbox
 import pytest
 
+from atlas.lab import procs
 from atlas.lab.lab import Lab
 from atlas.secrets import SecretError
 from atlas.sot.client import NetBoxUnreachable
@@ -93,6 +98,43 @@ def test_a_hung_netbox_fails_the_run_within_the_timeout_before_anything_and_a_re
     assert rack_bringup(site="fra1", rack="fra1-r01", dry_run=False).failed == 0
 
 
+def playbook_running(playbook: str) -> bool:
+    return any(
+        playbook in procs.cmdline(int(entry.name))
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit()
+    )
+
+
+def test_a_host_lost_mid_playbook_fails_its_row_and_a_rerun_completes(lab: Lab, nb: pynetbox.api) -> None:
+    lost = "ams1-r02-cmp2"
+    outcome: dict[str, object] = {}
+
+    def bring_up() -> None:
+        try:
+            outcome["report"] = rack_bringup(site="ams1", rack="ams1-r02", dry_run=False)
+        except Exception as e:  # asserted below
+            outcome["error"] = e
+
+    worker = threading.Thread(target=contextvars.copy_context().run, args=(bring_up,))
+    worker.start()
+    try:
+        while not playbook_running("host-baseline.yml"):
+            assert worker.is_alive(), outcome
+            time.sleep(0.2)
+        lab.fabric.cut_ssh(lost)  # the playbook is under way on the rack's hosts
+        worker.join()
+        error = outcome.get("error")
+        assert isinstance(error, BringupFailed) and lost in str(error), outcome
+        assert nb.dcim.racks.get(name="ams1-r02").status.value == "planned"
+    finally:
+        worker.join()
+        lab.fabric.start_sshd(lost)
+    report = rack_bringup(site="ams1", rack="ams1-r02", dry_run=False)
+    assert report.failed == 0
+    assert nb.dcim.racks.get(name="ams1-r02").status.value == "active"
+
+
 def test_a_dead_routing_daemon_fails_its_switch_before_any_push_and_a_rerun_after_restart_completes(
     lab: Lab, nb: pynetbox.api
 ) -> None:
@@ -100,15 +142,16 @@ def test_a_dead_routing_daemon_fails_its_switch_before_any_push_and_a_rerun_afte
     before = lab.fabric.vtysh(leaf, "show running-config")
     assert lab.fabric.kill_frr_daemon(leaf, "ospfd")
     try:
+        # the running leaf now lacks its OSPF lines: a push would be half-applied
         with pytest.raises(BringupFailed, match=rf"{leaf}: FRR's ospfd not running .*nothing pushed"):
             rack_bringup(site="ams1", rack="ams1-r02", dry_run=False)
-        assert lab.fabric.vtysh(leaf, "show running-config") == before
-        assert nb.dcim.racks.get(name="ams1-r02").status.value == "planned"
+        assert "ip ospf" not in lab.fabric.vtysh(leaf, "show running-config")
     finally:
         lab.fabric.restart_frr_daemon(leaf, "ospfd")  # what FRR's watchfrr does on a switch
-    assert rack_bringup(site="ams1", rack="ams1-r02", dry_run=False).failed == 0
+    assert lab.fabric.vtysh(leaf, "show running-config") == before  # its saved configuration
+    report = rack_bringup(site="ams1", rack="ams1-r02", dry_run=False)
+    assert report.failed == 0 and report.changed == 0
     assert "Full" in lab.fabric.vtysh(leaf, "show ip ospf neighbor")
-    assert nb.dcim.racks.get(name="ams1-r02").status.value == "active"
 
 
 def test_a_run_killed_mid_run_is_completed_by_the_next(lab: Lab) -> None:

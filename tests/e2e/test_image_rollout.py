@@ -24,11 +24,11 @@ from atlas.locks import rack_limit_name
 from atlas.model import Site
 from atlas.secrets import AWS_PATH, Vault
 from atlas.traffic import probe
-from atlas.workloads.lab import LabServices
+from atlas.workloads.lab import MARK, LabServices
 from flows.fabric import fabric_apply
 from flows.image_rollout import RolloutRefused, RolloutStopped, image_rollout
 from flows.rack_bringup import rack_bringup
-from tests.e2e.runs import held_back, run_answering
+from tests.e2e.runs import held_back, kill_when, run_answering
 
 pytestmark = pytest.mark.usefixtures("flow_env")
 R01 = ["fra1-r01-cmp1", "fra1-r01-cmp2", "fra1-r01-sto1"]
@@ -235,3 +235,24 @@ def test_the_service_is_answered_from_both_sites_and_a_drained_server_gets_no_re
             services.undrain(host)
     after = probe(client, cred, service, count=40)
     assert not after.errors and set(after.by_site(site_of)) == {"fra1", "ams1"}
+
+
+def test_a_rollout_killed_mid_wave_is_finished_by_the_next_and_no_host_stays_drained(
+    lab: Lab, nb: pynetbox.api
+) -> None:
+    def drained(host: str) -> bool:
+        return on_host(lab, host, f"import os; print(os.path.exists({MARK!r}))").strip() == "True"
+
+    kill_when(
+        "from flows.image_rollout import image_rollout; "
+        "image_rollout(version='v1', site='fra1', rack='fra1-r01', canary=1, wave_size=3, dry_run=False)",
+        lambda: any(drained(h) for h in R01),
+    )
+    assert any(drained(h) for h in R01)  # what the killed run left: a host out of service
+    report = image_rollout(version="v1", site="fra1", rack="fra1-r01", canary=1, wave_size=3, dry_run=False)
+    assert report.stopped is None
+    assert versions(nb, R01) == dict.fromkeys(R01, "v1")
+    for h in R01:
+        now = running(lab, h)
+        assert now is not None and now["health"] == {"host": h, "version": "v1", "drained": False}
+        assert not drained(h)
