@@ -19,6 +19,7 @@ from atlas.secrets import Vault
 from flows.config_sweep import SweepIncomplete, config_sweep
 from flows.fabric import CostOutRefused, fabric_apply, fabric_cost_in, fabric_cost_out
 from flows.rack_bringup import rack_bringup
+from tests.e2e.runs import kill_when
 
 pytestmark = pytest.mark.usefixtures("flow_env")
 SPINE1, SPINE2 = "fra1-spine1", "fra1-spine2"
@@ -175,3 +176,21 @@ def test_spine_cost_out_moves_traffic_and_cost_in_restores_ecmp(
     entries = journal(nb, SPINE1)
     assert any(e.startswith("fabric-cost-out") and "optics swap" in e for e in entries)
     assert any(e.startswith("fabric-cost-in") and "optics swapped" in e for e in entries)
+
+
+def test_a_cost_out_killed_after_netbox_recorded_it_is_finished_by_the_next(
+    lab: Lab, nb: pynetbox.api, sites: list[Site]
+) -> None:
+    far_leaf = fra1(sites).device("fra1-r02-leaf1")
+    assert far_leaf is not None and far_leaf.loopback is not None
+    kill_when(
+        "from flows.fabric import fabric_cost_out; "
+        f"fabric_cost_out(switch={SPINE1!r}, reason='drill: killed', dry_run=False)",
+        lambda: nb.dcim.devices.get(name=SPINE1).custom_fields["ospf_cost_out"] is True,
+    )
+    # killed with NetBox recording the cost-out, the push done or not: the next run finds out which
+    result = fabric_cost_out(switch=SPINE1, reason="drill: killed", dry_run=False)
+    assert "traffic verified" in result.detail
+    assert routes_of(lab, "fra1-r01-leaf1")[far_leaf.loopback.network] == {"swp2"}
+    assert "traffic verified" in fabric_cost_in(switch=SPINE1, reason="drill over", dry_run=False).detail
+    assert routes_of(lab, "fra1-r01-leaf1")[far_leaf.loopback.network] == {"swp1", "swp2"}
