@@ -98,6 +98,18 @@ def test_a_hung_netbox_fails_the_run_within_the_timeout_before_anything_and_a_re
     assert rack_bringup(site="fra1", rack="fra1-r01", dry_run=False).failed == 0
 
 
+def test_a_run_killed_mid_run_is_completed_by_the_next(lab: Lab) -> None:
+    code = "from flows.rack_bringup import rack_bringup; rack_bringup(site='ams1', rack='ams1-r01', dry_run=False)"
+    # killed once a switch is being configured or is: the host baseline may be under way or next
+    kill_when(code, lambda: "ip ospf" in lab.fabric.vtysh("ams1-r01-leaf1", "show running-config"))
+    # killed half-way through a switch's configuration, or after it: either way the next run finishes
+    # what is left (waiting for the killed run's lock to lapse), and the one after has nothing to do
+    assert rack_bringup(site="ams1", rack="ams1-r01", dry_run=False).failed == 0
+    again = rack_bringup(site="ams1", rack="ams1-r01", dry_run=False)
+    assert again.failed == 0 and again.changed == 0
+    assert "Full" in lab.fabric.vtysh("ams1-r01-leaf1", "show ip ospf neighbor")
+
+
 def playbook_running(playbook: str) -> bool:
     return any(
         playbook in procs.cmdline(int(entry.name))
@@ -152,15 +164,3 @@ def test_a_dead_routing_daemon_fails_its_switch_before_any_push_and_a_rerun_afte
     report = rack_bringup(site="ams1", rack="ams1-r02", dry_run=False)
     assert report.failed == 0 and report.changed == 0
     assert "Full" in lab.fabric.vtysh(leaf, "show ip ospf neighbor")
-
-
-def test_a_run_killed_mid_run_is_completed_by_the_next(lab: Lab) -> None:
-    code = "from flows.rack_bringup import rack_bringup; rack_bringup(site='ams1', rack='ams1-r01', dry_run=False)"
-    # killed once a switch is being configured or is: the host baseline may be under way or next
-    kill_when(code, lambda: "ip ospf" in lab.fabric.vtysh("ams1-r01-leaf1", "show running-config"))
-    # killed half-way through a switch's configuration, or after it: either way the next run finishes
-    # what is left (waiting for the killed run's lock to lapse), and the one after has nothing to do
-    assert rack_bringup(site="ams1", rack="ams1-r01", dry_run=False).failed == 0
-    again = rack_bringup(site="ams1", rack="ams1-r01", dry_run=False)
-    assert again.failed == 0 and again.changed == 0
-    assert "Full" in lab.fabric.vtysh("ams1-r01-leaf1", "show ip ospf neighbor")
