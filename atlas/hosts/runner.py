@@ -66,6 +66,21 @@ def _diff_lines(diff: Any) -> list[str]:
     return lines
 
 
+WORKDIR_PREFIX = "atlas-ansible-"
+
+
+def remove_orphaned_workdirs(root: Path | None = None) -> list[Path]:
+    """A run killed mid-playbook cannot remove its private directory, which holds the SSH key it used:
+    the next run removes every such directory whose process is gone."""
+    removed = []
+    for workdir in Path(root or tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
+        owner = workdir.name.removeprefix(WORKDIR_PREFIX).split("-")[0]
+        if not owner.isdigit() or not Path(f"/proc/{owner}").exists():
+            shutil.rmtree(workdir, ignore_errors=True)
+            removed.append(workdir)
+    return removed
+
+
 def run_playbook(
     playbook: str,
     hosts: list[Host],
@@ -79,7 +94,8 @@ def run_playbook(
         return []
     if not cred.ssh_private_key:
         raise ValueError("host credential has no SSH private key")
-    workdir = Path(tempfile.mkdtemp(prefix="atlas-ansible-"))
+    remove_orphaned_workdirs()
+    workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
     try:
         key_file = workdir / "host_key"
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
