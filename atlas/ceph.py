@@ -19,7 +19,6 @@ from typing import Any
 from atlas.model import Device
 
 EBUSY = 16
-OSD_FILE_SIZE = 4 * 2**30  # file-backed bluestore: sparse, takes only what is written
 
 
 class CephError(RuntimeError):
@@ -190,8 +189,6 @@ def osd_host_conf(minimal_conf: str, host: Device, initial_weight: float | None)
         "keyring = $osd_data/keyring",
         f"crush_location = {crush_location(host)}",
         "osd_objectstore = bluestore",
-        f"bluestore_block_size = {OSD_FILE_SIZE}",
-        "bluestore_block_create = true",
         "bluestore_fsck_on_mkfs = false",
     ]
     if initial_weight is not None:

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from atlas.ceph import Ceph, CephError, PgSummary, osd_host_conf
 from atlas.hosts.runner import Host, run_playbook
 from atlas.model import Device, DeviceStatus, Result, Role
-from atlas.safety import name_problem
+from atlas.safety import device_path_problem, name_problem
 from atlas.secrets import Credential
+from atlas.sot.schema import DISK_PATH_FIELD
 
 PLAYBOOK = "ceph-osd.yml"
 # Set by hand for maintenance; a new OSD must not join a cluster that is held like this.
@@ -58,6 +59,24 @@ def host_problems(names: list[str], found: dict[str, Device]) -> list[str]:
                 problems.append(f"{name}: in no rack in NetBox (its CRUSH location needs one)")
             if not d.disks:
                 problems.append(f"{name}: no disks in NetBox (inventory items of role disk)")
+            problems += disk_problems(d)
+    return problems
+
+
+def disk_problems(host: Device) -> list[str]:
+    """Each disk needs its block device on the host, recorded in NetBox, and one disk per device."""
+    problems = []
+    for disk in host.disks:
+        path = host.disk_paths.get(disk)
+        if path is None:
+            problems.append(
+                f"{host.name}: disk {disk} has no device path in NetBox (custom field {DISK_PATH_FIELD})"
+            )
+        elif problem := device_path_problem(f"{host.name}: disk {disk}: device path", path):
+            problems.append(problem)
+    paths = [host.disk_paths[d] for d in host.disks if d in host.disk_paths]
+    if twice := sorted({p for p in paths if paths.count(p) > 1}):
+        problems.append(f"{host.name}: several disks in NetBox name the same device: {', '.join(twice)}")
     return problems
 
 
@@ -98,8 +117,11 @@ def plan(ceph: Ceph, hosts: list[Device]) -> list[HostPlan]:
     return plans
 
 
-def create_osds(ceph: Ceph, hosts: list[Device], cred: Credential, log: Log) -> list[Result]:
-    """Through the ceph_osd role on each host: new OSDs join at weight 0, existing ones are started."""
+def create_osds(
+    ceph: Ceph, hosts: list[Device], cred: Credential, log: Log, allow_loop_devices: bool = False
+) -> list[Result]:
+    """Through the ceph_osd role on each host: an OSD on each disk that has none (joining at weight 0),
+    the stopped ones started; a disk holding anything else stops that host before any change."""
     minimal, keyring = ceph.minimal_conf(), ceph.keyring("client.bootstrap-osd")
     inventory = [
         Host(
@@ -108,7 +130,8 @@ def create_osds(ceph: Ceph, hosts: list[Device], cred: Credential, log: Log) -> 
             variables={
                 "ceph_conf": osd_host_conf(minimal, h, initial_weight=0),
                 "ceph_bootstrap_keyring": keyring,
-                "ceph_osd_count": len(h.disks),  # one OSD per disk NetBox lists
+                "ceph_osd_disks": [h.disk_paths[d] for d in h.disks],  # preflight: all present
+                "ceph_osd_allow_loop_devices": allow_loop_devices,
             },
         )
         for h in hosts

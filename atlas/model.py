@@ -105,6 +105,8 @@ class Device(Frozen):
     anycast: tuple[IPv4Interface, ...] = ()
     interfaces: tuple[Interface, ...] = ()
     disks: tuple[str, ...] = ()  # data disks NetBox lists (inventory items of role "disk")
+    # disk -> its block device on the host (/dev/...), the disk's custom field device_path in NetBox
+    disk_paths: dict[str, str] = Field(default_factory=dict)
     custom_fields: dict[str, Any] = Field(default_factory=dict)
     netbox_id: int | None = None
 

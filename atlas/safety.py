@@ -34,3 +34,13 @@ def text_problem(what: str, value: str, max_len: int = 200) -> str | None:
     if separators:
         return f"{what} {value!r} contains CLI separators ({' '.join(separators)})"
     return None
+
+
+_DEVICE_PATH = re.compile(r"^/dev/[A-Za-z0-9][A-Za-z0-9._:+/-]{0,200}$")
+
+
+def device_path_problem(what: str, value: str) -> str | None:
+    """A block device on a host: an absolute path under /dev, no way out of it, nothing a shell parses."""
+    if not _DEVICE_PATH.fullmatch(value) or ".." in value.split("/") or "//" in value:
+        return f"{what} {value!r} is not a device path under /dev (letters, digits, '.', '_', ':', '+', '-', '/')"
+    return None

@@ -3,7 +3,8 @@
 Variables: VAULT_ADDR, VAULT_TOKEN (as every Vault tool reads them), NETBOX_URL and NETBOX_TOKEN
 (optional: without them NetBox's address and token come from Vault's `secret/atlas/netbox`),
 CEPH_CONF, NETBOX_TIMEOUT (seconds one NetBox request may take; a hung NetBox fails the run after three
-tries instead of stalling it). The settings file is TOML with the same names in lower case, at ATLAS_SETTINGS or
+tries instead of stalling it), CEPH_ALLOW_LOOP_DEVICES (ceph-volume may make OSDs on loop devices: the
+lab's disks; never in production). The settings file is TOML with the same names in lower case, at ATLAS_SETTINGS or
 /etc/atlas/atlas.toml; it holds tokens, so it must not be readable by group or others.
 """
 
@@ -40,6 +41,7 @@ class AtlasSettings(BaseSettings):
     netbox_url: AnyHttpUrl | None = None
     netbox_token: SecretStr | None = None
     ceph_conf: Path = Path("/etc/ceph/ceph.conf")
+    ceph_allow_loop_devices: bool = False
     netbox_timeout: float = Field(default=60.0, gt=0, le=600)
 
     @model_validator(mode="after")

@@ -23,6 +23,7 @@ from atlas.bringup import wait_reachable
 from atlas.ceph import Ceph, CephError
 from atlas.locks import exclusive, rack_limits
 from atlas.model import Device, Refused, Role
+from atlas.settings import load_settings
 from atlas.sot.read import NotInNetBox, rack_members, read_devices
 from atlas.sot.write import add_journal_entry, set_custom_fields
 from flows.common import (
@@ -86,7 +87,9 @@ def create(ceph: Ceph, hosts: list[Device], vault: Any) -> list[str]:
     results = []
     for site in sorted({h.site for h in hosts}):
         group = [h for h in hosts if h.site == site]
-        results += ceph_enroll.create_osds(ceph, group, vault.credential(site, "storage"), log.info)
+        results += ceph_enroll.create_osds(
+            ceph, group, vault.credential(site, "storage"), log.info, load_settings().ceph_allow_loop_devices
+        )
     failed = [r for r in results if r.failed]
     if failed:
         raise ceph_enroll.EnrollFailed("; ".join(f"{r.target}: {r.detail}" for r in failed))
@@ -145,7 +148,10 @@ def ceph_osd_enroll(
     chosen = preflight(names, found, ceph)
     plans = ceph_enroll.plan(ceph, chosen)
     for p in plans:
-        log.info("%s: %d OSD(s) now %s, %d to create", p.host, len(p.osds), p.osds, p.to_create)
+        disks = ", ".join(found[p.host].disk_paths.values())
+        log.info(
+            "%s: %d OSD(s) now %s, %d to create; disks %s", p.host, len(p.osds), p.osds, p.to_create, disks
+        )
     if dry_run:
         current = {i: w for p in plans for i, w in p.osds.items()}
         new = ceph_enroll.ramp_steps(0.0, 1.0, step) if any(p.to_create for p in plans) else []

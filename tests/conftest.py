@@ -16,6 +16,7 @@ import pytest
 from atlas.lab.config import DEFAULT_ROOT, LabConfig
 from atlas.lab.generate import LabShape, generate, write
 from atlas.lab.lab import Lab
+from atlas.lab.servers import flow_run_env
 from atlas.model import Site
 from atlas.secrets import Vault, VaultSettings
 from atlas.sot.client import connect
@@ -69,10 +70,11 @@ def flow_env(lab: Lab) -> Iterator[None]:
     """Flows find Vault and Prefect the way they do in production: from the environment."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    saved = {k: os.environ.get(k) for k in ("VAULT_ADDR", "VAULT_TOKEN", "CEPH_CONF")}
-    os.environ["VAULT_ADDR"] = lab.cfg.openbao_url
-    os.environ["VAULT_TOKEN"] = lab.secrets.openbao_root_token
-    os.environ["CEPH_CONF"] = str(lab.ceph.conf)
+    # Prefect's own setting is scoped below; the rest as the lab's workers get them
+    env = flow_run_env(lab.cfg, lab.secrets, lab.cfg.prefect_url)
+    env.pop("PREFECT_API_URL")
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     with temporary_settings({PREFECT_API_URL: lab.cfg.prefect_url}):
         yield
     for k, v in saved.items():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -23,6 +24,7 @@ from atlas.secrets import Credential
 
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 _HOST_EVENTS = {"runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable"}
+_SSH_CLOSING = re.compile(r"^(Shared connection|Connection) to \S+ closed\.?\s*$")
 
 EventSink = Callable[[str], None]
 
@@ -81,6 +83,20 @@ def remove_orphaned_workdirs(root: Path | None = None) -> list[Path]:
     return removed
 
 
+def _last_words(res: dict[str, Any]) -> str:
+    """What a failed command said last: its stderr, or its stdout (a script runs on a pty, which
+    merges the two); never ssh's own closing message."""
+    for stream in ("stderr", "stdout"):
+        lines = [
+            line
+            for line in str(res.get(stream) or "").splitlines()
+            if line.strip() and not _SSH_CLOSING.match(line)
+        ]
+        if lines:
+            return lines[-1].strip()[:400]
+    return ""
+
+
 def run_playbook(
     playbook: str,
     hosts: list[Host],
@@ -116,7 +132,8 @@ def run_playbook(
             if event["event"] in ("runner_on_failed", "runner_on_unreachable") and not data.get(
                 "ignore_errors"
             ):
-                failed[host] = f"{task}: {res.get('msg', 'failed')}"
+                why = _last_words(res)
+                failed[host] = f"{task}: {res.get('msg', 'failed')}" + (f": {why}" if why else "")
             elif res.get("changed"):
                 detail = _diff_lines(res.get("diff")) or [str(c) for c in res.get("commands", [])]
                 changed.setdefault(host, []).append(f"{task}" + (f" ({'; '.join(detail)})" if detail else ""))

@@ -1,9 +1,10 @@
 """A small real Ceph (Pacific, Debian's packages) for the lab: no cephadm, containers or systemd.
 
 The mon and mgr run beside the lab's other services and listen on the lab's management bridge, where
-every server reaches them. Each OSD runs *on its storage server*: inside that server's namespaces, its
-data in the server's own /var/lib/ceph (file-backed bluestore), its config in the server's /etc/ceph,
-talking from the server's management address, exactly as on a real host. The CRUSH location comes
+every server reaches them. Each OSD runs *on its storage server*: inside that server's namespaces, made
+by ceph-volume on one of the server's disks (a loop device: atlas.lab.disks) with the ceph_osd role's
+own script, its config in the server's /etc/ceph, talking from the server's management address,
+exactly as on a real host. The CRUSH location comes
 from NetBox: root default -> datacenter (site) -> rack -> host.
 
 The lab gives OSDs to the storage servers of active racks only; planned racks' storage servers are
@@ -13,6 +14,7 @@ enrolled by the ceph-osd-enroll flow. Tunables live in the mon's config database
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import uuid
 from ipaddress import IPv4Address
@@ -25,7 +27,7 @@ from atlas.lab.fabric import Fabric
 from atlas.model import Device
 
 OSD_SCRIPT = (
-    Path(__file__).resolve().parents[2] / "playbooks" / "roles" / "ceph_osd" / "files" / "osd-file.sh"
+    Path(__file__).resolve().parents[2] / "playbooks" / "roles" / "ceph_osd" / "files" / "osd-volume.py"
 )
 RUNTIME_CONFIG = """[global]
 osd_pool_default_size = 2
@@ -116,8 +118,8 @@ class CephLab:
             self.ceph.call("osd", "pool", "application", "enable", POOL, "rbd")
             done.touch()
         for host in hosts:
-            if fresh:  # OSD data a server kept from an earlier lab cluster cannot join this one
-                self._on_host(host, "rm -rf /var/lib/ceph/osd /etc/ceph/ceph.conf", "clearing old OSDs")
+            if fresh:  # OSDs a server's disks kept from an earlier lab cluster cannot join this one
+                self.zap(host)
             self.create_osd(host)  # creates what is missing, starts what is stopped
         if hosts:  # without any OSD the PGs cannot become clean
             self.ceph.wait_clean(timeout=180, stable=2)
@@ -204,22 +206,34 @@ class CephLab:
     def _on_host(self, host: Device, script: str, what: str, stdin: str | None = None) -> str:
         argv = [*self.fabric.nsenter(host.name), "sh", "-c", script]
         # the server's own conf, whatever CEPH_CONF the caller has (a flow's points at the lab's)
-        env = self.cfg.process_env() | {"CEPH_CONF": "/etc/ceph/ceph.conf"}
+        env = self.cfg.process_env() | {
+            "CEPH_CONF": "/etc/ceph/ceph.conf",
+            "CEPH_VOLUME_ALLOW_LOOP_DEVICES": "1",
+        }
         return procs.run(argv, f"{what} on {host.name}", env=env, input=stdin).stdout
+
+    def _disks(self, host: Device) -> str:
+        return " ".join(shlex.quote(host.disk_paths[d]) for d in host.disks)
+
+    def zap(self, host: Device) -> None:
+        """Wipes the host's disks and OSD directories (ceph-volume zap), as a server re-racked in a new
+        cluster would be."""
+        script = (
+            'for d in /var/lib/ceph/osd/ceph-*; do umount "$d" 2>/dev/null || true; done; '
+            f"rm -rf /var/lib/ceph/osd /etc/ceph/ceph.conf; for disk in {self._disks(host)}; do "
+            'ceph-volume lvm zap "$disk" >/dev/null; done'
+        )
+        self._on_host(host, script, "wiping the disks of an earlier cluster")
 
     def create_osd(self, host: Device) -> None:
         """One OSD per disk NetBox lists on `host`, the way the ceph_osd role makes them (the same
-        script, the same conf)."""
+        script, the same conf); starts the stopped ones."""
         conf = osd_host_conf(self.ceph.minimal_conf(), host, initial_weight=None)
         self._on_host(host, "mkdir -p /etc/ceph && cat > /etc/ceph/ceph.conf", "ceph.conf", conf)
         keyring = self.ceph.keyring("client.bootstrap-osd")
         write_key = "mkdir -p -m 0700 /var/lib/ceph/bootstrap-osd && umask 077 && cat > /var/lib/ceph/bootstrap-osd/ceph.keyring"
         self._on_host(host, write_key, "bootstrap-osd key", keyring)
-        self._on_host(host, f"sh -s {len(host.disks)}", "creating OSDs", OSD_SCRIPT.read_text())
-
-    def start_osds(self, host: Device) -> None:
-        """Starts the OSDs of `host` that are not running (the role's script, creating none)."""
-        self._on_host(host, "sh -s 0", "starting OSDs", OSD_SCRIPT.read_text())
+        self._on_host(host, f"python3 - {self._disks(host)}", "creating OSDs", OSD_SCRIPT.read_text())
 
     def stop_osd(self, host: Device, osd_id: int) -> None:
         """Stops one OSD on its host, as a failing disk or a killed daemon would."""

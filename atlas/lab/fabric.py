@@ -6,7 +6,7 @@ overlays over /etc, /var, /root and /opt, so what a playbook changes on one serv
 server alone. Switches run FRR (zebra, ospfd, staticd) and an sshd whose every login lands in that
 switch's vtysh; servers run an sshd for Ansible and Debian's supervisord with its own configuration
 (/etc/supervisor in the server's overlay), which runs the services of the server's image; every node
-runs lldpd.
+runs lldpd. Storage servers get a loop device per disk NetBox lists (atlas.lab.disks).
 
 Switches come up with management only: fabric ports are cabled and up, but carry no address and no
 routing until a flow configures them.
@@ -25,6 +25,7 @@ from pyroute2 import IPRoute, NetlinkError, NetNS, netns
 
 from atlas.lab import procs
 from atlas.lab.config import LabConfig
+from atlas.lab.disks import LabDisks
 from atlas.model import Cable, Device, Role, Site
 
 FRR_BIN = Path("/usr/lib/frr")
@@ -78,6 +79,7 @@ class Fabric:
         self.nodes_dir = cfg.dir / "nodes"
         self.ns_dir = cfg.dir / "ns"
         self.keys_dir = cfg.dir / "keys"
+        self.disks = LabDisks(cfg)
 
     # --- paths --------------------------------------------------------------------------------
     def node_dir(self, node: str) -> Path:
@@ -131,6 +133,11 @@ class Fabric:
                 if c.a.device in names and c.b.device in names:
                     seen.setdefault(frozenset(c.ends()), c)
         return sorted(seen.values(), key=lambda c: (str(c.a), str(c.b)))
+
+    @staticmethod
+    def storage_disks(sites: list[Site]) -> dict[str, list[str]]:
+        """The data disks NetBox lists, per storage server: the lab gives each a loop device."""
+        return {d.name: list(d.disks) for s in sites for d in s.devices if d.role == Role.STORAGE and d.disks}
 
     def mgmt_veth(self, node: Node) -> str:
         offset = int(node.mgmt.ip) - int(node.mgmt.network.network_address)
@@ -190,6 +197,7 @@ class Fabric:
             self._enter_node_namespaces(node)
         for node in nodes:
             self._start_daemons(node)
+        self.disks.attach(self.storage_disks(sites))
 
     def _cable(self, cable: Cable) -> None:
         a_ns, b_ns = self.cfg.netns(cable.a.device), self.cfg.netns(cable.b.device)
@@ -497,6 +505,8 @@ class Fabric:
 
     def health(self, sites: list[Site]) -> list[NodeHealth]:
         existing = set(self.namespaces())
+        attached = self.disks.attached()
+        disks = self.storage_disks(sites)
         return [
             NodeHealth(
                 name=n.name,
@@ -504,13 +514,18 @@ class Fabric:
                 daemons={
                     daemon: procs.running(pidfile, marker) is not None
                     for daemon, (pidfile, marker) in self.daemon_pidfiles(n.name, n.is_switch).items()
-                },
+                }
+                | (
+                    {"disks": all(str(self.disks.backing_file(n.name, d)) in attached for d in disks[n.name])}
+                    if n.name in disks
+                    else {}
+                ),
             )
             for n in self.nodes(sites)
         ]
 
     def teardown(self) -> dict[str, int]:
-        """Removes every process, mount, namespace and link of this lab, found by its own records
+        """Removes every process, mount, namespace, link and loop device of this lab, found by its own records
         and its prefix, so a half-dead lab (processes gone, namespaces left) is cleaned as well."""
         pids = []
         if self.nodes_dir.exists():
@@ -526,6 +541,7 @@ class Fabric:
         inside = procs.in_network_namespaces([Path("/run/netns") / n for n in spaces])
         pids = sorted(set(pids) | set(inside))
         procs.stop(pids)
+        disks = self.disks.detach_all()
         mounts = 0
         if self.ns_dir.exists():
             for f in self.ns_dir.iterdir():
@@ -550,4 +566,10 @@ class Fabric:
                     except NetlinkError as e:
                         if e.code != errno.ENODEV:  # gone with its veth peer meanwhile
                             raise
-        return {"processes": len(pids), "mounts": mounts, "namespaces": len(spaces), "links": links}
+        return {
+            "processes": len(pids),
+            "mounts": mounts,
+            "namespaces": len(spaces),
+            "links": links,
+            "disks": disks,
+        }

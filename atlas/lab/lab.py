@@ -34,6 +34,7 @@ from atlas.sot.client import connect
 from atlas.sot.loader import LOADER_VERSION, import_topology
 from atlas.sot.read import read_prefixes, read_site, site_names
 from atlas.sot.schema import CUSTOM_FIELDS, ensure_custom_fields
+from atlas.sot.write import set_disk_paths
 from atlas.topology import load_topology, topology_paths
 
 Progress = Callable[[str], None]
@@ -167,10 +168,14 @@ class Lab:
             report.fabric_rebuilt = True
         else:
             self.fabric.install_switch_shell()
+        # where each storage server's disks are, as whoever racks a server records it
+        disk_paths = self.fabric.disks.attach(Fabric.storage_disks(sites))
+        set_disk_paths(nb, disk_paths)
         if any(d.role == Role.STORAGE for s in sites for d in s.devices):
             progress("ceph: mon, mgr, OSDs on the active racks' storage servers")
             bridge = next(self._mgmt_prefix(nb, sites).hosts())
-            if self.ceph.up(bridge, osd_hosts(sites)):
+            hosts = [h.model_copy(update={"disk_paths": disk_paths[h.name]}) for h in osd_hosts(sites)]
+            if self.ceph.up(bridge, hosts):
                 report.started.append("ceph")
         else:
             self.ceph.not_needed("NetBox has no storage server")

@@ -26,6 +26,7 @@ from atlas.model import (
     Role,
     Site,
 )
+from atlas.sot.schema import DISK_PATH_FIELD
 
 # Keeps query strings well below gunicorn's 4094-byte request line limit.
 _IDS_PER_QUERY = 150
@@ -34,7 +35,7 @@ _DEVICE_FIELDS = "id,name,site,rack,role,platform,status,device_type,custom_fiel
 _INTERFACE_FIELDS = "id,name,device,mgmt_only,type,description,enabled"
 _ADDRESS_FIELDS = "address,role,assigned_object_type,assigned_object_id"
 _CABLE_FIELDS = "status,a_terminations,b_terminations"
-_DISK_FIELDS = "name,device,role"
+_DISK_FIELDS = "name,device,role,custom_fields"
 DISK_ROLE = "disk"  # the NetBox inventory item role of data disks
 ANYCAST_ROLE = "anycast"  # the NetBox IP address role of service addresses several servers announce
 
@@ -95,9 +96,12 @@ def _device_models(
     for ids in _chunks([d.id for d in devices]):
         addresses += nb.ipam.ip_addresses.filter(device_id=ids, fields=_ADDRESS_FIELDS)
     disks_by_device: dict[int, list[str]] = defaultdict(list)
+    disk_paths: dict[int, dict[str, str]] = defaultdict(dict)
     for item in disks:  # filtered here: NetBox refuses a role filter naming a role it does not have yet
         if _slug(item.role) == DISK_ROLE:
             disks_by_device[item.device.id].append(str(item.name))
+            if path := (item.custom_fields or {}).get(DISK_PATH_FIELD):
+                disk_paths[item.device.id][str(item.name)] = str(path)
     device_of_iface = {i.id: i.device.id for i in interfaces}
     addrs_by_iface: dict[int, list[IPv4Interface]] = defaultdict(list)
     anycast_by_device: dict[int, list[IPv4Interface]] = defaultdict(list)
@@ -143,6 +147,7 @@ def _device_models(
                 anycast=tuple(sorted(anycast_by_device.get(d.id, []))),
                 interfaces=tuple(ifaces),
                 disks=tuple(sorted(disks_by_device.get(d.id, []))),
+                disk_paths=disk_paths.get(d.id, {}),
                 custom_fields=dict(d.custom_fields or {}),
                 netbox_id=d.id,
             )

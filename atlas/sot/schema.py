@@ -1,10 +1,12 @@
-"""Custom fields Atlas keeps on devices, created by Atlas itself so no one sets NetBox up by hand."""
+"""Custom fields Atlas keeps on devices and disks, created by Atlas itself so no one sets NetBox up by hand."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import pynetbox
+
+DISK_PATH_FIELD = "device_path"  # of a disk: its block device on the host
 
 
 @dataclass(frozen=True)
@@ -13,6 +15,7 @@ class CustomField:
     label: str
     type: str
     description: str
+    object_types: tuple[str, ...] = ("dcim.device",)
 
 
 CUSTOM_FIELDS = (
@@ -33,6 +36,13 @@ CUSTOM_FIELDS = (
     CustomField(
         "evacuation", "Evacuation", "text", "Evacuated by Atlas for this ticket (evacuate / restore)"
     ),
+    CustomField(
+        DISK_PATH_FIELD,
+        "Device path",
+        "text",
+        "The disk's block device on its host (/dev/...): where ceph-osd-enroll makes its OSD",
+        object_types=("dcim.inventoryitem",),
+    ),
 )
 
 
@@ -48,7 +58,7 @@ def ensure_custom_fields(nb: pynetbox.api) -> list[str]:
                     "label": cf.label,
                     "type": cf.type,
                     "description": cf.description,
-                    "object_types": ["dcim.device"],
+                    "object_types": list(cf.object_types),
                 }
                 for cf in missing
             ]

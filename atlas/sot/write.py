@@ -11,6 +11,7 @@ from typing import Any
 import pynetbox
 
 from atlas.model import Change, DeviceStatus
+from atlas.sot.schema import DISK_PATH_FIELD
 
 
 class NetBoxWriteError(RuntimeError):
@@ -88,3 +89,19 @@ def _journal(
             assigned_object_type=object_type, assigned_object_id=record.id, kind=kind, comments=comments
         )
     return Change(target=name, what="journal", before=None, after=comments, changed=True)
+
+
+def set_disk_paths(nb: pynetbox.api, paths: dict[str, dict[str, str]]) -> int:
+    """Records where each disk (host -> disk name -> /dev path) is on its host, as whoever racks a
+    server records it; the number of disks whose path changed."""
+    if not paths:
+        return 0
+    items = nb.dcim.inventory_items.filter(device=sorted(paths), fields="id,name,device,custom_fields")
+    updates = []
+    for item in items:
+        want = paths.get(str(item.device.name), {}).get(str(item.name))
+        if want is not None and (item.custom_fields or {}).get(DISK_PATH_FIELD) != want:
+            updates.append({"id": item.id, "custom_fields": {DISK_PATH_FIELD: want}})
+    if updates:
+        nb.dcim.inventory_items.update(updates)
+    return len(updates)

@@ -47,7 +47,9 @@ def current_addresses(ifnames):
     found = {name: [] for name in ifnames}
     for link in ip_json("-4", "addr", "show"):
         if link["ifname"] in found:
-            found[link["ifname"]] = sorted(f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", []))
+            found[link["ifname"]] = sorted(
+                f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", [])
+            )
     return found
 
 

@@ -18,7 +18,8 @@ from atlas.ceph import Ceph
 from atlas.ceph_enroll import EnrollFailed
 from atlas.lab.lab import Lab
 from atlas.locks import rack_limit_name
-from atlas.model import Device, Site
+from atlas.model import Device
+from atlas.sot.read import read_devices
 from flows.ceph_enroll import EnrollRefused, ceph_osd_enroll
 from flows.rack_bringup import rack_bringup
 from tests.e2e.runs import held_back
@@ -41,8 +42,10 @@ def ceph(lab: Lab) -> Ceph:
 
 
 @pytest.fixture(scope="module")
-def host(sites: list[Site]) -> Device:
-    return next(d for s in sites for d in s.devices if d.name == HOST)
+def host(nb: pynetbox.api) -> Device:
+    """As NetBox has it after the reset: its disks' paths are those of the lab's new loop devices."""
+    [device] = read_devices(nb, [HOST])
+    return device
 
 
 def osds_on(ceph: Ceph, name: str) -> dict[int, float]:
@@ -58,13 +61,21 @@ def test_bad_hosts_are_refused_before_any_change(ceph: Ceph, nb: pynetbox.api) -
     with pytest.raises(EnrollRefused, match="'fra1-r99'"):
         ceph_osd_enroll(rack="fra1-r99", dry_run=False)
     disk = nb.dcim.inventory_items.get(device="fra1-r01-sto1", name="disk1")
-    device, role = disk.device.id, disk.role.id
+    device, role, path = disk.device.id, disk.role.id, disk.custom_fields["device_path"]
+    disk.custom_fields = {"device_path": f"{path}; reboot"}  # a path typed with a shell command in it
+    disk.save()
+    with pytest.raises(
+        EnrollRefused, match=r"fra1-r01-sto1: disk disk1: device path .* is not a device path"
+    ):
+        ceph_osd_enroll(hosts=["fra1-r01-sto1"], dry_run=False)
     disk.delete()  # a storage server whose disks NetBox does not list
     try:
         with pytest.raises(EnrollRefused, match="fra1-r01-sto1: no disks in NetBox"):
             ceph_osd_enroll(hosts=["fra1-r01-sto1"], dry_run=False)
     finally:
-        nb.dcim.inventory_items.create({"device": device, "name": "disk1", "role": role})
+        nb.dcim.inventory_items.create(
+            {"device": device, "name": "disk1", "role": role, "custom_fields": {"device_path": path}}
+        )
     assert ceph.osds() == before
 
 
@@ -78,6 +89,22 @@ def test_a_dry_run_plans_and_creates_nothing(ceph: Ceph) -> None:
         and report.steps == [0.25, 0.5, 0.75, 1.0]
     )
     assert ceph.osds() == before and osds_on(ceph, HOST) == {}
+
+
+def test_a_disk_that_holds_data_is_never_touched(ceph: Ceph, host: Device) -> None:
+    disk = host.disk_paths["disk1"]
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "someones-data", disk], check=True)
+    ids_before = ceph.call("osd", "ls")
+    try:
+        with pytest.raises(
+            EnrollFailed, match=rf"{HOST}: .*{disk}: holds ext4, not an empty disk; nothing was changed"
+        ):
+            ceph_osd_enroll(hosts=[HOST], dry_run=False)
+        assert ceph.call("osd", "ls") == ids_before  # not even an OSD id was taken
+        label = subprocess.run(["blkid", "-o", "value", "-s", "LABEL", disk], capture_output=True, text=True)
+        assert label.stdout.strip() == "someones-data"
+    finally:
+        subprocess.run(["wipefs", "--all", "--quiet", disk], check=True)
 
 
 def test_an_osd_that_goes_down_mid_ramp_stops_it(lab: Lab, ceph: Ceph, host: Device) -> None:
@@ -110,7 +137,7 @@ def test_an_osd_that_goes_down_mid_ramp_stops_it(lab: Lab, ceph: Ceph, host: Dev
 def test_a_run_killed_mid_ramp_is_completed_by_a_rerun(
     lab: Lab, ceph: Ceph, nb: pynetbox.api, host: Device
 ) -> None:
-    lab.ceph.start_osds(host)  # the cause of the last failure, fixed
+    lab.ceph.create_osd(host)  # the cause of the last failure, fixed
     ceph.wait_clean(timeout=120)
     code = f"from flows.ceph_enroll import ceph_osd_enroll; ceph_osd_enroll(hosts=[{HOST!r}], dry_run=False)"
     env = os.environ | {"PREFECT_API_URL": lab.cfg.prefect_url}

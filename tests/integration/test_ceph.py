@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
+import pynetbox
 import pytest
 
 from atlas.ceph import Ceph, CephError
 from atlas.lab.lab import Lab, osd_hosts
 from atlas.model import Site
+from atlas.sot.read import read_devices
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +43,28 @@ def test_an_osd_runs_on_its_server_not_beside_the_lab(lab: Lab, sites: list[Site
     listening = [*lab.fabric.nsenter(host.name), "ss", "-Htlnp"]
     out = subprocess.run(listening, capture_output=True, text=True, check=True).stdout
     assert "ceph-osd" in out and str(host.mgmt_address.ip) in out
+
+
+def test_each_osd_was_made_by_ceph_volume_on_the_disk_netbox_lists(
+    lab: Lab, ceph: Ceph, nb: pynetbox.api, sites: list[Site]
+) -> None:
+    hosts = read_devices(nb, [d.name for d in osd_hosts(sites)])  # now: the paths of this boot's disks
+    attached = lab.fabric.disks.attached()
+    by_host = {str(o["host"]): i for i, o in ceph.osds().items()}
+    for host in hosts:
+        [disk] = host.disks
+        path = host.disk_paths[disk]
+        assert attached[str(lab.fabric.disks.backing_file(host.name, disk))] == path
+        meta = ceph.call("osd", "metadata", str(by_host[host.name]))
+        assert (meta["bluestore_bdev_dev_node"], meta["osd_objectstore"]) == (path, "bluestore")
+        listed = subprocess.run(
+            [*lab.fabric.nsenter(host.name), "ceph-volume", "raw", "list", "--format", "json", path],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CEPH_VOLUME_ALLOW_LOOP_DEVICES": "1"},
+        ).stdout
+        assert [o["osd_id"] for o in json.loads(listed).values()] == [by_host[host.name]]
 
 
 def test_noout_on_a_rack_bucket_is_set_and_removed(ceph: Ceph, sites: list[Site]) -> None:

@@ -14,7 +14,11 @@ CLEAN = PgSummary(states={"active+clean": 17}, total=17)
 
 
 def devices() -> dict[str, Device]:
-    return {d.name: d for d in load_topology(DEFAULT_TOPOLOGY).all_devices()}
+    """The default lab's devices, each disk at the path the lab records in NetBox when it boots."""
+    return {
+        d.name: d.model_copy(update={"disk_paths": {disk: f"/dev/loop{i}" for i, disk in enumerate(d.disks)}})
+        for d in load_topology(DEFAULT_TOPOLOGY).all_devices()
+    }
 
 
 def test_only_active_storage_servers_known_to_netbox_are_enrolled() -> None:
@@ -30,6 +34,37 @@ def test_only_active_storage_servers_known_to_netbox_are_enrolled() -> None:
     assert host_problems(["fra1-r01-sto1"], diskless) == [
         "fra1-r01-sto1: no disks in NetBox (inventory items of role disk)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("disks", "paths", "problem"),
+    [
+        (("disk1",), {}, "disk disk1 has no device path in NetBox (custom field device_path)"),
+        (("disk1",), {"disk1": "sdb"}, "disk disk1: device path 'sdb' is not a device path under /dev"),
+        (("disk1",), {"disk1": "/dev/../etc/passwd"}, "'/dev/../etc/passwd' is not a device path under /dev"),
+        (("disk1",), {"disk1": "/dev/sdb; reboot"}, "'/dev/sdb; reboot' is not a device path under /dev"),
+        (("disk1",), {"disk1": "/dev/sdb\nreboot"}, "is not a device path under /dev"),
+        (
+            ("disk1", "disk2"),
+            {"disk1": "/dev/sdb", "disk2": "/dev/sdb"},
+            "several disks in NetBox name the same device: /dev/sdb",
+        ),
+    ],
+)
+def test_every_disk_needs_a_safe_device_path_of_its_own(
+    disks: tuple[str, ...], paths: dict[str, str], problem: str
+) -> None:
+    found = devices()
+    host = found["fra1-r01-sto1"].model_copy(update={"disks": disks, "disk_paths": paths})
+    problems = host_problems([host.name], found | {host.name: host})
+    assert len(problems) == 1 and problem in problems[0] and problems[0].startswith("fra1-r01-sto1: ")
+
+
+def test_disks_at_safe_device_paths_pass() -> None:
+    found = devices()
+    paths = {"disk1": "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4", "disk2": "/dev/nvme0n1"}
+    host = found["fra1-r01-sto1"].model_copy(update={"disks": ("disk1", "disk2"), "disk_paths": paths})
+    assert host_problems([host.name], found | {host.name: host}) == []
 
 
 def test_a_busy_or_held_cluster_takes_no_new_osds() -> None:
