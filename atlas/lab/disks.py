@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -73,7 +74,8 @@ class LabDisks:
 
     def detach_all(self) -> int:
         """Detaches every loop device of this lab (the kernel lets go of a busy one once it is
-        closed), gives each device node back its owner and mode, removes the files."""
+        closed) and gives each device node back its owner and mode. The files stay: a rebuilt fabric
+        attaches them again, its OSDs' data intact, as a rebooted server finds its disks."""
         records = self._records()
         devices = self.attached()
         for device in devices.values():
@@ -82,10 +84,13 @@ class LabDisks:
             if before is not None and Path(device).exists():
                 os.chown(device, before.uid, before.gid)
                 Path(device).chmod(before.mode)
-        for f in self.dir.glob("*.img"):
-            f.unlink()
         self.record.unlink(missing_ok=True)
         return len(devices)
+
+    def remove(self) -> None:
+        """Detached, and the disks' contents gone: new, empty disks next time."""
+        self.detach_all()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def _records(self) -> dict[str, Attached]:
         if not self.record.exists():

@@ -242,6 +242,7 @@ class Lab:
         progress("fabric back to blank switches and servers, ceph to the active racks' OSDs")
         self.fabric.teardown()
         self.ceph.down()
+        self.fabric.disks.remove()
         shutil.rmtree(self.fabric.nodes_dir, ignore_errors=True)
         self.state_file.unlink(missing_ok=True)
         return self.up(progress)

@@ -38,5 +38,23 @@ def test_disks_are_attached_once_found_again_and_given_back_as_they_were() -> No
         after = Path(first).stat()
         assert (after.st_uid, after.st_gid, after.st_mode) == (before.st_uid, before.st_gid, before.st_mode)
     finally:
-        disks.detach_all()
+        disks.remove()
+        shutil.rmtree(cfg.dir, ignore_errors=True)
+    assert loop_devices_of(cfg.dir) == {} and not disks.dir.exists()
+
+
+def test_a_rebuilt_fabric_finds_its_disks_as_it_left_them() -> None:
+    cfg = LabConfig(name="adisk", port_base=29300)
+    shutil.rmtree(cfg.dir, ignore_errors=True)
+    disks = LabDisks(cfg)
+    try:
+        [[device]] = [d.values() for d in disks.attach({"fra1-r01-sto1": ["disk1"]}).values()]
+        with Path(device).open("r+b") as f:
+            f.write(b"an OSD's label")
+        disks.detach_all()  # the fabric torn down: a half-dead lab being repaired
+        [[device]] = [d.values() for d in disks.attach({"fra1-r01-sto1": ["disk1"]}).values()]
+        with Path(device).open("rb") as f:
+            assert f.read(14) == b"an OSD's label"
+    finally:
+        disks.remove()
         shutil.rmtree(cfg.dir, ignore_errors=True)
