@@ -15,6 +15,7 @@ from atlas.hosts import baseline
 from atlas.hosts.runner import Host, run_playbook
 from atlas.images import Manifest
 from atlas.model import Device, DeviceStatus, Result, Role, Site
+from atlas.net.sessions import DeviceUnreachable
 from atlas.parallel import each_device
 from atlas.secrets import Credential
 from atlas.workloads import DrainFailed, Workloads
@@ -147,7 +148,11 @@ def routing_problems(site: Site, hosts: list[Device], cred_of: CredentialOf) -> 
     """A host whose addresses or routes are no longer what NetBox says did not survive its image."""
     devices = {d.name: d for d in site.devices}
     drift = baseline.read_drift(baseline.inventory(site, devices, hosts), devices, cred_of)
-    return {name: "; ".join(found) for name, found in drift.items() if found}
+    return {
+        name: f"state not readable: {found}" if isinstance(found, DeviceUnreachable) else "; ".join(found)
+        for name, found in drift.items()
+        if found
+    }
 
 
 def _each(step: Callable[[Device], None], hosts: list[Device]) -> dict[str, str]:

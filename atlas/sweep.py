@@ -87,8 +87,8 @@ def check_hosts(view: FabricView, creds: Creds, limit: int) -> list[Result]:
     drift = baseline.read_drift(hosts, view.devices, lambda d: creds[(d.site, d.role.value)], limit)
     step = Area.HOSTS.value
     return [
-        Result.failure(name, step, found[0])
-        if found and found[0].startswith(baseline.UNREADABLE)
+        Result.failure(name, step, f"state not readable: {found}")
+        if isinstance(found, DeviceUnreachable)
         else Result(
             target=name,
             step=step,

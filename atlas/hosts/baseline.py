@@ -71,21 +71,17 @@ def inventory(site: Site, devices: dict[str, Device], servers: Iterable[Device])
     return hosts
 
 
-UNREADABLE = "state not readable"
-
-
 def read_drift(
     hosts: list[Host], devices: dict[str, Device], cred_of: CredentialOf, limit: int = MAX_PARALLEL_SESSIONS
-) -> dict[str, list[str]]:
-    """Per host, how it differs from its baseline; a host whose state cannot be read differs, with one
-    line starting with UNREADABLE."""
+) -> dict[str, list[str] | DeviceUnreachable]:
+    """Per host, how it differs from its baseline, or why its state could not be read."""
     variables = {h.name: h.variables for h in hosts}
 
-    def drift(device: Device) -> list[str]:
+    def drift(device: Device) -> list[str] | DeviceUnreachable:
         try:
             output = ssh_exec(device, cred_of(device), FACTS_COMMAND)
         except DeviceUnreachable as e:
-            return [f"{UNREADABLE}: {e}"]
+            return e
         return baseline_drift(variables[device.name], output)
 
     return dict(zip(variables, each_device(drift, [devices[h.name] for h in hosts], limit), strict=True))
@@ -115,7 +111,9 @@ def converge(
     """The playbook runs only on hosts whose state differs; the others are reported as they are."""
     drift = read_drift(hosts, devices, cred_of)
     for name, found in drift.items():
-        if found:
+        if isinstance(found, DeviceUnreachable):  # the playbook says what is wrong, or fixes it
+            log(f"{name}: state not readable ({found}); running the playbook")
+        elif found:
             log(f"{name}: differs from its baseline: " + "; ".join(found))
     as_intended = [
         Result(target=h.name, step=PLAYBOOK, detail="already as intended") for h in hosts if not drift[h.name]
