@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Network
 from pathlib import Path
 
@@ -31,13 +31,12 @@ from atlas.lab.lab import Lab, UpReport
 from flows.config_sweep import config_sweep
 from flows.fabric import fabric_apply
 
-ADDRESSES = {
-    "mgmt": IPv4Network("198.18.20.0/22"),
-    "loopbacks": IPv4Network("198.19.20.0/22"),
-    "fabric": IPv4Network("198.19.192.0/18"),
-}
-DEFAULT = LabShape(**ADDRESSES)  # type: ignore[arg-type]
-FULL_SIZE = LabShape(sites=1, spines=4, racks=12, compute=20, storage=0, active_racks=12, **ADDRESSES)  # type: ignore[arg-type]
+DEFAULT = LabShape(
+    mgmt=IPv4Network("198.18.20.0/22"),
+    loopbacks=IPv4Network("198.19.20.0/22"),
+    fabric=IPv4Network("198.19.192.0/18"),
+)
+FULL_SIZE = replace(DEFAULT, sites=1, spines=4, racks=12, compute=20, storage=0, active_racks=12)
 
 
 @dataclass
