@@ -114,6 +114,10 @@ class CephLab:
         if fresh:
             # the balancer moves data on its own schedule: weight ramps must be the only movers here
             self.ceph.call("balancer", "off")
+            if len(hosts) < 2:  # one OSD host cannot hold two copies (CRUSH puts them on two hosts)
+                for option, value in (("mon_allow_pool_size_one", "true"), ("osd_pool_default_size", "1")):
+                    self.ceph.call("config", "set", "global", option, value)
+                self.ceph.call("health", "mute", "POOL_NO_REDUNDANCY")  # chosen, so not a warning here
             self.ceph.call("osd", "pool", "create", POOL, "16", "16", "replicated")
             self.ceph.call("osd", "pool", "application", "enable", POOL, "rbd")
             done.touch()
