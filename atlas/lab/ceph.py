@@ -115,9 +115,12 @@ class CephLab:
             # the balancer moves data on its own schedule: weight ramps must be the only movers here
             self.ceph.call("balancer", "off")
             if len(hosts) < 2:  # one OSD host cannot hold two copies (CRUSH puts them on two hosts)
-                for option, value in (("mon_allow_pool_size_one", "true"), ("osd_pool_default_size", "1")):
+                for option, value in (
+                    ("mon_allow_pool_size_one", "true"),
+                    ("osd_pool_default_size", "1"),
+                    ("mon_warn_on_pool_no_redundancy", "false"),  # chosen here, not a fault
+                ):
                     self.ceph.call("config", "set", "global", option, value)
-                self.ceph.call("health", "mute", "POOL_NO_REDUNDANCY")  # chosen, so not a warning here
             self.ceph.call("osd", "pool", "create", POOL, "16", "16", "replicated")
             self.ceph.call("osd", "pool", "application", "enable", POOL, "rbd")
             done.touch()
