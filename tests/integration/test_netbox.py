@@ -23,7 +23,8 @@ from atlas.topology import Topology, load_topology
 
 
 def comparable(d: Device) -> dict[str, Any]:
-    data = d.model_dump(exclude={"netbox_id", "custom_fields", "interfaces"})
+    # disk paths are not in the topology: the lab records them when it attaches the disks
+    data = d.model_dump(exclude={"netbox_id", "custom_fields", "interfaces", "disk_paths"})
     data["interfaces"] = sorted((i.name, i.kind.value, tuple(map(str, i.addresses))) for i in d.interfaces)
     return data
 
@@ -38,6 +39,9 @@ def test_every_site_reads_back_as_the_topology_describes_it(topology: Topology, 
             comparable(d) for d in sorted(want.devices, key=lambda d: d.name)
         ]
         assert {frozenset(c.ends()) for c in got.cables} == {frozenset(c.ends()) for c in want.cables}
+        for d in got.devices:
+            assert set(d.disk_paths) == set(d.disks)
+            assert all(path.startswith("/dev/loop") for path in d.disk_paths.values())
 
 
 @contextmanager
