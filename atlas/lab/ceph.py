@@ -14,6 +14,7 @@ enrolled by the ceph-osd-enroll flow. Tunables live in the mon's config database
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import uuid
@@ -124,10 +125,17 @@ class CephLab:
             self.ceph.call("osd", "pool", "create", POOL, "16", "16", "replicated")
             self.ceph.call("osd", "pool", "application", "enable", POOL, "rbd")
             done.touch()
+        carried: set[int] = set()
         for host in hosts:
             if fresh:  # OSDs a server's disks kept from an earlier lab cluster cannot join this one
                 self.zap(host)
-            self.create_osd(host)  # creates what is missing, starts what is stopped
+            carried |= self.create_osd(host)  # creates what is missing, starts what is stopped
+        names = {h.name for h in hosts}
+        if not fresh and any(o["host"] in names and i not in carried for i, o in self.ceph.osds().items()):
+            # OSDs the cluster placed on these servers that no disk of theirs carries (new disks, or a
+            # lab from before its servers had disks): their data is gone, so the cluster starts over
+            self.down()
+            return self.up(bridge, hosts)
         if hosts:  # without any OSD the PGs cannot become clean
             self.ceph.wait_clean(timeout=180, stable=2)
         return True
@@ -232,15 +240,16 @@ class CephLab:
         )
         self._on_host(host, script, "wiping the disks of an earlier cluster")
 
-    def create_osd(self, host: Device) -> None:
+    def create_osd(self, host: Device) -> set[int]:
         """One OSD per disk NetBox lists on `host`, the way the ceph_osd role makes them (the same
-        script, the same conf); starts the stopped ones."""
+        script, the same conf); starts the stopped ones. The ids of the OSDs on its disks."""
         conf = osd_host_conf(self.ceph.minimal_conf(), host, initial_weight=None)
         self._on_host(host, "mkdir -p /etc/ceph && cat > /etc/ceph/ceph.conf", "ceph.conf", conf)
         keyring = self.ceph.keyring("client.bootstrap-osd")
         write_key = "mkdir -p -m 0700 /var/lib/ceph/bootstrap-osd && umask 077 && cat > /var/lib/ceph/bootstrap-osd/ceph.keyring"
         self._on_host(host, write_key, "bootstrap-osd key", keyring)
-        self._on_host(host, f"python3 - {self._disks(host)}", "creating OSDs", OSD_SCRIPT.read_text())
+        out = self._on_host(host, f"python3 - {self._disks(host)}", "creating OSDs", OSD_SCRIPT.read_text())
+        return {int(i) for i in json.loads(out.strip().splitlines()[-1])["osds"].values()}
 
     def stop_osd(self, host: Device, osd_id: int) -> None:
         """Stops one OSD on its host, as a failing disk or a killed daemon would."""

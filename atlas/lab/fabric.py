@@ -6,7 +6,8 @@ overlays over /etc, /var, /root and /opt, so what a playbook changes on one serv
 server alone. Switches run FRR (zebra, ospfd, staticd) and an sshd whose every login lands in that
 switch's vtysh; servers run an sshd for Ansible and Debian's supervisord with its own configuration
 (/etc/supervisor in the server's overlay), which runs the services of the server's image; every node
-runs lldpd. Storage servers get a loop device per disk NetBox lists (atlas.lab.disks).
+runs lldpd. Storage servers get a loop device per disk NetBox lists (atlas.lab.disks, attached by
+`lab up`, which records their paths in NetBox; a node whose disks are gone is not healthy).
 
 Switches come up with management only: fabric ports are cabled and up, but carry no address and no
 routing until a flow configures them.
@@ -197,7 +198,6 @@ class Fabric:
             self._enter_node_namespaces(node)
         for node in nodes:
             self._start_daemons(node)
-        self.disks.attach(self.storage_disks(sites))
 
     def _cable(self, cable: Cable) -> None:
         a_ns, b_ns = self.cfg.netns(cable.a.device), self.cfg.netns(cable.b.device)
