@@ -20,8 +20,8 @@ test: bootstrap lint typecheck
 	$(VENV)/pytest --durations=15 tests/unit tests/integration tests/e2e
 
 lint: bootstrap
-	$(VENV)/ruff check atlas tests bench flows
-	$(VENV)/ruff format --check atlas tests bench flows
+	$(VENV)/ruff check atlas tests bench flows playbooks
+	$(VENV)/ruff format --check atlas tests bench flows playbooks
 
 typecheck: bootstrap
 	$(VENV)/mypy

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from atlas import bringup
 from atlas.locks import exclusive, rack_limit_name
 from atlas.model import Result
+from atlas.net.sessions import one_connection_per_device
 from atlas.secrets import Credential, Vault
 from flows.common import NAME_PATTERN, DryRun, Progress, SiteName, form, publish, run_name, sources
 
@@ -137,7 +138,7 @@ def rack_bringup(
     progress.finished("intent read from NetBox")
     preflight(scope)
     progress.finished("preflight passed")
-    with exclusive(rack_limit_name(site, rack)):
+    with exclusive(rack_limit_name(site, rack)), one_connection_per_device():
         creds = credentials(scope, vault)
         reachability(scope)
         progress.finished("every device answers SSH")

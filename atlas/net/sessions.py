@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import json
+import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -60,7 +62,40 @@ def show(cli: BaseConnection, command: str) -> str:
     return out
 
 
-def ssh_exec(device: Device, cred: Credential, command: str, timeout: float = 15.0) -> str:
+class _Connections:
+    """SSH connections kept open while any `one_connection_per_device` block is active, keyed by
+    address and credential. Shared across threads: a paramiko transport carries concurrent channels."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.users = 0
+        self.open: dict[tuple[str, Credential], paramiko.SSHClient] = {}
+        self.connecting: dict[tuple[str, Credential], threading.Lock] = {}
+
+
+_connections = _Connections()
+
+
+@contextmanager
+def one_connection_per_device() -> Iterator[None]:
+    """Within it, every command to a device goes over one SSH connection, opened at first use and
+    closed when the outermost block ends: a run's reads cost one handshake per device, not one each."""
+    with _connections.lock:
+        _connections.users += 1
+    try:
+        yield
+    finally:
+        with _connections.lock:
+            _connections.users -= 1
+            closing = list(_connections.open.values()) if _connections.users == 0 else []
+            if _connections.users == 0:
+                _connections.open.clear()
+                _connections.connecting.clear()
+        for client in closing:
+            client.close()
+
+
+def _connect(address: str, cred: Credential, timeout: float) -> paramiko.SSHClient:
     client = paramiko.SSHClient()
     # Lab and fresh racks have no known host keys yet; pinning keys from NetBox is a later hardening step.
     client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # noqa: S507
@@ -76,17 +111,61 @@ def ssh_exec(device: Device, cred: Credential, command: str, timeout: float = 15
         kwargs["pkey"] = paramiko.Ed25519Key.from_private_key(io.StringIO(cred.ssh_private_key))
     else:
         kwargs["password"] = cred.password
+    sock = socket.create_connection((address, 22), timeout=timeout)
+    # a command is a few small round trips; Nagle's wait on the peer's delayed ACK adds ~40 ms to each
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
-        client.connect(_address(device), **kwargs)
-        _, stdout, stderr = client.exec_command(command, timeout=timeout)
-        out: str = stdout.read().decode()
-        if stdout.channel.recv_exit_status() != 0:
-            raise DeviceUnreachable(f"{device.name}: {command!r} failed: {stderr.read().decode().strip()}")
-        return out
+        client.connect(address, sock=sock, **kwargs)
+    except BaseException:
+        client.close()
+        sock.close()
+        raise
+    return client
+
+
+def _usable(client: paramiko.SSHClient) -> bool:
+    transport = client.get_transport()
+    return transport is not None and transport.is_active()
+
+
+@contextmanager
+def _connection(address: str, cred: Credential, timeout: float) -> Iterator[paramiko.SSHClient]:
+    """The kept connection to `address` if one is open and alive, else a new one (kept if a
+    `one_connection_per_device` block is active, closed after use if not)."""
+    key = (address, cred)
+    with _connections.lock:
+        keeping = _connections.users > 0
+        connecting = _connections.connecting.setdefault(key, threading.Lock()) if keeping else None
+    if connecting is None:
+        client = _connect(address, cred, timeout)
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    with connecting:  # two threads asking for one device open one connection
+        kept = _connections.open.get(key)
+        if kept is None or not _usable(kept):
+            if kept is not None:
+                kept.close()
+            kept = _connect(address, cred, timeout)
+            with _connections.lock:
+                _connections.open[key] = kept
+    yield kept
+
+
+def ssh_exec(device: Device, cred: Credential, command: str, timeout: float = 15.0) -> str:
+    try:
+        with _connection(_address(device), cred, timeout) as client:
+            _, stdout, stderr = client.exec_command(command, timeout=timeout)
+            out: str = stdout.read().decode()
+            if stdout.channel.recv_exit_status() != 0:
+                raise DeviceUnreachable(
+                    f"{device.name}: {command!r} failed: {stderr.read().decode().strip()}"
+                )
+            return out
     except (OSError, paramiko.SSHException) as e:
         raise DeviceUnreachable(f"{device.name}: {type(e).__name__}: {e}") from None
-    finally:
-        client.close()
 
 
 def switch_show(device: Device, cred: Credential, command: str, timeout: float = 15.0) -> str:

@@ -11,7 +11,6 @@ id}}. Runs on the host with its own python3 and the standard library only.
 """
 
 import json
-import os
 import stat
 import subprocess
 import sys
