@@ -57,5 +57,25 @@ def connect(url: str, token: str, timeout: float = 60.0) -> pynetbox.api:
     return nb
 
 
+class NetBoxQueryError(RuntimeError):
+    """NetBox refused a GraphQL query: a NetBox whose schema is not the one Atlas was written for."""
+
+
+def graphql(nb: pynetbox.api, query: str, variables: Mapping[str, Any]) -> dict[str, Any]:
+    """One GraphQL query over the session pynetbox uses (same token, timeouts and tries)."""
+    scheme = "Bearer" if str(nb.token).startswith("nbt_") else "Token"  # NetBox 4.5's v2 tokens
+    response = nb.http_session.post(
+        nb.base_url.removesuffix("/api") + "/graphql/",
+        json={"query": query, "variables": dict(variables)},
+        headers={"Authorization": f"{scheme} {nb.token}", "Accept": "application/json"},
+    )
+    response.raise_for_status()
+    body = response.json()
+    if body.get("errors"):
+        raise NetBoxQueryError("NetBox refused a query: " + "; ".join(e["message"] for e in body["errors"]))
+    data: dict[str, Any] = body["data"]
+    return data
+
+
 def slugify(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in name.lower())

@@ -1,13 +1,11 @@
-"""Typed reads of a whole site or rack, in a bounded number of API calls.
-
-One list call per object kind for the whole site (paginated by NetBox at 1000 objects), never a call
-per device or interface: a 270-device site is read in about as many calls as a 10-device one.
+"""Typed reads of a whole site or of named devices, each in one GraphQL query (more only for lists
+longer than a page): never a call per device or interface, so a 270-device site is read in about as
+many calls as a 10-device one.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from ipaddress import IPv4Interface
 from typing import Any
 
@@ -26,27 +24,15 @@ from atlas.model import (
     Role,
     Site,
 )
+from atlas.sot.client import graphql
 from atlas.sot.schema import DISK_PATH_FIELD
 
-# Keeps query strings well below gunicorn's 4094-byte request line limit.
-_IDS_PER_QUERY = 150
-# Only the fields Atlas reads: NetBox serializes a full interface four times slower.
-_DEVICE_FIELDS = "id,name,site,rack,role,platform,status,device_type,custom_fields"
-_INTERFACE_FIELDS = "id,name,device,mgmt_only,type,description,enabled"
-_ADDRESS_FIELDS = "address,role,assigned_object_type,assigned_object_id"
-_CABLE_FIELDS = "status,a_terminations,b_terminations"
-_DISK_FIELDS = "name,device,role,custom_fields"
 DISK_ROLE = "disk"  # the NetBox inventory item role of data disks
 ANYCAST_ROLE = "anycast"  # the NetBox IP address role of service addresses several servers announce
 
 
 class NotInNetBox(LookupError):
     pass
-
-
-def _chunks[T](ids: list[T], size: int = _IDS_PER_QUERY) -> Iterator[list[T]]:
-    for i in range(0, len(ids), size):
-        yield ids[i : i + size]
 
 
 def _name(obj: Any) -> str | None:
@@ -81,117 +67,147 @@ def cables_from(records: Iterable[Any]) -> list[Cable]:
     return cables
 
 
-def _interface_kind(record: Any) -> InterfaceKind:
-    if record.mgmt_only:
+# One GraphQL query reads what a dozen list calls did: NetBox spends ~0.1 s of CPU building the
+# filters of every REST list call, whatever its size. Lists are read in pages of NetBox's default
+# MAX_PAGE_SIZE, in primary key order.
+_PAGE = 1000
+_DEVICE = """id name site { name } rack { name } role { slug } platform { slug } status
+  device_type { model } custom_field_data
+  interfaces { id name mgmt_only type description enabled ip_addresses { address role } }
+  inventoryitems { name role { slug } custom_field_data }"""
+_CABLE_END = "__typename ... on InterfaceType { name device { name } }"
+_SITE_LISTS = {
+    "site_list": ("{name: {exact: $name}}", "id description"),
+    "rack_list": ("{site: {name: {exact: $name}}}", "id name status"),
+    "device_list": ("{site: {name: {exact: $name}}}", _DEVICE),
+    # a cable with both ends in the site matches twice without DISTINCT
+    "cable_list": (
+        "{terminations: {site: {name: {exact: $name}}}, DISTINCT: true}",
+        f"id status a_terminations {{ {_CABLE_END} }} b_terminations {{ {_CABLE_END} }}",
+    ),
+    "prefix_list": ("{site: {name: {exact: $name}}}", "id prefix role { slug } description"),
+}
+
+
+def _query(lists: dict[str, tuple[str, str]], declarations: str, starts: dict[str, int]) -> str:
+    fields = "\n".join(
+        f"{name}(filters: {filters}, pagination: {{start: {starts[name]}, limit: {_PAGE}}}) {{ {selection} }}"
+        for name, (filters, selection) in lists.items()
+    )
+    return f"query({declarations}) {{\n{fields}\n}}"
+
+
+def _read_lists(
+    nb: pynetbox.api, lists: dict[str, tuple[str, str]], declarations: str, variables: dict[str, Any]
+) -> dict[str, list[dict[str, Any]]]:
+    """Every list whole: one query for all, then further pages of any list that filled one."""
+    found: dict[str, list[dict[str, Any]]] = {name: [] for name in lists}
+    starts = dict.fromkeys(lists, 0)
+    pending = dict(lists)
+    while pending:
+        page = graphql(nb, _query(pending, declarations, starts), variables)
+        for name in list(pending):
+            found[name] += page[name]
+            if len(page[name]) < _PAGE:
+                del pending[name]
+            else:
+                starts[name] = int(page[name][-1]["id"]) + 1
+    return found
+
+
+def _cables(records: list[dict[str, Any]]) -> list[Cable]:
+    cables = []
+    for c in records:
+        ends = (c["a_terminations"], c["b_terminations"])
+        # Atlas cables join one interface to one interface; others are not fabric
+        if all(len(e) == 1 and e[0]["__typename"] == "InterfaceType" for e in ends):
+            a, b = (Endpoint(device=e[0]["device"]["name"], interface=e[0]["name"]) for e in ends)
+            cables.append(Cable(a=a, b=b, status=c["status"]))
+    return cables
+
+
+def _interface_kind(record: dict[str, Any]) -> InterfaceKind:
+    if record["mgmt_only"]:
         return InterfaceKind.MGMT
-    if _value(record.type) == "virtual":
+    if record["type"] == "virtual":
         return InterfaceKind.LOOPBACK
     return InterfaceKind.PHYSICAL
 
 
-def _device_models(
-    nb: pynetbox.api, devices: list[Any], interfaces: list[Any], disks: list[Any]
-) -> list[Device]:
-    addresses: list[Any] = []
-    for ids in _chunks([d.id for d in devices]):
-        addresses += nb.ipam.ip_addresses.filter(device_id=ids, fields=_ADDRESS_FIELDS)
-    disks_by_device: dict[int, list[str]] = defaultdict(list)
-    disk_paths: dict[int, dict[str, str]] = defaultdict(dict)
-    for item in disks:  # filtered here: NetBox refuses a role filter naming a role it does not have yet
-        if _slug(item.role) == DISK_ROLE:
-            disks_by_device[item.device.id].append(str(item.name))
-            if path := (item.custom_fields or {}).get(DISK_PATH_FIELD):
-                disk_paths[item.device.id][str(item.name)] = str(path)
-    device_of_iface = {i.id: i.device.id for i in interfaces}
-    addrs_by_iface: dict[int, list[IPv4Interface]] = defaultdict(list)
-    anycast_by_device: dict[int, list[IPv4Interface]] = defaultdict(list)
-    for a in addresses:
-        if a.assigned_object_type == "dcim.interface" and a.assigned_object_id is not None:
-            if (
-                a.role is not None
-                and _value(a.role) == ANYCAST_ROLE
-                and a.assigned_object_id in device_of_iface
-            ):
-                anycast_by_device[device_of_iface[a.assigned_object_id]].append(IPv4Interface(a.address))
-            else:
-                addrs_by_iface[a.assigned_object_id].append(IPv4Interface(a.address))
-    ifaces_by_device: dict[int, list[Interface]] = defaultdict(list)
-    for i in sorted(interfaces, key=lambda i: i.id):
-        ifaces_by_device[i.device.id].append(
+def _device(record: dict[str, Any]) -> Device:
+    interfaces: list[Interface] = []
+    anycast: list[IPv4Interface] = []
+    for i in sorted(record["interfaces"], key=lambda i: int(i["id"])):
+        addresses: list[IPv4Interface] = []
+        for a in i["ip_addresses"]:
+            (anycast if a["role"] == ANYCAST_ROLE else addresses).append(IPv4Interface(a["address"]))
+        interfaces.append(
             Interface(
-                name=i.name,
+                name=i["name"],
                 kind=_interface_kind(i),
-                description=i.description or "",
-                enabled=bool(i.enabled),
-                addresses=tuple(addrs_by_iface.get(i.id, ())),
+                description=i["description"] or "",
+                enabled=bool(i["enabled"]),
+                addresses=tuple(addresses),
             )
         )
+    # filtered here: a role filter naming a role NetBox does not have yet is refused
+    disks = [item for item in record["inventoryitems"] if _slug(item["role"]) == DISK_ROLE]
 
-    def first_address(ifaces: list[Interface], kind: InterfaceKind) -> IPv4Interface | None:
-        return next((a for i in ifaces if i.kind == kind for a in i.addresses), None)
+    def first_address(kind: InterfaceKind) -> IPv4Interface | None:
+        return next((a for i in interfaces if i.kind == kind for a in i.addresses), None)
 
-    models = []
-    for d in devices:
-        ifaces = ifaces_by_device.get(d.id, [])
-        models.append(
-            Device(
-                name=d.name,
-                site=str(_name(d.site)),
-                rack=_name(d.rack),
-                role=Role(_slug(d.role) or ""),
-                platform=_slug(d.platform),
-                status=DeviceStatus(_value(d.status)),
-                device_type=str(d.device_type.model),
-                mgmt_address=first_address(ifaces, InterfaceKind.MGMT),
-                loopback=first_address(ifaces, InterfaceKind.LOOPBACK),
-                anycast=tuple(sorted(anycast_by_device.get(d.id, []))),
-                interfaces=tuple(ifaces),
-                disks=tuple(sorted(disks_by_device.get(d.id, []))),
-                disk_paths=disk_paths.get(d.id, {}),
-                custom_fields=dict(d.custom_fields or {}),
-                netbox_id=d.id,
-            )
-        )
-    return sorted(models, key=lambda d: d.name)
+    return Device(
+        name=record["name"],
+        site=record["site"]["name"],
+        rack=_name(record["rack"]),
+        role=Role(_slug(record["role"]) or ""),
+        platform=_slug(record["platform"]),
+        status=DeviceStatus(record["status"]),
+        device_type=record["device_type"]["model"],
+        mgmt_address=first_address(InterfaceKind.MGMT),
+        loopback=first_address(InterfaceKind.LOOPBACK),
+        anycast=tuple(sorted(anycast)),
+        interfaces=tuple(interfaces),
+        disks=tuple(sorted(str(item["name"]) for item in disks)),
+        disk_paths={
+            str(item["name"]): str(path)
+            for item in disks
+            if (path := (item["custom_field_data"] or {}).get(DISK_PATH_FIELD))
+        },
+        custom_fields=dict(record["custom_field_data"] or {}),
+        netbox_id=int(record["id"]),
+    )
 
 
 def read_site(nb: pynetbox.api, name: str) -> Site:
-    site = nb.dcim.sites.get(name=name)
-    if site is None:
+    found = _read_lists(nb, _SITE_LISTS, "$name: String!", {"name": name})
+    site = found["site_list"]
+    if not site:
         raise NotInNetBox(f"site {name!r} is not in NetBox")
-    racks = list(nb.dcim.racks.filter(site_id=site.id))
-    devices = list(nb.dcim.devices.filter(site_id=site.id, fields=_DEVICE_FIELDS))
-    interfaces = list(nb.dcim.interfaces.filter(site_id=site.id, fields=_INTERFACE_FIELDS))
-    cables = list(nb.dcim.cables.filter(site_id=site.id, fields=_CABLE_FIELDS))
-    prefixes = list(nb.ipam.prefixes.filter(site_id=site.id))
-    disks = list(nb.dcim.inventory_items.filter(site_id=site.id, fields=_DISK_FIELDS))
     return Site(
         name=name,
-        description=site.description or "",
+        description=site[0]["description"] or "",
         racks=tuple(
-            Rack(name=r.name, site=name, status=RackStatus(_value(r.status)), netbox_id=r.id) for r in racks
+            Rack(name=r["name"], site=name, status=RackStatus(r["status"]), netbox_id=int(r["id"]))
+            for r in found["rack_list"]
         ),
-        devices=tuple(_device_models(nb, devices, interfaces, disks)),
-        cables=tuple(cables_from(cables)),
+        devices=tuple(sorted((_device(d) for d in found["device_list"]), key=lambda d: d.name)),
+        cables=tuple(_cables(found["cable_list"])),
         prefixes=tuple(
-            Prefix(prefix=p.prefix, role=_slug(p.role) or "", site=name, description=p.description or "")
-            for p in prefixes
+            Prefix(
+                prefix=p["prefix"], role=_slug(p["role"]) or "", site=name, description=p["description"] or ""
+            )
+            for p in found["prefix_list"]
         ),
-        netbox_id=site.id,
+        netbox_id=int(site[0]["id"]),
     )
 
 
 def read_devices(nb: pynetbox.api, names: list[str]) -> list[Device]:
     """Named devices of any site (the far ends of a rack's cables) without reading their sites."""
-    devices: list[Any] = []
-    for chunk in _chunks(sorted(names)):
-        devices += nb.dcim.devices.filter(name=chunk, fields=_DEVICE_FIELDS)
-    interfaces: list[Any] = []
-    disks: list[Any] = []
-    for ids in _chunks([d.id for d in devices]):
-        interfaces += nb.dcim.interfaces.filter(device_id=ids, fields=_INTERFACE_FIELDS)
-        disks += nb.dcim.inventory_items.filter(device_id=ids, fields=_DISK_FIELDS)
-    return _device_models(nb, devices, interfaces, disks)
+    lists = {"device_list": ("{name: {in_list: $names}}", _DEVICE)}
+    found = _read_lists(nb, lists, "$names: [String!]", {"names": sorted(names)})
+    return sorted((_device(d) for d in found["device_list"]), key=lambda d: d.name)
 
 
 def site_names(nb: pynetbox.api) -> list[str]:

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
+READS_BY_POST = "/graphql/"  # NetBox's GraphQL API only queries
 
 
 class NetBoxProxy:
@@ -33,7 +34,7 @@ class NetBoxProxy:
                     proxy.released.wait(timeout=300)
                     self.close_connection = True
                     return
-                if proxy.failing_writes and self.command in WRITES:
+                if proxy.failing_writes and self.command in WRITES and self.path != READS_BY_POST:
                     proxy.refused.append(f"{self.command} {self.path}")
                     self.send_error(503, "Service Unavailable")
                     return

@@ -91,7 +91,7 @@ def test_a_hung_netbox_fails_the_run_within_the_timeout_before_anything_and_a_re
         patched.setenv("NETBOX_TOKEN", lab.secrets.netbox_token)
         patched.setenv("NETBOX_TIMEOUT", "2")
         proxy.hanging = True
-        with pytest.raises(NetBoxUnreachable, match=rf"NetBox at {proxy.url} did not answer GET /api/"):
+        with pytest.raises(NetBoxUnreachable, match=rf"NetBox at {proxy.url} did not answer POST /graphql/"):
             rack_bringup(site="fra1", rack="fra1-r01", dry_run=False)
         assert proxy.refused, "the run never asked NetBox"
     assert leaf_configs(lab, "fra1-r01") == before
