@@ -37,7 +37,7 @@ from atlas.parallel import each_device
 from atlas.safety import name_problem, text_problem
 from atlas.secrets import Credential, Vault
 from atlas.sot.read import NotInNetBox
-from atlas.sot.write import add_journal_entry, set_device_status
+from atlas.sot.write import add_journal_entries, set_statuses
 
 Log = Callable[[str], None]
 
@@ -274,32 +274,38 @@ def verify_server_paths(scope: RackScope, creds: dict[str, Credential]) -> list[
 
 # --- NetBox -------------------------------------------------------------------------------------
 def record_in_netbox(nb: pynetbox.api, scope: RackScope, results: list[Result], run: str) -> list[Change]:
-    changes = []
+    """A few calls whatever the rack's size: statuses in one update, journal entries in one read and
+    one write, the rack last (it is active only once every device is)."""
     by_device: dict[str, list[Result]] = {}
     for r in results:
         by_device.setdefault(r.target, []).append(r)
+    # the scope was read at the start of this run: an already active device costs no API call
+    statuses = set_statuses(nb, list(scope.members), DeviceStatus.ACTIVE)
+    activated = {c.target: c.before for c in statuses}
+    entries = []
     for d in scope.touched:
-        done = by_device.get(d.name, [])
         lines = [
-            f"- {r.step}: {r.detail}" + "".join(f"\n  - `{x}`" for x in r.diff) for r in done if r.changed
+            f"- {r.step}: {r.detail}" + "".join(f"\n  - `{x}`" for x in r.diff)
+            for r in by_device.get(d.name, [])
+            if r.changed
         ]
-        # the scope was read at the start of this run: an already active device costs no API call
-        needs_status = d in scope.members and d.status != DeviceStatus.ACTIVE
-        status = set_device_status(nb, d.name, DeviceStatus.ACTIVE) if needs_status else None
-        if status is not None and status.changed:
-            changes.append(status)
-            lines.append(f"- status: {status.before} → active")
+        if d.name in activated:
+            lines.append(f"- status: {activated[d.name]} → active")
         if lines:
-            changes.append(add_journal_entry(nb, d.name, f"rack-bringup {run}:\n" + "\n".join(lines)))
-    if all(r.status == RackStatus.ACTIVE for r in scope.site.racks if r.name == scope.rack):
-        return changes
-    rack = nb.dcim.racks.get(name=scope.rack, site_id=scope.site.netbox_id)
-    if rack is not None and rack.status.value != "active":
-        rack.status = "active"
-        rack.save()
-        changes.append(
-            Change(target=scope.rack, what="rack status", before="planned", after="active", changed=True)
-        )
+            entries.append((d, f"rack-bringup {run}:\n" + "\n".join(lines)))
+    changes = statuses + [c for c in add_journal_entries(nb, entries) if c.changed]
+    for rack in scope.site.racks:
+        if rack.name == scope.rack and rack.status != RackStatus.ACTIVE:
+            nb.dcim.racks.update([{"id": rack.netbox_id, "status": RackStatus.ACTIVE.value}])
+            changes.append(
+                Change(
+                    target=rack.name,
+                    what="rack status",
+                    before=rack.status.value,
+                    after="active",
+                    changed=True,
+                )
+            )
     return changes
 
 

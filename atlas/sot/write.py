@@ -10,7 +10,7 @@ from typing import Any
 
 import pynetbox
 
-from atlas.model import Change, DeviceStatus
+from atlas.model import Change, Device, DeviceStatus
 from atlas.sot.schema import DISK_PATH_FIELD
 
 
@@ -34,6 +34,24 @@ def set_device_status(nb: pynetbox.api, device: str, status: DeviceStatus, dry_r
         record.status = status.value
         record.save()
     return Change(target=device, what="status", before=before, after=status.value, changed=True)
+
+
+def set_statuses(nb: pynetbox.api, devices: list[Device], status: DeviceStatus) -> list[Change]:
+    """Devices as the run read them: those not yet at `status` change in one bulk update, which
+    NetBox applies whole or not at all."""
+    changing = [d for d in devices if d.status != status]
+    if changing:
+        nb.dcim.devices.update([{"id": _netbox_id(d), "status": status.value} for d in changing])
+    return [
+        Change(target=d.name, what="status", before=d.status.value, after=status.value, changed=True)
+        for d in changing
+    ]
+
+
+def _netbox_id(device: Device) -> int:
+    if device.netbox_id is None:
+        raise NetBoxWriteError(f"device {device.name!r} was not read from NetBox")
+    return device.netbox_id
 
 
 def set_custom_fields(nb: pynetbox.api, device: str, values: dict[str, Any], dry_run: bool = False) -> Change:
@@ -73,12 +91,16 @@ def add_object_journal_entry(
     return _journal(nb, object_type, record, name, comments, kind, False)
 
 
-def _journal(
-    nb: pynetbox.api, object_type: str, record: Any, name: str, comments: str, kind: str, dry_run: bool
-) -> Change:
+def _refuse_control_characters(comments: str) -> None:
     # Journal entries are markdown and may span lines; other control characters are refused.
     if any(ord(c) < 32 and c not in "\n\t" for c in comments):
         raise NetBoxWriteError("journal entry contains control characters")
+
+
+def _journal(
+    nb: pynetbox.api, object_type: str, record: Any, name: str, comments: str, kind: str, dry_run: bool
+) -> Change:
+    _refuse_control_characters(comments)
     existing = nb.extras.journal_entries.filter(
         assigned_object_type=object_type, assigned_object_id=record.id
     )
@@ -89,6 +111,41 @@ def _journal(
             assigned_object_type=object_type, assigned_object_id=record.id, kind=kind, comments=comments
         )
     return Change(target=name, what="journal", before=None, after=comments, changed=True)
+
+
+def add_journal_entries(
+    nb: pynetbox.api, entries: list[tuple[Device, str]], kind: str = "info"
+) -> list[Change]:
+    """Entries on several devices in one read and one write; like `add_journal_entry`, a message a
+    device already has is not added again."""
+    if not entries:
+        return []
+    for _, comments in entries:
+        _refuse_control_characters(comments)
+    ids = sorted({_netbox_id(d) for d, _ in entries})
+    existing = {
+        (e.assigned_object_id, e.comments)
+        for e in nb.extras.journal_entries.filter(
+            assigned_object_type="dcim.device", assigned_object_id=ids, fields="assigned_object_id,comments"
+        )
+    }
+    new = [(d, comments) for d, comments in entries if (d.netbox_id, comments) not in existing]
+    if new:
+        nb.extras.journal_entries.create(
+            [
+                {
+                    "assigned_object_type": "dcim.device",
+                    "assigned_object_id": d.netbox_id,
+                    "kind": kind,
+                    "comments": comments,
+                }
+                for d, comments in new
+            ]
+        )
+    return [
+        Change(target=d.name, what="journal", before=None, after=comments, changed=(d, comments) in new)
+        for d, comments in entries
+    ]
 
 
 def set_disk_paths(nb: pynetbox.api, paths: dict[str, dict[str, str]]) -> int:

@@ -18,7 +18,14 @@ from atlas.model import Device, DeviceStatus, Site
 from atlas.sot.loader import ImportConflict, import_topology
 from atlas.sot.read import read_site
 from atlas.sot.schema import CUSTOM_FIELDS, ensure_custom_fields
-from atlas.sot.write import NetBoxWriteError, add_journal_entry, set_custom_fields, set_device_status
+from atlas.sot.write import (
+    NetBoxWriteError,
+    add_journal_entries,
+    add_journal_entry,
+    set_custom_fields,
+    set_device_status,
+    set_statuses,
+)
 from atlas.topology import Topology, load_topology
 
 
@@ -153,3 +160,28 @@ def test_device_writes_are_idempotent(nb: pynetbox.api) -> None:
     finally:
         set_device_status(nb, device, DeviceStatus.PLANNED)
         set_custom_fields(nb, device, {"image_version": None})
+
+
+def test_a_racks_statuses_and_journal_entries_are_written_in_bulk_once(nb: pynetbox.api) -> None:
+    devices = [d for d in read_site(nb, "fra1").devices if d.rack == "fra1-r02" and d.role.is_server]
+    assert devices and {d.status for d in devices} == {DeviceStatus.PLANNED}
+    notes = [(d, f"bulk test {uuid.uuid4()}: {d.name}") for d in devices]
+    try:
+        changed = set_statuses(nb, devices, DeviceStatus.STAGED)
+        assert [(c.target, c.before, c.after) for c in changed] == [
+            (d.name, "planned", "staged") for d in devices
+        ]
+        assert {nb.dcim.devices.get(name=d.name).status.value for d in devices} == {"staged"}
+        assert set_statuses(nb, devices[:0], DeviceStatus.STAGED) == []
+        assert [c.changed for c in add_journal_entries(nb, notes)] == [True] * len(devices)
+        assert [c.changed for c in add_journal_entries(nb, notes)] == [False] * len(devices)
+        for d, note in notes:
+            entries = nb.extras.journal_entries.filter(
+                assigned_object_type="dcim.device", assigned_object_id=d.netbox_id
+            )
+            assert [e.comments for e in entries].count(note) == 1
+        with pytest.raises(NetBoxWriteError, match="control characters"):
+            add_journal_entries(nb, [(devices[0], "line\x1b[2J")])
+    finally:
+        for d in devices:
+            set_device_status(nb, d.name, DeviceStatus.PLANNED)
