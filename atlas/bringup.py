@@ -16,6 +16,7 @@ import pynetbox
 
 from atlas.fabric import read_view
 from atlas.hosts import baseline
+from atlas.hosts.facts import FACTS_COMMAND, baseline_drift
 from atlas.model import (
     Cable,
     Change,
@@ -28,11 +29,11 @@ from atlas.model import (
     Role,
     Site,
 )
-from atlas.net.lldp import CablingProblem, check_cabling
+from atlas.net.lldp import CablingProblem, Neighbours, check_cabling
 from atlas.net.render import RenderError, intent_problems, render, switch_intent
-from atlas.net.sessions import DeviceUnreachable, lldp_neighbours, ssh_exec
+from atlas.net.sessions import DeviceUnreachable, lldp_neighbours, ssh_exec, switch_show
 from atlas.net.switch import apply_config
-from atlas.net.verify import read_routing, routing_problems
+from atlas.net.verify import ROUTING_COMMANDS, RoutingState, parse_routing, read_routing, routing_problems
 from atlas.parallel import each_device
 from atlas.safety import name_problem, text_problem
 from atlas.secrets import Credential, Vault
@@ -169,34 +170,72 @@ def wait_reachable(devices: tuple[Device, ...], timeout: float = 30.0, port: int
     ]
 
 
+# --- device state, read once ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class DeviceState:
+    """A device as the run finds it, read once over its one SSH connection: later steps decide on
+    it instead of asking the device again (pyinfra's facts)."""
+
+    neighbours: Neighbours  # what LLDP sees; spines are not checked and have none here
+    running_config: str | None = None  # switches
+    routing: RoutingState | None = None  # switches
+    host_facts: str | None = None  # servers: FACTS_COMMAND's output
+
+
+def read_state(scope: RackScope, creds: dict[str, Credential]) -> tuple[dict[str, DeviceState], list[str]]:
+    """Every touched device's state, or why a device's could not be read."""
+
+    def one(d: Device) -> DeviceState | DeviceUnreachable:
+        cred = creds[d.role.value]
+        try:
+            neighbours = lldp_neighbours(d, cred) if d.role != Role.SPINE else {}
+            if d.role.is_server:
+                return DeviceState(neighbours=neighbours, host_facts=ssh_exec(d, cred, FACTS_COMMAND))
+            # one vtysh for all of a switch's state
+            routing, running = parse_routing(switch_show(d, cred, *ROUTING_COMMANDS, "show running-config"))
+            return DeviceState(neighbours=neighbours, running_config=running, routing=routing)
+        except DeviceUnreachable as e:
+            return e
+
+    found = dict(zip((d.name for d in scope.touched), each_device(one, scope.touched), strict=True))
+    states = {name: s for name, s in found.items() if isinstance(s, DeviceState)}
+    return states, [str(s) for s in found.values() if isinstance(s, DeviceUnreachable)]
+
+
 # --- cabling ------------------------------------------------------------------------------------
-def check_rack_cabling(scope: RackScope, creds: dict[str, Credential], wait: float = 12.0) -> list[str]:
+def check_rack_cabling(
+    scope: RackScope, creds: dict[str, Credential], states: dict[str, DeviceState], wait: float = 12.0
+) -> list[str]:
     """LLDP of the rack's leaves and servers against NetBox. LLDP advertises every 5 s, so a port
     that shows nothing yet is asked again for a little while before it counts as missing."""
     devices = (*scope.leaves, *scope.servers)
     cables = [c for d in devices for c in scope.site.cables_of(d.name)]
+    seen = [states[d.name].neighbours for d in devices]
     deadline = time.monotonic() + wait
     while True:
-        try:
-            seen = each_device(lambda d: lldp_neighbours(d, creds[d.role.value]), devices)
-        except DeviceUnreachable as e:
-            return [str(e)]
         problems: list[CablingProblem] = check_cabling(
             cables, dict(zip((d.name for d in devices), seen, strict=True))
         )
         if not problems or any(p.kind != "missing" for p in problems) or time.monotonic() > deadline:
             return [str(p) for p in problems]
         time.sleep(2)
+        try:
+            seen = each_device(lambda d: lldp_neighbours(d, creds[d.role.value]), devices)
+        except DeviceUnreachable as e:
+            return [str(e)]
 
 
 # --- switches -----------------------------------------------------------------------------------
-def configure_switches(scope: RackScope, creds: dict[str, Credential], dry_run: bool) -> list[Result]:
+def configure_switches(
+    scope: RackScope, creds: dict[str, Credential], states: dict[str, DeviceState], dry_run: bool
+) -> list[Result]:
     def one(d: Device) -> Result:
         try:
             intended = render(switch_intent(scope.site, d, scope.devices))
         except RenderError as e:
             return Result.failure(d.name, "switch-config", str(e))
-        return apply_config(d, creds[d.role.value], intended, dry_run=dry_run)
+        running = states[d.name].running_config
+        return apply_config(d, creds[d.role.value], intended, dry_run=dry_run, running=running)
 
     return each_device(one, scope.switches)
 
@@ -215,8 +254,16 @@ def expected_routes(scope: RackScope) -> list[IPv4Network]:
     )
 
 
-def verify_routing(scope: RackScope, creds: dict[str, Credential], timeout: float = 60.0) -> list[str]:
-    """Every fabric link of the rack Full, every expected loopback in every leaf's table."""
+def verify_routing(
+    scope: RackScope,
+    creds: dict[str, Credential],
+    states: dict[str, DeviceState],
+    switches_changed: bool,
+    timeout: float = 60.0,
+) -> list[str]:
+    """Every fabric link of the rack Full, every expected loopback in every leaf's table. A run that
+    changed no switch checks the routing it read at its start first; OSPF converging after a change
+    is read again each second until the timeout."""
     loopbacks = expected_routes(scope)
 
     def fabric_ports(d: Device) -> list[str]:
@@ -228,25 +275,47 @@ def verify_routing(scope: RackScope, creds: dict[str, Credential], timeout: floa
                 ports.append(mine.interface)
         return ports
 
+    read_at_start = [r for d in scope.switches if (r := states[d.name].routing) is not None]
+    fresh = not switches_changed and len(read_at_start) == len(scope.switches)
+    routing: list[RoutingState] | None = read_at_start if fresh else None
     deadline = time.monotonic() + timeout
     while True:
-        try:
-            states = each_device(lambda d: read_routing(d, creds[d.role.value]), scope.switches)
-        except DeviceUnreachable as e:
-            return [str(e)]
+        if routing is None:
+            try:
+                routing = each_device(lambda d: read_routing(d, creds[d.role.value]), scope.switches)
+            except DeviceUnreachable as e:
+                return [str(e)]
         problems = []
-        for d, state in zip(scope.switches, states, strict=True):
+        for d, state in zip(scope.switches, routing, strict=True):
             wanted = loopbacks if d in scope.leaves else []
             problems += routing_problems(d, state, fabric_ports(d), wanted)
         if not problems or time.monotonic() > deadline:
             return problems
+        routing = None
         time.sleep(1)
 
 
 # --- hosts --------------------------------------------------------------------------------------
-def configure_hosts(scope: RackScope, creds: dict[str, Credential], dry_run: bool, log: Log) -> list[Result]:
+def configure_hosts(
+    scope: RackScope,
+    creds: dict[str, Credential],
+    states: dict[str, DeviceState],
+    dry_run: bool,
+    log: Log,
+    switches_changed: bool,
+) -> list[Result]:
     hosts = baseline.inventory(scope.site, scope.devices, scope.servers)
-    return baseline.converge(hosts, scope.devices, lambda d: creds[d.role.value], dry_run, log)
+
+    def cred_of(d: Device) -> Credential:
+        return creds[d.role.value]
+
+    # a host's OSPF adjacencies follow its leaves: after the run changed a switch, hosts are read again
+    drift: dict[str, list[str] | DeviceUnreachable] = (
+        baseline.read_drift(hosts, scope.devices, cred_of)
+        if switches_changed
+        else {h.name: baseline_drift(h.variables, states[h.name].host_facts or "") for h in hosts}
+    )
+    return baseline.converge(hosts, scope.devices, cred_of, drift, dry_run, log)
 
 
 def verify_server_paths(scope: RackScope, creds: dict[str, Credential]) -> list[str]:

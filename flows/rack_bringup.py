@@ -1,9 +1,10 @@
 """rack-bringup: a planned rack in NetBox becomes a working, active rack.
 
 Runbook: read the rack from NetBox -> preflight (nothing touched on any problem) -> credentials ->
-reachability -> cabling (LLDP vs NetBox; a mismatch stops before any config) -> switch config (diff,
-push only the difference) -> verify OSPF and routes -> host baseline (Ansible) -> verify a server
-reaches another rack -> NetBox: planned -> active, journal -> report.
+reachability -> every device's state, read once -> cabling (LLDP vs NetBox; a mismatch stops before
+any config) -> switch config (diff, push only the difference) -> verify OSPF and routes -> host
+baseline (Ansible) -> verify a server reaches another rack -> NetBox: planned -> active, journal ->
+report.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pynetbox
 import requests
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import opaque
 from pydantic import BaseModel, Field
 
 from atlas import bringup
@@ -38,7 +40,9 @@ class BringupReport(BaseModel):
     netbox_changes: list[str] = []
 
 
-BRINGUP_STEPS = 8  # the progress bar's steps, up to NetBox
+# The progress bar's milestones, up to NetBox: each update is an API call (~40 ms), so quick steps
+# share one; the run's task list shows every step as it runs.
+BRINGUP_STEPS = 4
 
 
 @task(name="read intent from NetBox", cache_policy=NO_CACHE)
@@ -67,9 +71,19 @@ def reachability(scope: bringup.RackScope) -> None:
         raise BringupFailed("unreachable before any change:\n" + "\n".join(problems))
 
 
+@task(name="read device state", cache_policy=NO_CACHE)
+def device_state(scope: bringup.RackScope, creds: dict[str, Credential]) -> dict[str, bringup.DeviceState]:
+    states, problems = bringup.read_state(scope, creds)
+    if problems:
+        raise BringupFailed("could not read before any change:\n" + "\n".join(problems))
+    return states
+
+
 @task(name="cabling (LLDP against NetBox)", cache_policy=NO_CACHE)
-def cabling(scope: bringup.RackScope, creds: dict[str, Credential]) -> None:
-    problems = bringup.check_rack_cabling(scope, creds)
+def cabling(
+    scope: bringup.RackScope, creds: dict[str, Credential], states: dict[str, bringup.DeviceState]
+) -> None:
+    problems = bringup.check_rack_cabling(scope, creds, states)
     if problems:
         raise BringupFailed(
             "cabling differs from NetBox; no configuration was pushed:\n" + "\n".join(problems)
@@ -77,24 +91,40 @@ def cabling(scope: bringup.RackScope, creds: dict[str, Credential]) -> None:
 
 
 @task(name="switch configuration", cache_policy=NO_CACHE)
-def switches(scope: bringup.RackScope, creds: dict[str, Credential], dry_run: bool) -> list[Result]:
-    results = bringup.configure_switches(scope, creds, dry_run)
+def switches(
+    scope: bringup.RackScope,
+    creds: dict[str, Credential],
+    states: dict[str, bringup.DeviceState],
+    dry_run: bool,
+) -> list[Result]:
+    results = bringup.configure_switches(scope, creds, states, dry_run)
     for r in results:
         get_run_logger().info("%s: %s", r.target, r.detail)
     return results
 
 
 @task(name="verify OSPF and routes", cache_policy=NO_CACHE)
-def verify_routing(scope: bringup.RackScope, creds: dict[str, Credential]) -> None:
-    problems = bringup.verify_routing(scope, creds)
+def verify_routing(
+    scope: bringup.RackScope,
+    creds: dict[str, Credential],
+    states: dict[str, bringup.DeviceState],
+    switches_changed: bool,
+) -> None:
+    problems = bringup.verify_routing(scope, creds, states, switches_changed)
     if problems:
         raise BringupFailed("routing did not converge:\n" + "\n".join(problems))
 
 
 @task(name="host baseline (Ansible)", cache_policy=NO_CACHE)
-def hosts(scope: bringup.RackScope, creds: dict[str, Credential], dry_run: bool) -> list[Result]:
+def hosts(
+    scope: bringup.RackScope,
+    creds: dict[str, Credential],
+    states: dict[str, bringup.DeviceState],
+    dry_run: bool,
+    switches_changed: bool,
+) -> list[Result]:
     log = get_run_logger()
-    return bringup.configure_hosts(scope, creds, dry_run, log=log.info)
+    return bringup.configure_hosts(scope, creds, states, dry_run, log.info, switches_changed)
 
 
 @task(name="verify server to server over the fabric", cache_policy=NO_CACHE)
@@ -135,28 +165,29 @@ def rack_bringup(
     log = get_run_logger()
     progress = Progress(f"rack-bringup {site}/{rack}", total=BRINGUP_STEPS)
     nb, scope, vault = read_intent(site, rack)
-    progress.finished("intent read from NetBox")
-    preflight(scope)
-    progress.finished("preflight passed")
+    # the scope holds the whole site's models: Prefect need not search them for futures at every task
+    rack_scope = opaque(scope)
+    preflight(rack_scope)
+    progress.finished("NetBox data read, preflight passed")
     with exclusive(rack_limit_name(site, rack)), one_connection_per_device():
-        creds = credentials(scope, vault)
-        reachability(scope)
-        progress.finished("every device answers SSH")
-        cabling(scope, creds)
-        progress.finished("cabling matches NetBox")
-        results = switches(scope, creds, dry_run)
-        progress.finished("switch configuration")
-        if not dry_run and not any(r.failed for r in results):
-            verify_routing(scope, creds)
-            progress.finished("OSPF Full, routes present")
+        creds = credentials(rack_scope, vault)
+        reachability(rack_scope)
+        states = device_state(rack_scope, creds)
+        cabling(rack_scope, creds, states)
+        progress.finished("every device read, cabling matches NetBox")
+        results = switches(rack_scope, creds, states, dry_run)
+        switches_changed = not dry_run and any(r.changed for r in results)
+        routing_checked = not dry_run and not any(r.failed for r in results)
+        if routing_checked:
+            verify_routing(rack_scope, creds, states, switches_changed)
+        progress.finished("switch configuration" + (", OSPF Full, routes present" if routing_checked else ""))
         if not any(r.failed for r in results):
-            results += hosts(scope, creds, dry_run)
+            results += hosts(rack_scope, creds, states, dry_run, switches_changed)
             progress.finished("host baseline")
         if not dry_run and not any(r.failed for r in results):
-            results += verify_paths(scope, creds)
-            progress.finished("server to server over the fabric")
+            results += verify_paths(rack_scope, creds)
         failed = [r for r in results if r.failed]
-        netbox = [] if dry_run or failed else record(nb, scope, results)
+        netbox = [] if dry_run or failed else record(nb, rack_scope, results)
     progress.end(f"{len(failed)} failed" if failed else "dry run done" if dry_run else "done")
     rows = bringup.report_rows(scope, results)
     report = BringupReport(

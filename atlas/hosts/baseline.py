@@ -106,10 +106,15 @@ def run(
 
 
 def converge(
-    hosts: list[Host], devices: dict[str, Device], cred_of: CredentialOf, dry_run: bool, log: Log
+    hosts: list[Host],
+    devices: dict[str, Device],
+    cred_of: CredentialOf,
+    drift: dict[str, list[str] | DeviceUnreachable],
+    dry_run: bool,
+    log: Log,
 ) -> list[Result]:
-    """The playbook runs only on hosts whose state differs; the others are reported as they are."""
-    drift = read_drift(hosts, devices, cred_of)
+    """The playbook runs only on hosts whose state differs (`drift`, just read); the others are
+    reported as they are."""
     for name, found in drift.items():
         if isinstance(found, DeviceUnreachable):  # the playbook says what is wrong, or fixes it
             log(f"{name}: state not readable ({found}); running the playbook")

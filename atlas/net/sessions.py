@@ -168,12 +168,13 @@ def ssh_exec(device: Device, cred: Credential, command: str, timeout: float = 15
         raise DeviceUnreachable(f"{device.name}: {type(e).__name__}: {e}") from None
 
 
-def switch_show(device: Device, cred: Credential, command: str, timeout: float = 15.0) -> str:
-    """One show command over an exec channel: no interactive session, no prompt detection, so reads
-    (sweeps, verification) cost one SSH handshake. Atlas's commands are constants without quotes."""
-    if "'" in command or not command.startswith("show "):
-        raise ValueError(f"not a plain show command: {command!r}")
-    return ssh_exec(device, cred, f"vtysh -c '{command}'", timeout=timeout)
+def switch_show(device: Device, cred: Credential, *commands: str, timeout: float = 15.0) -> str:
+    """Show commands over an exec channel, their outputs one after another: no interactive session,
+    no prompt detection, one vtysh. Atlas's commands are constants without quotes."""
+    for command in commands:
+        if "'" in command or not command.startswith("show "):
+            raise ValueError(f"not a plain show command: {command!r}")
+    return ssh_exec(device, cred, "vtysh " + " ".join(f"-c '{c}'" for c in commands), timeout=timeout)
 
 
 def lldp_neighbours(device: Device, cred: Credential) -> Neighbours:

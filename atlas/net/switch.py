@@ -23,24 +23,28 @@ def missing_daemons(intended: str, show_daemons: str) -> list[str]:
     return sorted(needed - set(show_daemons.split()))
 
 
-def apply_config(device: Device, cred: Credential, intended: str, dry_run: bool = False) -> Result:
+def apply_config(
+    device: Device, cred: Credential, intended: str, dry_run: bool = False, running: str | None = None
+) -> Result:
+    """`running`: the running configuration if the caller has just read it."""
     try:
         # reading costs one exec channel; the interactive CLI session is opened only to change
-        before = diff(switch_show(device, cred, "show running-config"), intended)
+        current = switch_show(device, cred, "show running-config") if running is None else running
     except DeviceUnreachable as e:
         return Result.failure(device.name, STEP, str(e))
+    before = diff(current, intended)
     if before.empty:
         return Result(target=device.name, step=STEP, detail="already as intended")
     try:
-        running = switch_show(device, cred, "show daemons")
+        daemons = switch_show(device, cred, "show daemons")
     except DeviceUnreachable as e:
         return Result.failure(device.name, STEP, str(e))
-    missing = missing_daemons(intended, running)
+    missing = missing_daemons(intended, daemons)
     if missing:
         return Result.failure(
             device.name,
             STEP,
-            f"FRR's {', '.join(missing)} not running (running: {running.strip() or 'none'}); nothing "
+            f"FRR's {', '.join(missing)} not running (running: {daemons.strip() or 'none'}); nothing "
             "pushed: restart FRR on the switch, then re-run",
         )
 

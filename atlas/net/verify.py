@@ -46,10 +46,21 @@ def route_table(routes: dict[str, Any]) -> dict[IPv4Network, frozenset[str]]:
     return table
 
 
+ROUTING_COMMANDS = ("show ip ospf neighbor json", "show ip route json")
+
+
+def parse_routing(output: str) -> tuple[RoutingState, str]:
+    """ROUTING_COMMANDS' two JSON documents at the start of `output`, and whatever follows them."""
+    decoder = json.JSONDecoder()
+    neighbours, end = decoder.raw_decode(output.lstrip())
+    rest = output.lstrip()[end:].lstrip()
+    routes, end = decoder.raw_decode(rest)
+    state = RoutingState(full_neighbours_on=full_interfaces(neighbours), routes=route_table(routes))
+    return state, rest[end:].lstrip("\n")
+
+
 def read_routing(device: Device, cred: Credential) -> RoutingState:
-    neighbours = json.loads(switch_show(device, cred, "show ip ospf neighbor json"))
-    routes = json.loads(switch_show(device, cred, "show ip route json"))
-    return RoutingState(full_neighbours_on=full_interfaces(neighbours), routes=route_table(routes))
+    return parse_routing(switch_show(device, cred, *ROUTING_COMMANDS))[0]
 
 
 def routing_problems(
