@@ -1,8 +1,10 @@
 import json
+from ipaddress import IPv4Network
 from pathlib import Path
 
 from atlas.model import Cable, Endpoint
 from atlas.net.lldp import check_cabling, parse_neighbours
+from atlas.net.verify import parse_routing
 
 DATA = Path(__file__).parent / "data"
 
@@ -47,3 +49,13 @@ def test_swapped_missing_and_unexpected_links_are_named_by_device_and_port() -> 
         "leaf1:swp7: LLDP sees srv9:eth1, NetBox has no cable there",
         "leaf1:swp3: NetBox cables it to srv1:eth1, LLDP sees nothing",
     ]
+
+
+def test_a_switchs_routing_and_running_config_come_apart_from_one_vtysh() -> None:
+    """`vtysh -c` of ROUTING_COMMANDS then `show running-config`, as a lab leaf answered it."""
+    state, running = parse_routing((DATA / "vtysh_fra1-r02-leaf1_state.txt").read_text())
+    assert state.full_neighbours_on == {"swp1", "swp2", "swp3", "swp4"}
+    assert IPv4Network("198.19.16.2/32") in state.routes  # fra1-spine1's loopback
+    assert state.routes[IPv4Network("198.19.16.2/32")] == {"swp1"}
+    assert running.startswith("Building configuration...") and running.rstrip().endswith("\nend")
+    assert "router ospf" in running
