@@ -192,7 +192,14 @@ def read_state(scope: RackScope, creds: dict[str, Credential]) -> tuple[dict[str
             if d.role.is_server:
                 return DeviceState(neighbours=neighbours, host_facts=ssh_exec(d, cred, FACTS_COMMAND))
             # one vtysh for all of a switch's state
-            routing, running = parse_routing(switch_show(d, cred, *ROUTING_COMMANDS, "show running-config"))
+            try:
+                output = switch_show(d, cred, *ROUTING_COMMANDS, "show running-config")
+                routing, running = parse_routing(output)
+            except (DeviceUnreachable, ValueError):
+                # a routing daemon that is down fails its commands: the configuration step names it,
+                # and verification reads the routing again
+                running = switch_show(d, cred, "show running-config")
+                return DeviceState(neighbours=neighbours, running_config=running)
             return DeviceState(neighbours=neighbours, running_config=running, routing=routing)
         except DeviceUnreachable as e:
             return e

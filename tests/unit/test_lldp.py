@@ -2,6 +2,8 @@ import json
 from ipaddress import IPv4Network
 from pathlib import Path
 
+import pytest
+
 from atlas.model import Cable, Endpoint
 from atlas.net.lldp import check_cabling, parse_neighbours
 from atlas.net.verify import parse_routing
@@ -59,3 +61,8 @@ def test_a_switchs_routing_and_running_config_come_apart_from_one_vtysh() -> Non
     assert state.routes[IPv4Network("198.19.16.2/32")] == {"swp1"}
     assert running.startswith("Building configuration...") and running.rstrip().endswith("\nend")
     assert "router ospf" in running
+
+
+def test_routing_that_is_not_there_is_an_error_not_an_empty_table() -> None:
+    with pytest.raises(ValueError):
+        parse_routing("% ospfd is not running\n")
