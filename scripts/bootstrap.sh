@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
-  frr lldpd openssh-server openssh-client redis-server postgresql libpq-dev gcc
+  frr frr-pythontools lldpd openssh-server openssh-client redis-server postgresql libpq-dev gcc
   ceph-mon ceph-osd ceph-mgr ceph-common supervisor iproute2 util-linux procps iputils-ping
   chromium udev
 )
