@@ -198,7 +198,7 @@ def test_a_failing_server_fails_only_its_row_and_keeps_the_rack_planned(
             rack_bringup(site="ams1", rack="ams1-r02", dry_run=False)
     finally:
         ssh_exec(broken, cred, "rm -f /etc/atlas")
-    assert "Facts directory" in str(info.value)
+    assert "/etc/atlas/facts.json: a parent of it is not a directory" in str(info.value)
     assert "ams1-r02-cmp1" not in str(info.value)
     assert nb.dcim.racks.get(name="ams1-r02").status.value == "planned"
     assert nb.dcim.devices.get(name="ams1-r02-cmp1").status.value == "planned"
