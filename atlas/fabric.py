@@ -22,7 +22,7 @@ from atlas.net.switch import apply_config
 from atlas.net.verify import RoutingState, read_routing
 from atlas.parallel import each_device
 from atlas.secrets import Credential, Vault
-from atlas.sot.read import NotInNetBox, read_devices, read_site
+from atlas.sot.read import NotInNetBox, read_devices, read_site_and_far_ends
 
 # Who a device's traffic leaves by: a device keeps at least one of these or it is cut off.
 UPSTREAM = {Role.COMPUTE: Role.LEAF, Role.STORAGE: Role.LEAF, Role.LEAF: Role.SPINE, Role.SPINE: Role.CORE}
@@ -60,11 +60,8 @@ class FabricView:
 
 
 def read_view(nb: pynetbox.api, site: str) -> FabricView:
-    whole = read_site(nb, site)
-    devices = {d.name: d for d in whole.devices}
-    far = {e.device for c in whole.cables for e in c.ends()} - set(devices)
-    devices |= {d.name: d for d in read_devices(nb, sorted(far))} if far else {}
-    return FabricView(site=whole, devices=devices)
+    whole, far_ends = read_site_and_far_ends(nb, site)
+    return FabricView(site=whole, devices={d.name: d for d in (*whole.devices, *far_ends)})
 
 
 def site_of_switch(nb: pynetbox.api, name: str) -> str:

@@ -11,8 +11,9 @@ from contextlib import contextmanager, suppress
 
 from prefect import get_run_logger
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
 from prefect.concurrency.sync import concurrency
-from prefect.exceptions import MissingContextError, ObjectAlreadyExists
+from prefect.exceptions import MissingContextError, ObjectAlreadyExists, ObjectNotFound
 
 from atlas.model import Device
 
@@ -30,15 +31,23 @@ def rack_limits(devices: Iterable[Device]) -> list[str]:
     return sorted({rack_limit_name(d.site, d.rack) for d in devices if d.rack})
 
 
-def ensure_limit(name: str, limit: int = 1) -> None:
-    # a concurrent run may create it between the read and the write of the upsert
-    with get_client(sync_client=True) as client, suppress(ObjectAlreadyExists):
-        client.upsert_global_concurrency_limit_by_name(name, limit)
-
-
-def _held_elsewhere(names: list[str]) -> list[str]:
+def _ensure_limits(names: list[str]) -> list[str]:
+    """Every limit exists with one slot; returns those another run holds now. One read per limit."""
+    busy = []
     with get_client(sync_client=True) as client:
-        return [n for n in names if client.read_global_concurrency_limit_by_name(n).active_slots > 0]
+        for name in names:
+            try:
+                found = client.read_global_concurrency_limit_by_name(name)
+            except ObjectNotFound:
+                # a concurrent run may create it between this read and the write
+                with suppress(ObjectAlreadyExists):
+                    client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+                continue
+            if found.limit != 1:
+                client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(limit=1))
+            if found.active_slots > 0:
+                busy.append(name)
+    return busy
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
@@ -54,9 +63,7 @@ def exclusive(*names: str, timeout_s: float = 3600) -> Iterator[None]:
     if not names:
         yield
         return
-    for name in names:
-        ensure_limit(name)
-    busy = _held_elsewhere(list(names))
+    busy = _ensure_limits(list(names))
     if busy:
         # only a hint for whoever watches the run: the limits themselves decide who goes first
         _logger().info("waiting for %s: another run is changing it", ", ".join(busy))

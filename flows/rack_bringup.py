@@ -188,7 +188,6 @@ def rack_bringup(
             results += verify_paths(rack_scope, creds)
         failed = [r for r in results if r.failed]
         netbox = [] if dry_run or failed else record(nb, rack_scope, results)
-    progress.end(f"{len(failed)} failed" if failed else "dry run done" if dry_run else "done")
     rows = bringup.report_rows(scope, results)
     report = BringupReport(
         site=site,
@@ -199,7 +198,8 @@ def rack_bringup(
         rows=rows,
         netbox_changes=netbox,
     )
-    publish_report(report)
+    publish_report(report)  # while the progress bar's last updates are still being sent
+    progress.end(f"{len(failed)} failed" if failed else "dry run done" if dry_run else "done")
     if failed:
         raise BringupFailed(
             f"{len(failed)} step(s) failed; rack {rack} stays {scope.members[0].status.value}: "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from atlas.hosts.facts import FACTS_COMMAND, baseline_drift
+from atlas.hosts.facts import FACTS_COMMAND, SYSCTLS, baseline_drift
 from atlas.hosts.runner import Host, run_playbook
 from atlas.model import Device, InterfaceKind, Result, Site
 from atlas.net.render import render_host
@@ -18,10 +18,6 @@ from atlas.parallel import MAX_PARALLEL_SESSIONS, each_device
 from atlas.secrets import Credential
 
 PLAYBOOK = "host-baseline.yml"
-SYSCTLS = {
-    "net.ipv4.fib_multipath_hash_policy": "1",  # spread flows over both leaves by L4 hash
-    "net.ipv4.conf.all.rp_filter": "0",  # replies may come back over the other leaf
-}
 
 CredentialOf = Callable[[Device], Credential]
 Log = Callable[[str], None]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from ipaddress import IPv4Interface
-from typing import Any
+from typing import Any, NamedTuple
 
 import pynetbox
 
@@ -76,29 +76,50 @@ _DEVICE = """id name site { name } rack { name } role { slug } platform { slug }
   interfaces { id name mgmt_only type description enabled ip_addresses { address role } }
   inventoryitems { name role { slug } custom_field_data }"""
 _CABLE_END = "__typename ... on InterfaceType { name device { name } }"
+
+
+class _List(NamedTuple):
+    field: str  # the GraphQL list field; the key it is read under is its alias
+    filters: str
+    selection: str
+
+
 _SITE_LISTS = {
-    "site_list": ("{name: {exact: $name}}", "id description"),
-    "rack_list": ("{site: {name: {exact: $name}}}", "id name status"),
-    "device_list": ("{site: {name: {exact: $name}}}", _DEVICE),
+    "site_list": _List("site_list", "{name: {exact: $name}}", "id description"),
+    "rack_list": _List("rack_list", "{site: {name: {exact: $name}}}", "id name status"),
+    "device_list": _List("device_list", "{site: {name: {exact: $name}}}", _DEVICE),
     # a cable with both ends in the site matches twice without DISTINCT
-    "cable_list": (
+    "cable_list": _List(
+        "cable_list",
         "{terminations: {site: {name: {exact: $name}}}, DISTINCT: true}",
         f"id status a_terminations {{ {_CABLE_END} }} b_terminations {{ {_CABLE_END} }}",
     ),
-    "prefix_list": ("{site: {name: {exact: $name}}}", "id prefix role { slug } description"),
+    "prefix_list": _List(
+        "prefix_list", "{site: {name: {exact: $name}}}", "id prefix role { slug } description"
+    ),
+}
+# the devices of other sites at the far end of the site's cables (a core router, another site's spine)
+_FAR_ENDS = {
+    "far_device_list": _List(
+        "device_list",
+        "{interfaces: {cable: {terminations: {site: {name: {exact: $name}}}}},"
+        " NOT: {site: {name: {exact: $name}}}, DISTINCT: true}",
+        _DEVICE,
+    )
 }
 
 
-def _query(lists: dict[str, tuple[str, str]], declarations: str, starts: dict[str, int]) -> str:
+def _query(lists: dict[str, _List], declarations: str, starts: dict[str, int]) -> str:
     fields = "\n".join(
-        f"{name}(filters: {filters}, pagination: {{start: {starts[name]}, limit: {_PAGE}}}) {{ {selection} }}"
-        for name, (filters, selection) in lists.items()
+        f"{name}: {lst.field}(filters: {lst.filters}, pagination: {{start: {starts[name]}, limit: {_PAGE}}})"
+        f" {{ {lst.selection} }}"
+        for name, lst in lists.items()
     )
     return f"query({declarations}) {{\n{fields}\n}}"
 
 
 def _read_lists(
-    nb: pynetbox.api, lists: dict[str, tuple[str, str]], declarations: str, variables: dict[str, Any]
+    nb: pynetbox.api, lists: dict[str, _List], declarations: str, variables: dict[str, Any]
 ) -> dict[str, list[dict[str, Any]]]:
     """Every list whole: one query for all, then further pages of any list that filled one."""
     found: dict[str, list[dict[str, Any]]] = {name: [] for name in lists}
@@ -180,7 +201,16 @@ def _device(record: dict[str, Any]) -> Device:
 
 
 def read_site(nb: pynetbox.api, name: str) -> Site:
-    found = _read_lists(nb, _SITE_LISTS, "$name: String!", {"name": name})
+    return _site(name, _read_lists(nb, _SITE_LISTS, "$name: String!", {"name": name}))
+
+
+def read_site_and_far_ends(nb: pynetbox.api, name: str) -> tuple[Site, list[Device]]:
+    """The site and the devices of other sites its cables reach, in one query."""
+    found = _read_lists(nb, _SITE_LISTS | _FAR_ENDS, "$name: String!", {"name": name})
+    return _site(name, found), sorted((_device(d) for d in found["far_device_list"]), key=lambda d: d.name)
+
+
+def _site(name: str, found: dict[str, list[dict[str, Any]]]) -> Site:
     site = found["site_list"]
     if not site:
         raise NotInNetBox(f"site {name!r} is not in NetBox")
@@ -205,7 +235,7 @@ def read_site(nb: pynetbox.api, name: str) -> Site:
 
 def read_devices(nb: pynetbox.api, names: list[str]) -> list[Device]:
     """Named devices of any site (the far ends of a rack's cables) without reading their sites."""
-    lists = {"device_list": ("{name: {in_list: $names}}", _DEVICE)}
+    lists = {"device_list": _List("device_list", "{name: {in_list: $names}}", _DEVICE)}
     found = _read_lists(nb, lists, "$names: [String!]", {"names": sorted(names)})
     return sorted((_device(d) for d in found["device_list"]), key=lambda d: d.name)
 

@@ -86,7 +86,7 @@ def test_a_rack_is_read_with_its_site_and_only_the_far_ends_of_its_cables(nb: py
     }
     assert set(scope.devices) - {d.name for d in scope.site.devices} == {"core1"}
     assert scope.devices["core1"].site == "core" and scope.devices["core1"].loopback is not None
-    assert len(calls) == 2, calls  # the site; the far ends of its cables
+    assert len(calls) == 1, calls  # one GraphQL query: the site and the far ends of its cables
 
 
 def test_a_second_import_of_the_topology_changes_nothing(nb: pynetbox.api, topology: Topology) -> None:

@@ -25,6 +25,10 @@ def section(output: str, name: str, replacement: str) -> str:
     return re.sub(rf"(?ms)^@{name}\n.*?(?=^@|\Z)", f"@{name}\n{replacement}", output)
 
 
+def running_config(output: str) -> str:
+    return output[output.index("Building configuration") :]
+
+
 def test_a_converged_host_has_no_drift(intended: dict[str, Any]) -> None:
     assert baseline_drift(intended, CONVERGED) == []
 
@@ -55,7 +59,7 @@ DRIFTS = {
         lambda o: o.replace('"local":"198.19.3.254"', '"local":"198.19.3.253"'),
         "anycast0 addresses ['198.19.3.253/32'], intended ['198.19.3.254/32']",
     ),
-    "FRR stopped": (lambda o: section(o, "frr-running", ""), "FRR is not running"),
+    "FRR stopped": (lambda o: section(o, "frr-routing", ""), "FRR is not running"),
     "FRR changed by hand": (
         lambda o: o.replace(
             " timers lsa min-arrival 0\n max-metric router-lsa administrative\n",
@@ -63,7 +67,14 @@ DRIFTS = {
         ),
         "FRR running: router ospf: max-metric router-lsa administrative",
     ),
-    "OSPF down": (lambda o: section(o, "ospf", "{}\n"), "OSPF adjacency on eth1 is not Full"),
+    "OSPF down": (
+        lambda o: section(o, "frr-routing", "{}\n" + running_config(o)),
+        "OSPF adjacency on eth1 is not Full",
+    ),
+    "ospfd not answering": (
+        lambda o: section(o, "frr-routing", "ospfd is not running\n" + running_config(o)),
+        "OSPF adjacency on eth1 is not Full",
+    ),
     "FRR file": (lambda o: section(o, "frr", "frr defaults traditional\n"), "/etc/frr/frr.conf differs"),
 }
 

@@ -117,15 +117,21 @@ def test_a_list_longer_than_a_page_is_read_to_its_end_and_the_others_once(
         asked.append(query)
         page = {}
         for name, found in rows.items():
-            if f"{name}(" in query:
-                start = int(query.split(f"{name}(")[1].split("start: ")[1].split(",")[0])
+            if f"{name}: {name}(" in query:
+                start = int(query.split(f"{name}: {name}(")[1].split("start: ")[1].split(",")[0])
                 page[name] = [r for r in found if int(r["id"]) >= start][: read._PAGE]
         return page
 
     monkeypatch.setattr(read, "_PAGE", 2)
     monkeypatch.setattr(read, "graphql", answer)
     found = read._read_lists(
-        None, {"device_list": ("{}", "id"), "rack_list": ("{}", "id")}, "$name: String!", {"name": "x"}
+        None,
+        {
+            "device_list": read._List("device_list", "{}", "id"),
+            "rack_list": read._List("rack_list", "{}", "id"),
+        },
+        "$name: String!",
+        {"name": "x"},
     )
     assert found == rows
     assert len(asked) == 3 and all("rack_list" not in q for q in asked[1:])
