@@ -7,6 +7,7 @@ state (atlas.workloads), which the baseline never changes."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 
 from atlas.hosts.facts import FACTS_COMMAND, SYSCTLS, baseline_drift
@@ -18,6 +19,7 @@ from atlas.parallel import MAX_PARALLEL_SESSIONS, each_device
 from atlas.secrets import Credential
 
 PLAYBOOK = "host-baseline.yml"
+SETTLE_SECONDS = 30.0  # a host link's adjacency is Full within seconds (hello 1 s, dead 4 s)
 
 CredentialOf = Callable[[Device], Credential]
 Log = Callable[[str], None]
@@ -119,4 +121,38 @@ def converge(
     as_intended = [
         Result(target=h.name, step=PLAYBOOK, detail="already as intended") for h in hosts if not drift[h.name]
     ]
-    return as_intended + run([h for h in hosts if drift[h.name]], devices, cred_of, check=dry_run, log=log)
+    results = run([h for h in hosts if drift[h.name]], devices, cred_of, check=dry_run, log=log)
+    return as_intended + (results if dry_run else settle(hosts, devices, cred_of, results))
+
+
+def settle(
+    hosts: list[Host],
+    devices: dict[str, Device],
+    cred_of: CredentialOf,
+    results: list[Result],
+    timeout: float = SETTLE_SECONDS,
+) -> list[Result]:
+    """Hosts the playbook changed, read again until they match their baseline: a host's OSPF
+    adjacencies come up seconds after its FRR starts, and a run should not call a host done (nor the
+    next run find it differing) before they do. A host still differing at the timeout fails, saying how."""
+    pending = {r.target for r in results if r.changed and not r.failed}
+    deadline = time.monotonic() + timeout
+    found: dict[str, list[str] | DeviceUnreachable] = {}
+    while pending:
+        found = read_drift([h for h in hosts if h.name in pending], devices, cred_of)
+        pending = {name for name, drift in found.items() if drift}
+        if pending and time.monotonic() < deadline:
+            time.sleep(0.5)
+        else:
+            break
+
+    def why(name: str) -> str:
+        drift = found[name]
+        return str(drift) if isinstance(drift, DeviceUnreachable) else "; ".join(drift)
+
+    return [
+        r.model_copy(update={"failed": True, "detail": f"after the playbook, still differs: {why(r.target)}"})
+        if r.target in pending
+        else r
+        for r in results
+    ]
