@@ -79,13 +79,13 @@ def main() -> None:
     first, double = times["default"]["first"], times["double"]["first"]
     again = statistics.median(times["default"]["again"])
     servers = DEFAULT.compute + DEFAULT.storage
-    print(f"first bring-up of a rack ({servers} servers)   {first:7.1f} s")
+    print(f"first bring-up of a rack ({servers} servers)   {first:7.2f} s")
     print(
-        f"re-run on the converged rack             {again:7.1f} s   ratio {again / first:.2f} (goal <= 0.10)"
+        f"re-run on the converged rack             {again:7.2f} s   ratio {again / first:.3f} (goal <= 0.10)"
         f"   median of {', '.join(f'{t:.2f}' for t in times['default']['again'])} s"
     )
     print(
-        f"first bring-up, {2 * servers} servers                {double:7.1f} s   ratio {double / first:.2f} (goal <= 1.3)"
+        f"first bring-up, {2 * servers} servers                {double:7.2f} s   ratio {double / first:.3f} (goal <= 1.3)"
     )
 
 
