@@ -122,15 +122,20 @@ def converge(
         Result(target=h.name, step=PLAYBOOK, detail="already as intended") for h in hosts if not drift[h.name]
     ]
     results = run([h for h in hosts if drift[h.name]], devices, cred_of, check=dry_run, log=log)
-    return as_intended + (results if dry_run else settle(hosts, devices, cred_of, results))
+    if dry_run:
+        return as_intended + results
+    return as_intended + settle(hosts, results, lambda some: read_drift(some, devices, cred_of))
+
+
+DriftReader = Callable[[list[Host]], dict[str, list[str] | DeviceUnreachable]]
 
 
 def settle(
     hosts: list[Host],
-    devices: dict[str, Device],
-    cred_of: CredentialOf,
     results: list[Result],
+    read: DriftReader,
     timeout: float = SETTLE_SECONDS,
+    pause: float = 0.5,
 ) -> list[Result]:
     """Hosts the playbook changed, read again until they match their baseline: a host's OSPF
     adjacencies come up seconds after its FRR starts, and a run should not call a host done (nor the
@@ -139,12 +144,11 @@ def settle(
     deadline = time.monotonic() + timeout
     found: dict[str, list[str] | DeviceUnreachable] = {}
     while pending:
-        found = read_drift([h for h in hosts if h.name in pending], devices, cred_of)
+        found = read([h for h in hosts if h.name in pending])
         pending = {name for name, drift in found.items() if drift}
-        if pending and time.monotonic() < deadline:
-            time.sleep(0.5)
-        else:
+        if not pending or time.monotonic() >= deadline:
             break
+        time.sleep(pause)
 
     def why(name: str) -> str:
         drift = found[name]
