@@ -31,9 +31,9 @@ from atlas.model import (
 )
 from atlas.net.lldp import CablingProblem, Neighbours, check_cabling
 from atlas.net.render import RenderError, intent_problems, render, switch_intent
-from atlas.net.sessions import DeviceUnreachable, lldp_neighbours, ssh_exec, switch_show
+from atlas.net.sessions import DeviceUnreachable, lldp_neighbours, ssh_exec
 from atlas.net.switch import apply_config
-from atlas.net.verify import ROUTING_COMMANDS, RoutingState, parse_routing, read_routing, routing_problems
+from atlas.net.verify import RoutingState, read_routing, read_switch_state, routing_problems
 from atlas.parallel import each_device
 from atlas.safety import name_problem, text_problem
 from atlas.secrets import Credential, Vault
@@ -191,15 +191,7 @@ def read_state(scope: RackScope, creds: dict[str, Credential]) -> tuple[dict[str
             neighbours = lldp_neighbours(d, cred) if d.role != Role.SPINE else {}
             if d.role.is_server:
                 return DeviceState(neighbours=neighbours, host_facts=ssh_exec(d, cred, FACTS_COMMAND))
-            # one vtysh for all of a switch's state
-            try:
-                output = switch_show(d, cred, *ROUTING_COMMANDS, "show running-config")
-                routing, running = parse_routing(output)
-            except (DeviceUnreachable, ValueError):
-                # a routing daemon that is down fails its commands: the configuration step names it,
-                # and verification reads the routing again
-                running = switch_show(d, cred, "show running-config")
-                return DeviceState(neighbours=neighbours, running_config=running)
+            running, routing = read_switch_state(d, cred)
             return DeviceState(neighbours=neighbours, running_config=running, routing=routing)
         except DeviceUnreachable as e:
             return e

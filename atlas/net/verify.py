@@ -9,7 +9,7 @@ from ipaddress import IPv4Network
 from typing import Any
 
 from atlas.model import Device
-from atlas.net.sessions import switch_show
+from atlas.net.sessions import DeviceUnreachable, switch_show
 from atlas.secrets import Credential
 
 
@@ -61,6 +61,17 @@ def parse_routing(output: str) -> tuple[RoutingState, str]:
 
 def read_routing(device: Device, cred: Credential) -> RoutingState:
     return parse_routing(switch_show(device, cred, *ROUTING_COMMANDS))[0]
+
+
+def read_switch_state(device: Device, cred: Credential) -> tuple[str, RoutingState | None]:
+    """A switch's running configuration and its routing, in one vtysh. A routing daemon that is down
+    fails its commands: then the configuration alone, and no routing (the caller names the daemon
+    when it configures the switch, and reads the routing again when it verifies)."""
+    try:
+        routing, running = parse_routing(switch_show(device, cred, *ROUTING_COMMANDS, "show running-config"))
+    except (DeviceUnreachable, ValueError):
+        return switch_show(device, cred, "show running-config"), None
+    return running, routing
 
 
 def routing_problems(
