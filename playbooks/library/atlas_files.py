@@ -2,7 +2,7 @@
 """Ansible module: whole files with given content, mode and owner, all of a host's in one module run.
 
 The baseline writes a handful of small files; as separate copy tasks each costs a stat, a transfer and
-a module run on the host (three SSH round trips and a Python start), which made them most of a first
+a module run on the host (three SSH round trips and a Python start), a large part of a first
 bring-up's time on a rack. Reads every file first and writes only those that differ (atomically, by
 rename), so a converged host reports no change; in check mode it reports the diff it would apply.
 """
