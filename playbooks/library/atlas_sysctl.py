@@ -37,6 +37,11 @@ def proc_path(name):
     return Path("/proc/sys", *name.split("."))
 
 
+def live_value(path):
+    """As sysctl prints it: fields of a multi-value parameter (tab-separated in /proc) by one space."""
+    return " ".join(path.read_text().split())
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -53,10 +58,11 @@ def main():
     missing = sorted(name for name, path in live.items() if not path.exists())
     if missing:
         module.fail_json(msg="no such kernel parameter on this host: " + ", ".join(missing))
+    values = {name: " ".join(value.split()) for name, value in values.items()}
     changes = [
-        f"{name}: {path.read_text().strip()} -> {values[name]}"
+        f"{name}: {live_value(path)} -> {values[name]}"
         for name, path in live.items()
-        if path.read_text().strip() != values[name]
+        if live_value(path) != values[name]
     ]
     persisted = Path(module.params["file"])
     want = file_content(values)
@@ -69,7 +75,7 @@ def main():
             persisted.write_text(want)
             persisted.chmod(0o644)
         for name, path in live.items():
-            if path.read_text().strip() != values[name]:
+            if live_value(path) != values[name]:
                 path.write_text(values[name] + "\n")
     module.exit_json(changed=bool(changes), commands=changes)
 

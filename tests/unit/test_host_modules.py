@@ -86,6 +86,11 @@ def test_a_sysctl_name_cannot_leave_proc_sys(name: str) -> None:
         sysctl.proc_path(name)
 
 
+def test_a_multi_value_sysctl_reads_as_sysctl_prints_it(tmp_path: Path) -> None:
+    (tmp_path / "tcp_rmem").write_text("4096\t131072\t6291456\n")
+    assert sysctl.live_value(tmp_path / "tcp_rmem") == "4096 131072 6291456"
+
+
 def test_a_sysctl_name_maps_to_its_proc_file() -> None:
     assert sysctl.proc_path("net.ipv4.conf.all.rp_filter") == Path("/proc/sys/net/ipv4/conf/all/rp_filter")
 
