@@ -63,10 +63,10 @@ def wait_running(module, rpc, program, changes):
         state = rpc.getProcessInfo(program)["statename"]
         if state == "RUNNING":
             return
+        if state == "FATAL" or time.monotonic() > deadline:
+            module.fail_json(msg=f"{program} is not running: {state}", commands=changes)
         if state in ("STOPPED", "EXITED"):
             rpc.startProcess(program, False)
-        elif time.monotonic() > deadline or state == "FATAL":
-            module.fail_json(msg=f"{program} is not running: {state}", commands=changes)
         time.sleep(0.1)
 
 
