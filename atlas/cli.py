@@ -10,14 +10,14 @@ from rich.console import Console
 from rich.status import Status
 from rich.table import Table
 
-from atlas.images import AwsSettings, Catalog, ImageError, Manifest
+from atlas.images.catalog import AwsSettings, Catalog, ImageError, Manifest
 from atlas.lab.config import DEFAULT_ROOT, DEFAULT_TOPOLOGY, LabConfig, LabConfigError
 from atlas.lab.generate import LabShape, generate, write
 from atlas.lab.images import build as build_lab_image
 from atlas.lab.lab import Lab
 from atlas.lab.pool import WorkPoolLab
 from atlas.secrets import AWS_PATH, SecretError, Vault, VaultSettings
-from atlas.topology import TopologyError, load_topology
+from atlas.sot.topology import TopologyError, load_topology
 
 app = typer.Typer(
     help="Atlas: datacenter automation with NetBox as the source of truth.", no_args_is_help=True
@@ -187,7 +187,7 @@ def serve_command(
     ] = False,
 ) -> None:
     """Serve the deployments of prefect.yaml (rack-bringup, config-sweep, ...) until stopped."""
-    from atlas.serve import serve_all
+    from atlas.prefect.serve import serve_all
 
     serve_all(paused_schedules=paused_schedules)
 

@@ -15,23 +15,14 @@ import hvac
 import hvac.exceptions
 import requests
 
-from atlas.settings import AtlasSettings, SettingsProblem, load_settings
+from atlas.core.model import Credential
+from atlas.core.settings import AtlasSettings, SettingsProblem, load_settings
 
 MOUNT = "secret"
 
 
 class SecretError(RuntimeError):
     pass
-
-
-@dataclass(frozen=True)
-class Credential:
-    username: str
-    password: str | None = field(default=None, repr=False)
-    ssh_private_key: str | None = field(default=None, repr=False)
-
-    def secret_values(self) -> list[str]:
-        return [v for v in (self.password, self.ssh_private_key) if v]
 
 
 @dataclass(frozen=True)
@@ -45,7 +36,7 @@ class VaultSettings:
 
     @classmethod
     def from_env(cls) -> VaultSettings:
-        """From the environment or the settings file (atlas.settings)."""
+        """From the environment or the settings file (atlas.core.settings)."""
         try:
             return cls.from_settings(load_settings())
         except SettingsProblem as e:

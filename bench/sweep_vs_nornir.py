@@ -22,13 +22,13 @@ from nornir.plugins.runners import ThreadedRunner
 from nornir_netmiko.tasks import netmiko_send_command
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from atlas import fabric, sweep
+from atlas.core.model import Device
 from atlas.lab.config import DEFAULT_ROOT, LabConfig
 from atlas.lab.generate import LabShape, generate, write
 from atlas.lab.lab import Lab
-from atlas.model import Device
 from atlas.net.config import diff
 from atlas.net.sessions import SWITCH_DEVICE_TYPE
+from atlas.runbooks import fabric, sweep
 from atlas.secrets import Vault, VaultSettings
 from atlas.sot.client import connect
 from atlas.sot.read import site_names

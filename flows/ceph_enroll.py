@@ -18,15 +18,11 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from atlas import ceph_enroll
-from atlas.bringup import wait_reachable
-from atlas.ceph import Ceph, CephError
-from atlas.locks import exclusive, rack_limits
-from atlas.model import Device, Refused, Role
-from atlas.settings import load_settings
-from atlas.sot.read import NotInNetBox, rack_members, read_devices
-from atlas.sot.write import add_journal_entry, set_custom_fields
-from flows.common import (
+from atlas.ceph.cluster import Ceph, CephError
+from atlas.core.errors import Refused
+from atlas.core.model import Device, Role
+from atlas.core.settings import load_settings
+from atlas.prefect.common import (
     OPTIONAL_NAME_PATTERN,
     DryRun,
     Names,
@@ -37,6 +33,11 @@ from flows.common import (
     run_name,
     sources,
 )
+from atlas.prefect.locks import exclusive, rack_limits
+from atlas.runbooks import ceph_enroll
+from atlas.runbooks.bringup import wait_reachable
+from atlas.sot.read import NotInNetBox, rack_members, read_devices
+from atlas.sot.write import add_journal_entry, set_custom_fields
 
 OSD_IDS_FIELD = "ceph_osd_ids"
 SETTLE_TIMEOUT = 90.0  # seconds a busy cluster gets to become clean before the run is refused

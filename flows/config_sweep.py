@@ -16,12 +16,12 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
-from atlas import fabric, sweep
+from atlas.core.run import Result
 from atlas.hosts import baseline
-from atlas.model import Result
+from atlas.prefect.common import Names, form, publish, sources
+from atlas.runbooks import fabric, sweep
+from atlas.runbooks.sweep import Area, Creds
 from atlas.sot.read import site_names
-from atlas.sweep import Area, Creds
-from flows.common import Names, form, publish, sources
 
 
 class SweepIncomplete(RuntimeError):

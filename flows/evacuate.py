@@ -26,17 +26,11 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from atlas import evacuation, fabric
-from atlas.evacuation import EVACUATION_FIELD, EvacuationPlan, RestorePlan, Scope
-from atlas.model import Device, DeviceStatus, Refused, Role, Site
-from atlas.parallel import each_device
-from atlas.safety import text_problem
-from atlas.secrets import Credential, Vault
-from atlas.sot.read import read_site, site_names
-from atlas.sot.write import add_journal_entry, add_object_journal_entry, set_custom_fields, set_device_status
-from atlas.traffic import Answers, ProbeFailed, probe
-from atlas.workloads.lab import LabServices
-from flows.common import (
+from atlas.core.errors import Refused
+from atlas.core.model import Credential, Device, DeviceStatus, Role, Site
+from atlas.core.parallel import each_device
+from atlas.core.safety import text_problem
+from atlas.prefect.common import (
     NAME_PATTERN,
     OPTIONAL_NAME_PATTERN,
     Approval,
@@ -51,6 +45,13 @@ from flows.common import (
     run_name,
     sources,
 )
+from atlas.runbooks import evacuation, fabric
+from atlas.runbooks.evacuation import EVACUATION_FIELD, EvacuationPlan, RestorePlan, Scope
+from atlas.runbooks.traffic import Answers, ProbeFailed, probe
+from atlas.secrets import Vault
+from atlas.sot.read import read_site, site_names
+from atlas.sot.write import add_journal_entry, add_object_journal_entry, set_custom_fields, set_device_status
+from atlas.workloads.lab import LabServices
 from flows.fabric import change_cost
 
 VERIFY_TIMEOUT_S = 60.0

@@ -18,15 +18,12 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
-from atlas import fabric
-from atlas.locks import exclusive, rack_limits
-from atlas.model import Device, Result
+from atlas.core.model import Credential, Device
+from atlas.core.run import Result
+from atlas.core.safety import text_problem
 from atlas.net.render import COST_OUT_FIELD
 from atlas.net.verify import routing_problems
-from atlas.safety import text_problem
-from atlas.secrets import Credential
-from atlas.sot.write import add_journal_entry, set_custom_fields
-from flows.common import (
+from atlas.prefect.common import (
     NAME_PATTERN,
     OPTIONAL_NAME_PATTERN,
     DryRun,
@@ -37,6 +34,9 @@ from flows.common import (
     run_name,
     sources,
 )
+from atlas.prefect.locks import exclusive, rack_limits
+from atlas.runbooks import fabric
+from atlas.sot.write import add_journal_entry, set_custom_fields
 
 SwitchName = Annotated[str, Field(pattern=NAME_PATTERN, description="NetBox name of the switch")]
 Creds = dict[tuple[str, str], Credential]

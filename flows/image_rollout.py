@@ -21,16 +21,10 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from atlas import fabric, rollout
-from atlas.bringup import wait_reachable
-from atlas.images import VERSION_PATTERN, AwsSettings, Catalog, ImageError, Manifest
-from atlas.locks import exclusive, rack_limits
-from atlas.model import Device, Refused, Site
-from atlas.secrets import AWS_PATH
-from atlas.sot.read import NotInNetBox, read_site
-from atlas.sot.write import add_journal_entry, set_custom_fields
-from atlas.workloads.lab import LabServices
-from flows.common import (
+from atlas.core.errors import Refused
+from atlas.core.model import Device, Site
+from atlas.images.catalog import VERSION_PATTERN, AwsSettings, Catalog, ImageError, Manifest
+from atlas.prefect.common import (
     OPTIONAL_NAME_PATTERN,
     Approval,
     DryRun,
@@ -43,6 +37,13 @@ from flows.common import (
     run_name,
     sources,
 )
+from atlas.prefect.locks import exclusive, rack_limits
+from atlas.runbooks import fabric, rollout
+from atlas.runbooks.bringup import wait_reachable
+from atlas.secrets import AWS_PATH
+from atlas.sot.read import NotInNetBox, read_site
+from atlas.sot.write import add_journal_entry, set_custom_fields
+from atlas.workloads.lab import LabServices
 
 
 class RolloutRefused(Refused):

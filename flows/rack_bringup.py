@@ -18,12 +18,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import opaque
 from pydantic import BaseModel, Field
 
-from atlas import bringup
-from atlas.locks import exclusive, rack_limit_name
-from atlas.model import Result
+from atlas.core.model import Credential
+from atlas.core.run import Result
 from atlas.net.sessions import one_connection_per_device
-from atlas.secrets import Credential, Vault
-from flows.common import NAME_PATTERN, DryRun, Progress, SiteName, form, publish, run_name, sources
+from atlas.prefect.common import NAME_PATTERN, DryRun, Progress, SiteName, form, publish, run_name, sources
+from atlas.prefect.locks import exclusive, rack_limit_name
+from atlas.runbooks import bringup
+from atlas.secrets import Vault
 
 
 class BringupFailed(RuntimeError):

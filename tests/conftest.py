@@ -13,15 +13,15 @@ from ipaddress import IPv4Network
 import pynetbox
 import pytest
 
+from atlas.core.model import Site
 from atlas.lab.config import DEFAULT_ROOT, LabConfig
 from atlas.lab.generate import LabShape, generate, write
 from atlas.lab.lab import Lab
 from atlas.lab.servers import flow_run_env
-from atlas.model import Site
 from atlas.secrets import Vault, VaultSettings
 from atlas.sot.client import connect
 from atlas.sot.read import read_site, site_names
-from atlas.topology import Topology, load_topology
+from atlas.sot.topology import Topology, load_topology
 
 TEST_SHAPE = LabShape(
     mgmt=IPv4Network("198.18.4.0/22"),

@@ -10,13 +10,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
+from atlas.core.model import Credential, Device, InterfaceKind, Site
+from atlas.core.parallel import MAX_PARALLEL_SESSIONS, each_device
+from atlas.core.run import Result
 from atlas.hosts.facts import FACTS_COMMAND, SYSCTLS, baseline_drift
 from atlas.hosts.runner import Host, run_playbook
-from atlas.model import Device, InterfaceKind, Result, Site
 from atlas.net.render import render_host
 from atlas.net.sessions import DeviceUnreachable, ssh_exec
-from atlas.parallel import MAX_PARALLEL_SESSIONS, each_device
-from atlas.secrets import Credential
 
 PLAYBOOK = "host-baseline.yml"
 SETTLE_SECONDS = 30.0  # a host link's adjacency is Full within seconds (hello 1 s, dead 4 s)

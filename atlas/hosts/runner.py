@@ -19,8 +19,8 @@ from typing import Any
 
 import ansible_runner
 
-from atlas.model import Result
-from atlas.secrets import Credential
+from atlas.core.model import Credential
+from atlas.core.run import Result
 
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 _HOST_EVENTS = {"runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable"}

@@ -21,11 +21,11 @@ import uuid
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from atlas.ceph import Ceph, CephError, osd_host_conf
+from atlas.ceph.cluster import Ceph, CephError, osd_host_conf
+from atlas.core.model import Device
 from atlas.lab import procs
 from atlas.lab.config import LabConfig
-from atlas.lab.fabric import Fabric
-from atlas.model import Device
+from atlas.lab.network import Fabric
 
 OSD_SCRIPT = (
     Path(__file__).resolve().parents[2] / "playbooks" / "roles" / "ceph_osd" / "files" / "osd-volume.py"

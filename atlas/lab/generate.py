@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from atlas.topology import (
+from atlas.sot.topology import (
     CableSpec,
     DeviceSpec,
     DeviceTypeSpec,

@@ -20,22 +20,22 @@ from pathlib import Path
 
 import pynetbox
 
-from atlas.ceph import CephError
+from atlas.ceph.cluster import CephError
+from atlas.core.model import Device, RackStatus, Role, Site
 from atlas.lab import procs
 from atlas.lab.ceph import CephLab
 from atlas.lab.config import CACHE_ROOT, LAB_DIR_VARIABLE, LabConfig
 from atlas.lab.credentials import LabSecrets
-from atlas.lab.fabric import Fabric
 from atlas.lab.netbox import NETBOX_VERSION, NetBoxLab
+from atlas.lab.network import Fabric
 from atlas.lab.servers import PREFECT_DB, flow_run_env, http_ok, lab_servers
-from atlas.model import Device, RackStatus, Role, Site
 from atlas.secrets import AWS_PATH, NETBOX_PATH, Vault, VaultSettings, site_role_path
 from atlas.sot.client import connect
 from atlas.sot.loader import LOADER_VERSION, import_topology
 from atlas.sot.read import read_prefixes, read_site, site_names
 from atlas.sot.schema import CUSTOM_FIELDS, ensure_custom_fields
+from atlas.sot.topology import load_topology, topology_paths
 from atlas.sot.write import set_disk_paths
-from atlas.topology import load_topology, topology_paths
 
 Progress = Callable[[str], None]
 AWS_REGIONS = ("eu-central-1", "eu-west-1")  # images are registered in the first, copied to the rest

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from atlas.model import Cable, Endpoint
+from atlas.core.model import Cable, Endpoint
 
 Neighbours = dict[str, Endpoint]  # local port -> what LLDP sees at the other end
 

@@ -1,6 +1,6 @@
 """Intended switch configuration, rendered from NetBox models with a Jinja2 template per platform.
 
-The template sees only checked values: names pass `atlas.safety`, addresses are ip objects. Preflight
+The template sees only checked values: names pass `atlas.core.safety`, addresses are ip objects. Preflight
 runs the same checks first and refuses the run; `render` refusing again is the last line of defence.
 """
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import jinja2
 
-from atlas.model import Device, Endpoint, InterfaceKind, Site
-from atlas.safety import name_problem, text_problem
+from atlas.core.model import Device, Endpoint, InterfaceKind, Site
+from atlas.core.safety import name_problem, text_problem
 
 TEMPLATES = Path(__file__).with_name("templates")
 PLATFORM_TEMPLATES = {"frr": "frr.j2"}

@@ -16,9 +16,8 @@ from typing import Any
 import paramiko
 from netmiko import BaseConnection, ConnectHandler
 
-from atlas.model import Device
+from atlas.core.model import Credential, Device
 from atlas.net.lldp import Neighbours, parse_neighbours
-from atlas.secrets import Credential
 
 # FRR's vtysh answers like IOS; netmiko has no FRR driver and cisco_ios is the one measured to work.
 SWITCH_DEVICE_TYPE = "cisco_ios"

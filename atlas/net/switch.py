@@ -3,10 +3,10 @@ save, and read back to prove it converged."""
 
 from __future__ import annotations
 
-from atlas.model import Device, Result
+from atlas.core.model import Credential, Device
+from atlas.core.run import Result
 from atlas.net.config import diff
 from atlas.net.sessions import DeviceUnreachable, show, switch_cli, switch_show
-from atlas.secrets import Credential
 
 # vtysh answers a bad line with one of these; netmiko raises on them instead of pushing on.
 CLI_ERRORS = r"% ?(Unknown command|Ambiguous command|Command incomplete|Invalid|Unknown|Can't|Cannot)"

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network
 from typing import Any
 
-from atlas.model import Device
+from atlas.core.model import Credential, Device
 from atlas.net.sessions import DeviceUnreachable, switch_show
-from atlas.secrets import Credential
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ from typing import Any
 
 import pynetbox
 
-from atlas.model import Endpoint, InterfaceKind
+from atlas.core.model import Endpoint, InterfaceKind
 from atlas.sot.client import slugify
 from atlas.sot.read import ANYCAST_ROLE, DISK_ROLE, cables_from
-from atlas.topology import LOOPBACK_INTERFACE, Topology
+from atlas.sot.topology import LOOPBACK_INTERFACE, Topology
 
 # Bump when what an import writes changes: cached NetBox snapshots of older imports are then unused.
 LOADER_VERSION = 3

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 import pynetbox
 
-from atlas.model import (
+from atlas.core.model import (
     Cable,
     Device,
     DeviceStatus,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pynetbox
 
-from atlas.model import Change, Device, DeviceStatus
+from atlas.core.model import Change, Device, DeviceStatus
 from atlas.sot.schema import DISK_PATH_FIELD
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from atlas.model import Device
+from atlas.core.model import Device
 
 
 class DrainFailed(RuntimeError):

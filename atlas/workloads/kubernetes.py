@@ -13,7 +13,7 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-from atlas.model import Device
+from atlas.core.model import Device
 from atlas.workloads import DrainFailed
 from atlas.workloads.http import Transport
 

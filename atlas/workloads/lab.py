@@ -11,10 +11,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from atlas.model import Device
+from atlas.core.model import Credential, Device
 from atlas.net.render import SERVICE_INTERFACE
 from atlas.net.sessions import DeviceUnreachable, ssh_exec
-from atlas.secrets import Credential
 from atlas.workloads import DrainFailed
 
 MARK = "/etc/atlas/drained"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from atlas.model import Device
+from atlas.core.model import Device
 from atlas.workloads import DrainFailed
 from atlas.workloads.http import Transport
 

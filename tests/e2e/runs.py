@@ -20,8 +20,8 @@ from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
 from prefect.settings import PREFECT_API_URL
 
-from atlas.locks import exclusive
-from atlas.serve import PROJECT
+from atlas.prefect.locks import exclusive
+from atlas.prefect.serve import PROJECT
 
 
 @dataclass

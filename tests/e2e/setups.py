@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pynetbox
 
-from atlas.images import AwsSettings, Catalog
+from atlas.images.catalog import AwsSettings, Catalog
 from atlas.lab.images import build
 from atlas.secrets import AWS_PATH, Vault
 from atlas.sot.read import read_site

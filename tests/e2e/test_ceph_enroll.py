@@ -14,11 +14,11 @@ from pathlib import Path
 import pynetbox
 import pytest
 
-from atlas.ceph import Ceph
-from atlas.ceph_enroll import EnrollFailed
+from atlas.ceph.cluster import Ceph
+from atlas.core.model import Device
 from atlas.lab.lab import Lab
-from atlas.locks import rack_limit_name
-from atlas.model import Device
+from atlas.prefect.locks import rack_limit_name
+from atlas.runbooks.ceph_enroll import EnrollFailed
 from atlas.sot.read import read_devices
 from flows.ceph_enroll import EnrollRefused, ceph_osd_enroll
 from flows.rack_bringup import rack_bringup

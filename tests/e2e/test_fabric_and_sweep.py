@@ -10,11 +10,12 @@ from ipaddress import IPv4Network
 import pynetbox
 import pytest
 
-from atlas.fabric import SelectionError
+from atlas.core.model import Site
+from atlas.core.run import Result
 from atlas.lab.lab import Lab
-from atlas.model import Result, Site
 from atlas.net.sessions import ssh_exec
 from atlas.net.verify import route_table
+from atlas.runbooks.fabric import SelectionError
 from atlas.secrets import Vault
 from flows.config_sweep import SweepIncomplete, config_sweep
 from flows.fabric import CostOutRefused, fabric_apply, fabric_cost_in, fabric_cost_out

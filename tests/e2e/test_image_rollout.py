@@ -16,14 +16,14 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.sorting import ArtifactSort
 
-from atlas.images import AwsSettings, Catalog
+from atlas.core.model import Site
+from atlas.images.catalog import AwsSettings, Catalog
 from atlas.lab import procs
 from atlas.lab.images import build
 from atlas.lab.lab import Lab
-from atlas.locks import rack_limit_name
-from atlas.model import Site
+from atlas.prefect.locks import rack_limit_name
+from atlas.runbooks.traffic import probe
 from atlas.secrets import AWS_PATH, Vault
-from atlas.traffic import probe
 from atlas.workloads.lab import MARK, LabServices
 from flows.fabric import fabric_apply
 from flows.image_rollout import RolloutRefused, RolloutStopped, image_rollout

@@ -15,7 +15,7 @@ import pynetbox
 import pytest
 
 from atlas.lab.lab import Lab
-from atlas.serve import PROJECT
+from atlas.prefect.serve import PROJECT
 
 pytestmark = pytest.mark.after_everything
 

@@ -11,11 +11,11 @@ import pynetbox
 import pytest
 from prefect.flow_runs import resume_flow_run
 
+from atlas.core.model import Device
 from atlas.lab.lab import Lab
-from atlas.model import Device
+from atlas.runbooks.traffic import Answers, probe
 from atlas.secrets import Vault
 from atlas.sot.read import read_site, site_names
-from atlas.traffic import Answers, probe
 from atlas.workloads.lab import LabServices
 from flows.evacuate import EvacuationRefused, NotApproved, evacuate, restore
 from tests.e2e.runs import kill_when, paused_runs, run_answering

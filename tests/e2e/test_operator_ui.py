@@ -17,10 +17,10 @@ import pynetbox
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from atlas.core.model import DeviceStatus
 from atlas.lab.lab import Lab
-from atlas.model import DeviceStatus
+from atlas.prefect.serve import PROJECT
 from atlas.secrets import Vault
-from atlas.serve import PROJECT
 from atlas.sot.read import read_site
 from tests.e2e.setups import serving
 

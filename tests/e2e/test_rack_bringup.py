@@ -15,11 +15,11 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-from atlas.bringup import PreflightError
+from atlas.core.model import Site
 from atlas.lab.lab import Lab
-from atlas.locks import rack_limit_name
-from atlas.model import Site
 from atlas.net.sessions import ssh_exec
+from atlas.prefect.locks import rack_limit_name
+from atlas.runbooks.bringup import PreflightError
 from atlas.secrets import Vault
 from flows.rack_bringup import BringupFailed, rack_bringup
 from tests.e2e.runs import held_back

@@ -9,9 +9,9 @@ from pathlib import Path
 import pynetbox
 import pytest
 
-from atlas.ceph import Ceph, CephError
+from atlas.ceph.cluster import Ceph, CephError
+from atlas.core.model import Site
 from atlas.lab.lab import Lab, osd_hosts
-from atlas.model import Site
 from atlas.sot.read import read_devices
 
 

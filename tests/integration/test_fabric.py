@@ -6,8 +6,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from atlas.core.model import Device, Site
 from atlas.lab.lab import Lab
-from atlas.model import Device, Site
 from atlas.net.lldp import CablingProblem, Neighbours, check_cabling
 from atlas.net.sessions import lldp_neighbours, ssh_exec, switch_cli
 from atlas.secrets import Vault

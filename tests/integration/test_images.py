@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from atlas.images import SHA_TAG, VERSION_TAG, AwsSettings, Catalog, ImageConflict, ImageError, sha256_of
+from atlas.images.catalog import (
+    SHA_TAG,
+    VERSION_TAG,
+    AwsSettings,
+    Catalog,
+    ImageConflict,
+    ImageError,
+    sha256_of,
+)
 from atlas.lab.images import build
 from atlas.lab.lab import Lab
 from atlas.secrets import AWS_PATH, Vault

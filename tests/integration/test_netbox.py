@@ -13,11 +13,12 @@ import pynetbox
 import pytest
 import yaml
 
-from atlas.bringup import read_scope
-from atlas.model import Device, DeviceStatus, Site
+from atlas.core.model import Device, DeviceStatus, Site
+from atlas.runbooks.bringup import read_scope
 from atlas.sot.loader import ImportConflict, import_topology
 from atlas.sot.read import read_site
 from atlas.sot.schema import CUSTOM_FIELDS, ensure_custom_fields
+from atlas.sot.topology import Topology, load_topology
 from atlas.sot.write import (
     NetBoxWriteError,
     add_journal_entries,
@@ -26,7 +27,6 @@ from atlas.sot.write import (
     set_device_status,
     set_statuses,
 )
-from atlas.topology import Topology, load_topology
 
 
 def comparable(d: Device) -> dict[str, Any]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from atlas.ceph import PgSummary, crush_location, osd_host_conf
-from atlas.ceph_enroll import EPSILON, cluster_problems, host_problems, ramp_steps
+from atlas.ceph.cluster import PgSummary, crush_location, osd_host_conf
+from atlas.core.model import Device, DeviceStatus
 from atlas.lab.config import DEFAULT_TOPOLOGY
-from atlas.model import Device, DeviceStatus
-from atlas.topology import load_topology
+from atlas.runbooks.ceph_enroll import EPSILON, cluster_problems, host_problems, ramp_steps
+from atlas.sot.topology import load_topology
 
 CLEAN = PgSummary(states={"active+clean": 17}, total=17)
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from atlas.serve import PROJECT, deployments_from
+from atlas.prefect.serve import PROJECT, deployments_from
 
 PREFECT_YAML = PROJECT / "prefect.yaml"
 

@@ -3,10 +3,10 @@ at a time, and restoring exactly what an evacuation recorded."""
 
 from __future__ import annotations
 
-from atlas.evacuation import EvacuationPlan, Scope, plan_evacuation, plan_markdown, plan_restore
+from atlas.core.model import DeviceStatus, Rack, RackStatus, Site
 from atlas.lab.config import DEFAULT_TOPOLOGY
-from atlas.model import DeviceStatus, Rack, RackStatus, Site
-from atlas.topology import load_topology
+from atlas.runbooks.evacuation import EvacuationPlan, Scope, plan_evacuation, plan_markdown, plan_restore
+from atlas.sot.topology import load_topology
 
 
 def lab_sites(active_racks: tuple[str, ...] = ("fra1-r01", "ams1-r01")) -> dict[str, Site]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from atlas.fabric import (
+from atlas.lab.config import DEFAULT_TOPOLOGY
+from atlas.net.verify import RoutingState
+from atlas.runbooks.fabric import (
     FabricView,
     SelectionError,
     last_path_problems,
@@ -14,9 +16,7 @@ from atlas.fabric import (
     transit_destinations,
     with_cost_out,
 )
-from atlas.lab.config import DEFAULT_TOPOLOGY
-from atlas.net.verify import RoutingState
-from atlas.topology import load_topology
+from atlas.sot.topology import load_topology
 
 SPINE1, SPINE2, LEAF1, LEAF2 = "fra1-spine1", "fra1-spine2", "fra1-r01-leaf1", "fra1-r01-leaf2"
 

@@ -2,10 +2,10 @@ from pathlib import Path
 
 import pytest
 
+from atlas.core.model import Role
 from atlas.lab.config import LabConfig, LabConfigError
 from atlas.lab.generate import LabShape, generate, write
-from atlas.model import Role
-from atlas.topology import load_topology
+from atlas.sot.topology import load_topology
 
 
 def test_full_size_datacenter_generates_a_valid_topology(tmp_path: Path) -> None:

@@ -3,9 +3,9 @@ the reads are given, no host)."""
 
 from __future__ import annotations
 
+from atlas.core.run import Result
 from atlas.hosts.baseline import PLAYBOOK, settle
 from atlas.hosts.runner import Host
-from atlas.model import Result
 from atlas.net.sessions import DeviceUnreachable
 
 HOSTS = [Host(name=n, address="198.18.0.1") for n in ("cmp1", "cmp2", "sto1", "cmp3")]

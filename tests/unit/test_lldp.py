@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from atlas.model import Cable, Endpoint
+from atlas.core.model import Cable, Endpoint
 from atlas.net.lldp import check_cabling, parse_neighbours
 from atlas.net.verify import parse_routing
 

@@ -1,9 +1,9 @@
 """Planning an import against a NetBox snapshot given as plain data."""
 
+from atlas.core.model import Endpoint
 from atlas.lab.config import DEFAULT_TOPOLOGY
-from atlas.model import Endpoint
 from atlas.sot.loader import DeviceFacts, Inventory, plan_load
-from atlas.topology import Topology, load_topology
+from atlas.sot.topology import Topology, load_topology
 
 
 def inventory_holding(topo: Topology) -> Inventory:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from atlas.model import DeviceStatus, Endpoint, InterfaceKind, Role
+from atlas.core.model import DeviceStatus, Endpoint, InterfaceKind, Role
 from atlas.sot import read
 
 

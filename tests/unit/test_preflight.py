@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import pytest
 
-from atlas.bringup import RackScope, preflight
+from atlas.core.model import Cable, Site
 from atlas.lab.config import DEFAULT_TOPOLOGY
-from atlas.model import Cable, Site
-from atlas.topology import load_topology
+from atlas.runbooks.bringup import RackScope, preflight
+from atlas.sot.topology import load_topology
 
 RACK = "fra1-r02"
 

@@ -11,7 +11,7 @@ from atlas.lab.config import DEFAULT_TOPOLOGY
 from atlas.net.config import comparable, diff
 from atlas.net.render import RenderError, render, render_host, switch_intent
 from atlas.net.switch import missing_daemons
-from atlas.topology import load_topology
+from atlas.sot.topology import load_topology
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from atlas.core.model import Device, DeviceStatus, Rack, Role, Site
 from atlas.lab.images import build
-from atlas.model import Device, DeviceStatus, Rack, Role, Site
-from atlas.rollout import hosts_in_scope, plan_rollout, scope_problems, stops_rollout
+from atlas.runbooks.rollout import hosts_in_scope, plan_rollout, scope_problems, stops_rollout
 
 
 def server(name: str, rack: str, version: str | None = None, role: Role = Role.COMPUTE) -> Device:

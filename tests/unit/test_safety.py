@@ -1,6 +1,6 @@
 import pytest
 
-from atlas.safety import name_problem, text_problem
+from atlas.core.safety import name_problem, text_problem
 
 
 @pytest.mark.parametrize("name", ["fra1-r01-leaf1", "swp1", "Ethernet1/1", "eth0.100"])

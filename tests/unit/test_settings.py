@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from atlas.core.settings import SettingsProblem, load_settings
 from atlas.secrets import SecretError, VaultSettings
-from atlas.settings import SettingsProblem, load_settings
 
 NAMES = ("VAULT_ADDR", "VAULT_TOKEN", "NETBOX_URL", "NETBOX_TOKEN", "CEPH_CONF", "NETBOX_TIMEOUT")
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from atlas.core.model import Device
+from atlas.core.run import Result
 from atlas.lab.config import DEFAULT_TOPOLOGY
-from atlas.model import Device, Result
-from atlas.sweep import COMPLIANCE_FIELD, Compliance, compliance, journal_line
-from atlas.topology import load_topology
+from atlas.runbooks.sweep import COMPLIANCE_FIELD, Compliance, compliance, journal_line
+from atlas.sot.topology import load_topology
 
 CLEAN = Result(target="fra1-r01-leaf1", step="switches", detail="as intended")
 DRIFT = Result(

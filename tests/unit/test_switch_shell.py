@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from atlas.lab.fabric import SWITCH_SHELL
+from atlas.lab.network import SWITCH_SHELL
 
 
 @pytest.fixture

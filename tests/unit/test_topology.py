@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from atlas.core.model import InterfaceKind, Role
 from atlas.lab.config import DEFAULT_TOPOLOGY
-from atlas.model import InterfaceKind, Role
-from atlas.topology import TopologyError, load_topology
+from atlas.sot.topology import TopologyError, load_topology
 
 
 def write(tmp_path: Path, files: dict[str, object]) -> Path:

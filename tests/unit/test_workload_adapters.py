@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from atlas.model import Device, DeviceStatus, Role
+from atlas.core.model import Device, DeviceStatus, Role
 from atlas.workloads import DrainFailed
 from atlas.workloads.kubernetes import KubernetesNodes
 from atlas.workloads.mesos import MesosMaintenance

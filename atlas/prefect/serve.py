@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from prefect import Flow, serve
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 def _load_flow(entrypoint: str) -> Flow[Any, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-from atlas.model import Device
+from atlas.core.model import Device
 
 MAX_PARALLEL_SESSIONS = 8
 

@@ -13,11 +13,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from atlas.ceph import Ceph, CephError, PgSummary, osd_host_conf
+from atlas.ceph.cluster import Ceph, CephError, PgSummary, osd_host_conf
+from atlas.core.model import Credential, Device, DeviceStatus, Role
+from atlas.core.run import Result
+from atlas.core.safety import device_path_problem, name_problem
 from atlas.hosts.runner import Host, run_playbook
-from atlas.model import Device, DeviceStatus, Result, Role
-from atlas.safety import device_path_problem, name_problem
-from atlas.secrets import Credential
 from atlas.sot.schema import DISK_PATH_FIELD
 
 PLAYBOOK = "ceph-osd.yml"

@@ -15,7 +15,7 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalC
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import MissingContextError, ObjectAlreadyExists, ObjectNotFound
 
-from atlas.model import Device
+from atlas.core.model import Device
 
 # A run renews its lease while it holds the slot; a killed run's slot frees when the lease ends, so a
 # re-run after a crash waits at most this long (Prefect's minimum).

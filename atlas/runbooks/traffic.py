@@ -12,9 +12,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
-from atlas.model import Device
+from atlas.core.model import Credential, Device
 from atlas.net.sessions import DeviceUnreachable, ssh_exec
-from atlas.secrets import Credential
 
 SERVICE_PORT = 8080
 _PROBE = """

@@ -23,9 +23,9 @@ from prefect.runtime import flow_run
 from pydantic import Field
 from pydantic.fields import FieldInfo
 
-from atlas.ceph import Ceph
+from atlas.ceph.cluster import Ceph
+from atlas.core.settings import load_settings
 from atlas.secrets import Vault, VaultSettings
-from atlas.settings import load_settings
 from atlas.sot.client import connect
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"

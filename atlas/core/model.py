@@ -2,12 +2,13 @@
 
 Every flow reads intent into these models once and works from them afterwards; nothing here talks to
 a server. Names and free text that may later reach a switch CLI or a shell are checked by
-`atlas.safety` before any device is touched, not here: a model must be able to hold bad NetBox data
+`atlas.core.safety` before any device is touched, not here: a model must be able to hold bad NetBox data
 so that preflight can name every problem at once.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from enum import StrEnum
 from ipaddress import IPv4Interface, IPv4Network
 from typing import Any
@@ -165,27 +166,13 @@ class Change(Frozen):
     changed: bool
 
 
-class Result(Frozen):
-    """What one step did on one device or host (nornir's Result): flows aggregate these."""
+@dataclass(frozen=True)
+class Credential:
+    """A login for a device or host, read from Vault at run time; never in a repr, log or artifact."""
 
-    target: str
-    step: str
-    changed: bool = False
-    failed: bool = False
-    diff: tuple[str, ...] = ()
-    detail: str = ""
+    username: str
+    password: str | None = field(default=None, repr=False)
+    ssh_private_key: str | None = field(default=None, repr=False)
 
-    @classmethod
-    def failure(cls, target: str, step: str, error: str) -> Result:
-        return cls(target=target, step=step, failed=True, detail=error)
-
-
-class Refused(ValueError):
-    """Bad input refused before anything was touched, naming every problem at once."""
-
-    headline = "{n} problem(s); nothing was touched"
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        listing = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{self.headline.format(n=len(problems))}:\n{listing}")
+    def secret_values(self) -> list[str]:
+        return [v for v in (self.password, self.ssh_private_key) if v]

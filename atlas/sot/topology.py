@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from atlas.model import (
+from atlas.core.model import (
     Cable,
     Device,
     DeviceStatus,
@@ -29,7 +29,7 @@ from atlas.model import (
     Role,
     Site,
 )
-from atlas.safety import name_problem, text_problem
+from atlas.core.safety import name_problem, text_problem
 
 MGMT_INTERFACE = "eth0"
 LOOPBACK_INTERFACE = "lo"

@@ -14,29 +14,30 @@ from ipaddress import IPv4Network
 
 import pynetbox
 
-from atlas.fabric import read_view
-from atlas.hosts import baseline
-from atlas.hosts.facts import FACTS_COMMAND, baseline_drift
-from atlas.model import (
+from atlas.core.errors import Refused
+from atlas.core.model import (
     Cable,
     Change,
+    Credential,
     Device,
     DeviceStatus,
     InterfaceKind,
     RackStatus,
-    Refused,
-    Result,
     Role,
     Site,
 )
+from atlas.core.parallel import each_device
+from atlas.core.run import Result
+from atlas.core.safety import name_problem, text_problem
+from atlas.hosts import baseline
+from atlas.hosts.facts import FACTS_COMMAND, baseline_drift
 from atlas.net.lldp import CablingProblem, Neighbours, check_cabling
 from atlas.net.render import RenderError, intent_problems, render, switch_intent
 from atlas.net.sessions import DeviceUnreachable, lldp_neighbours, ssh_exec
 from atlas.net.switch import apply_config
 from atlas.net.verify import RoutingState, read_routing, read_switch_state, routing_problems
-from atlas.parallel import each_device
-from atlas.safety import name_problem, text_problem
-from atlas.secrets import Credential, Vault
+from atlas.runbooks.fabric import read_view
+from atlas.secrets import Vault
 from atlas.sot.read import NotInNetBox
 from atlas.sot.write import add_journal_entries, set_statuses
 

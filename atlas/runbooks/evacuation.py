@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from atlas.model import Device, DeviceStatus, RackStatus, Role, Site
+from atlas.core.model import Device, DeviceStatus, RackStatus, Role, Site
 
 EVACUATION_FIELD = "evacuation"
 

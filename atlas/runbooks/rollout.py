@@ -11,13 +11,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from atlas.core.model import Credential, Device, DeviceStatus, Role, Site
+from atlas.core.parallel import each_device
+from atlas.core.run import Result
 from atlas.hosts import baseline
 from atlas.hosts.runner import Host, run_playbook
-from atlas.images import Manifest
-from atlas.model import Device, DeviceStatus, Result, Role, Site
+from atlas.images.catalog import Manifest
 from atlas.net.sessions import DeviceUnreachable
-from atlas.parallel import each_device
-from atlas.secrets import Credential
 from atlas.workloads import DrainFailed, Workloads
 
 PLAYBOOK = "image-apply.yml"

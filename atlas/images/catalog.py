@@ -24,7 +24,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field
 
-from atlas.model import Frozen
+from atlas.core.model import Frozen
 
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 ARTIFACT = "image.tar.gz"

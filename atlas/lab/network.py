@@ -24,10 +24,10 @@ from pathlib import Path
 
 from pyroute2 import IPRoute, NetlinkError, NetNS, netns
 
+from atlas.core.model import Cable, Device, Role, Site
 from atlas.lab import procs
 from atlas.lab.config import LabConfig
 from atlas.lab.disks import LabDisks
-from atlas.model import Cable, Device, Role, Site
 
 FRR_BIN = Path("/usr/lib/frr")
 FRR_DAEMONS = ("zebra", "ospfd", "staticd")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from atlas.model import Device
+from atlas.core.model import Device
 
 EBUSY = 16
 

@@ -14,15 +14,15 @@ from enum import StrEnum
 
 import pynetbox
 
-from atlas.fabric import FabricView
+from atlas.core.model import Credential, Device, DeviceStatus
+from atlas.core.parallel import each_device
+from atlas.core.run import Result
 from atlas.hosts import baseline
-from atlas.model import Device, DeviceStatus, Result
 from atlas.net.config import diff
 from atlas.net.lldp import Neighbours, check_cabling
 from atlas.net.render import RenderError
 from atlas.net.sessions import DeviceUnreachable, lldp_neighbours, switch_show
-from atlas.parallel import each_device
-from atlas.secrets import Credential
+from atlas.runbooks.fabric import FabricView
 
 COMPLIANCE_FIELD = "config_compliance"
 CHECKED_AT_FIELD = "config_checked_at"
