@@ -37,9 +37,9 @@ from atlas.prefect.locks import exclusive, rack_limits
 from atlas.runbooks import ceph_enroll
 from atlas.runbooks.bringup import wait_reachable
 from atlas.sot.read import NotInNetBox, rack_members, read_devices
+from atlas.sot.schema import OSD_IDS_FIELD
 from atlas.sot.write import add_journal_entry, set_custom_fields
 
-OSD_IDS_FIELD = "ceph_osd_ids"
 SETTLE_TIMEOUT = 90.0  # seconds a busy cluster gets to become clean before the run is refused
 
 

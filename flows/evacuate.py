@@ -46,10 +46,11 @@ from atlas.prefect.common import (
     sources,
 )
 from atlas.runbooks import evacuation, fabric
-from atlas.runbooks.evacuation import EVACUATION_FIELD, EvacuationPlan, RestorePlan, Scope
+from atlas.runbooks.evacuation import EvacuationPlan, RestorePlan, Scope
 from atlas.runbooks.traffic import Answers, ProbeFailed, probe
 from atlas.secrets import Vault
 from atlas.sot.read import read_site, site_names
+from atlas.sot.schema import EVACUATION_FIELD
 from atlas.sot.write import add_journal_entry, add_object_journal_entry, set_custom_fields, set_device_status
 from atlas.workloads.lab import LabServices
 from flows.fabric import change_cost

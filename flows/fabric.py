@@ -21,7 +21,6 @@ from pydantic import Field
 from atlas.core.model import Credential, Device
 from atlas.core.run import Result
 from atlas.core.safety import text_problem
-from atlas.net.render import COST_OUT_FIELD
 from atlas.net.verify import routing_problems
 from atlas.prefect.common import (
     NAME_PATTERN,
@@ -36,6 +35,7 @@ from atlas.prefect.common import (
 )
 from atlas.prefect.locks import exclusive, rack_limits
 from atlas.runbooks import fabric
+from atlas.sot.schema import COST_OUT_FIELD
 from atlas.sot.write import add_journal_entry, set_custom_fields
 
 SwitchName = Annotated[str, Field(pattern=NAME_PATTERN, description="NetBox name of the switch")]

@@ -144,6 +144,7 @@ class Site(Frozen):
     devices: tuple[Device, ...] = ()
     cables: tuple[Cable, ...] = ()
     prefixes: tuple[Prefix, ...] = ()
+    custom_fields: dict[str, Any] = Field(default_factory=dict)
     netbox_id: int | None = None
 
     def device(self, name: str) -> Device | None:

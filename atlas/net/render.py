@@ -14,10 +14,10 @@ import jinja2
 
 from atlas.core.model import Device, Endpoint, InterfaceKind, Site
 from atlas.core.safety import name_problem, text_problem
+from atlas.sot.schema import COST_OUT_FIELD
 
 TEMPLATES = Path(__file__).with_name("templates")
 PLATFORM_TEMPLATES = {"frr": "frr.j2"}
-COST_OUT_FIELD = "ospf_cost_out"
 HOST_TEMPLATE = "frr-host.j2"
 SERVICE_INTERFACE = "anycast0"  # where a server's anycast addresses live; down = not announced
 

@@ -12,8 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from atlas.core.model import Device, DeviceStatus, RackStatus, Role, Site
-
-EVACUATION_FIELD = "evacuation"
+from atlas.sot.schema import EVACUATION_FIELD
 
 
 def evacuated_by(device: Device) -> str | None:

@@ -19,12 +19,13 @@ from atlas.core.errors import Refused
 from atlas.core.model import Credential, Device, DeviceStatus, Role, Site
 from atlas.core.parallel import each_device
 from atlas.core.run import Result
-from atlas.net.render import COST_OUT_FIELD, RenderError, intent_problems, render, switch_intent
+from atlas.net.render import RenderError, intent_problems, render, switch_intent
 from atlas.net.sessions import DeviceUnreachable
 from atlas.net.switch import apply_config
 from atlas.net.verify import RoutingState, read_routing
 from atlas.secrets import Vault
 from atlas.sot.read import NotInNetBox, read_devices, read_site_and_far_ends
+from atlas.sot.schema import COST_OUT_FIELD
 
 # Who a device's traffic leaves by: a device keeps at least one of these or it is cut off.
 UPSTREAM = {Role.COMPUTE: Role.LEAF, Role.STORAGE: Role.LEAF, Role.LEAF: Role.SPINE, Role.SPINE: Role.CORE}

@@ -18,10 +18,11 @@ from atlas.hosts import baseline
 from atlas.hosts.runner import Host, run_playbook
 from atlas.images.catalog import Manifest
 from atlas.net.sessions import DeviceUnreachable
+from atlas.sot.schema import IMAGE_VERSION_FIELD
 from atlas.workloads import DrainFailed, Workloads
 
 PLAYBOOK = "image-apply.yml"
-VERSION_FIELD = "image_version"
+VERSION_FIELD = IMAGE_VERSION_FIELD
 SERVER_ROLES = tuple(r for r in Role if r.is_server)
 
 CredentialOf = Callable[[Device], Credential]

@@ -23,9 +23,8 @@ from atlas.net.lldp import Neighbours, check_cabling
 from atlas.net.render import RenderError
 from atlas.net.sessions import DeviceUnreachable, lldp_neighbours, switch_show
 from atlas.runbooks.fabric import FabricView
+from atlas.sot.schema import CHECKED_AT_FIELD, COMPLIANCE_FIELD
 
-COMPLIANCE_FIELD = "config_compliance"
-CHECKED_AT_FIELD = "config_checked_at"
 Creds = dict[tuple[str, str], Credential]
 
 

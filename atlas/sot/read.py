@@ -85,7 +85,7 @@ class _List(NamedTuple):
 
 
 _SITE_LISTS = {
-    "site_list": _List("site_list", "{name: {exact: $name}}", "id description"),
+    "site_list": _List("site_list", "{name: {exact: $name}}", "id description custom_field_data"),
     "rack_list": _List("rack_list", "{site: {name: {exact: $name}}}", "id name status"),
     "device_list": _List("device_list", "{site: {name: {exact: $name}}}", _DEVICE),
     # a cable with both ends in the site matches twice without DISTINCT
@@ -229,6 +229,7 @@ def _site(name: str, found: dict[str, list[dict[str, Any]]]) -> Site:
             )
             for p in found["prefix_list"]
         ),
+        custom_fields=dict(site[0].get("custom_field_data") or {}),
         netbox_id=int(site[0]["id"]),
     )
 

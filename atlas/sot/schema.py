@@ -6,7 +6,18 @@ from dataclasses import dataclass
 
 import pynetbox
 
+# Every custom field Atlas reads or writes, by name: code names them through these, never as strings.
+IMAGE_VERSION_FIELD = "image_version"  # of a server: the image it runs
+OSD_IDS_FIELD = "ceph_osd_ids"  # of a storage server: its OSDs
+COMPLIANCE_FIELD = "config_compliance"  # of a device: compliant / drift
+CHECKED_AT_FIELD = "config_checked_at"  # of a device: when the sweep last checked it
+COST_OUT_FIELD = "ospf_cost_out"  # of a switch: in routing maintenance (the routing design renders it)
+EVACUATION_FIELD = "evacuation"  # of a device: the ticket it was evacuated for
 DISK_PATH_FIELD = "device_path"  # of a disk: its block device on the host
+ROUTING_DESIGN_FIELD = "routing_design"  # of a site: how its fabric routes (atlas.net.routing)
+SERVICE_MANAGER_FIELD = "service_manager"  # of a server: what starts its services (atlas.hosts.services)
+DEFAULT_ROUTING_DESIGN = "ospf"
+DEFAULT_SERVICE_MANAGER = "supervisord"
 
 
 @dataclass(frozen=True)
@@ -20,21 +31,21 @@ class CustomField:
 
 CUSTOM_FIELDS = (
     CustomField(
-        "image_version", "Image version", "text", "Host image the device runs (set by image-rollout)"
+        IMAGE_VERSION_FIELD, "Image version", "text", "Host image the device runs (set by image-rollout)"
     ),
     CustomField(
-        "ceph_osd_ids", "Ceph OSD ids", "text", "OSDs on this host, comma separated (ceph-osd-enroll)"
+        OSD_IDS_FIELD, "Ceph OSD ids", "text", "OSDs on this host, comma separated (ceph-osd-enroll)"
     ),
-    CustomField("config_compliance", "Config compliance", "text", "compliant / drift, from config-sweep"),
-    CustomField("config_checked_at", "Config checked at", "datetime", "When config-sweep last checked it"),
+    CustomField(COMPLIANCE_FIELD, "Config compliance", "text", "compliant / drift, from config-sweep"),
+    CustomField(CHECKED_AT_FIELD, "Config checked at", "datetime", "When config-sweep last checked it"),
     CustomField(
-        "ospf_cost_out",
+        COST_OUT_FIELD,
         "OSPF cost-out",
         "boolean",
         "Switch in OSPF maintenance: traffic avoids it (fabric-cost-out / fabric-cost-in)",
     ),
     CustomField(
-        "evacuation", "Evacuation", "text", "Evacuated by Atlas for this ticket (evacuate / restore)"
+        EVACUATION_FIELD, "Evacuation", "text", "Evacuated by Atlas for this ticket (evacuate / restore)"
     ),
     CustomField(
         DISK_PATH_FIELD,
@@ -42,6 +53,19 @@ CUSTOM_FIELDS = (
         "text",
         "The disk's block device on its host (/dev/...): where ceph-osd-enroll makes its OSD",
         object_types=("dcim.inventoryitem",),
+    ),
+    CustomField(
+        ROUTING_DESIGN_FIELD,
+        "Routing design",
+        "text",
+        f"How the site's fabric routes (empty: {DEFAULT_ROUTING_DESIGN}); Atlas refuses one it does not know",
+        object_types=("dcim.site",),
+    ),
+    CustomField(
+        SERVICE_MANAGER_FIELD,
+        "Service manager",
+        "text",
+        f"What starts the server's services (empty: {DEFAULT_SERVICE_MANAGER}); Atlas refuses one it does not know",
     ),
 )
 

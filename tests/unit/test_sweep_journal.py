@@ -7,7 +7,8 @@ import pytest
 from atlas.core.model import Device
 from atlas.core.run import Result
 from atlas.lab.config import DEFAULT_TOPOLOGY
-from atlas.runbooks.sweep import COMPLIANCE_FIELD, Compliance, compliance, journal_line
+from atlas.runbooks.sweep import Compliance, compliance, journal_line
+from atlas.sot.schema import COMPLIANCE_FIELD
 from atlas.sot.topology import load_topology
 
 CLEAN = Result(target="fra1-r01-leaf1", step="switches", detail="as intended")
