@@ -15,13 +15,14 @@ import hvac
 import hvac.exceptions
 import requests
 
+from atlas.core.errors import Unreachable
 from atlas.core.model import Credential
 from atlas.core.settings import AtlasSettings, SettingsProblem, load_settings
 
 MOUNT = "secret"
 
 
-class SecretError(RuntimeError):
+class SecretError(Unreachable):
     pass
 
 

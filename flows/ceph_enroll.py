@@ -22,18 +22,11 @@ from atlas.ceph.cluster import Ceph, CephError
 from atlas.core.errors import Refused
 from atlas.core.model import Device, Role
 from atlas.core.settings import load_settings
-from atlas.prefect.common import (
-    OPTIONAL_NAME_PATTERN,
-    DryRun,
-    Names,
-    Progress,
-    cluster,
-    form,
-    publish,
-    run_name,
-    sources,
-)
+from atlas.prefect.forms import OPTIONAL_NAME_PATTERN, DryRun, Names, form
 from atlas.prefect.locks import exclusive, rack_limits
+from atlas.prefect.progress import Progress
+from atlas.prefect.reports import publish
+from atlas.prefect.sources import cluster, run_name, sources
 from atlas.runbooks import ceph_enroll
 from atlas.runbooks.bringup import wait_reachable
 from atlas.sot.read import NotInNetBox, rack_members, read_devices

@@ -16,15 +16,18 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
+from atlas.core.errors import Failed
 from atlas.core.run import Result
 from atlas.hosts import baseline
-from atlas.prefect.common import Names, form, publish, sources
+from atlas.prefect.forms import Names, form
+from atlas.prefect.reports import publish
+from atlas.prefect.sources import sources
 from atlas.runbooks import fabric, sweep
 from atlas.runbooks.sweep import Area, Creds
 from atlas.sot.read import site_names
 
 
-class SweepIncomplete(RuntimeError):
+class SweepIncomplete(Failed):
     pass
 
 

@@ -26,25 +26,15 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from atlas.core.errors import Refused
+from atlas.core.errors import Failed, Refused
 from atlas.core.model import Credential, Device, DeviceStatus, Role, Site
 from atlas.core.parallel import each_device
 from atlas.core.safety import text_problem
-from atlas.prefect.common import (
-    NAME_PATTERN,
-    OPTIONAL_NAME_PATTERN,
-    Approval,
-    DryRun,
-    NotApproved,
-    Progress,
-    SiteName,
-    ask,
-    cluster,
-    form,
-    publish,
-    run_name,
-    sources,
-)
+from atlas.prefect.approvals import Approval, NotApproved, ask
+from atlas.prefect.forms import NAME_PATTERN, OPTIONAL_NAME_PATTERN, DryRun, SiteName, form
+from atlas.prefect.progress import Progress
+from atlas.prefect.reports import publish
+from atlas.prefect.sources import cluster, run_name, sources
 from atlas.runbooks import evacuation, fabric
 from atlas.runbooks.evacuation import EvacuationPlan, RestorePlan, Scope
 from atlas.runbooks.traffic import Answers, ProbeFailed, probe
@@ -62,7 +52,7 @@ class EvacuationRefused(Refused):
     headline = "{n} problem(s); nothing was changed"
 
 
-class StepFailed(RuntimeError):
+class StepFailed(Failed):
     pass
 
 

@@ -18,22 +18,15 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
+from atlas.core.errors import Failed
 from atlas.core.model import Credential, Device
 from atlas.core.run import Result
 from atlas.core.safety import text_problem
 from atlas.net.verify import routing_problems
-from atlas.prefect.common import (
-    NAME_PATTERN,
-    OPTIONAL_NAME_PATTERN,
-    DryRun,
-    Names,
-    SiteName,
-    form,
-    publish,
-    run_name,
-    sources,
-)
+from atlas.prefect.forms import NAME_PATTERN, OPTIONAL_NAME_PATTERN, DryRun, Names, SiteName, form
 from atlas.prefect.locks import exclusive, rack_limits
+from atlas.prefect.reports import publish
+from atlas.prefect.sources import run_name, sources
 from atlas.runbooks import fabric
 from atlas.sot.schema import COST_OUT_FIELD
 from atlas.sot.write import add_journal_entry, set_custom_fields
@@ -42,11 +35,11 @@ SwitchName = Annotated[str, Field(pattern=NAME_PATTERN, description="NetBox name
 Creds = dict[tuple[str, str], Credential]
 
 
-class FabricFailed(RuntimeError):
+class FabricFailed(Failed):
     pass
 
 
-class CostOutRefused(RuntimeError):
+class CostOutRefused(Failed):
     pass
 
 

@@ -21,23 +21,15 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from atlas.core.errors import Refused
+from atlas.core.errors import Failed, Refused
 from atlas.core.model import Device, Site
 from atlas.images.catalog import VERSION_PATTERN, AwsSettings, Catalog, ImageError, Manifest
-from atlas.prefect.common import (
-    OPTIONAL_NAME_PATTERN,
-    Approval,
-    DryRun,
-    NotApproved,
-    Progress,
-    SiteName,
-    ask,
-    form,
-    publish,
-    run_name,
-    sources,
-)
+from atlas.prefect.approvals import Approval, NotApproved, ask
+from atlas.prefect.forms import OPTIONAL_NAME_PATTERN, DryRun, SiteName, form
 from atlas.prefect.locks import exclusive, rack_limits
+from atlas.prefect.progress import Progress
+from atlas.prefect.reports import publish
+from atlas.prefect.sources import run_name, sources
 from atlas.runbooks import fabric, rollout
 from atlas.runbooks.bringup import wait_reachable
 from atlas.secrets import AWS_PATH
@@ -50,7 +42,7 @@ class RolloutRefused(Refused):
     headline = "{n} problem(s); no host was drained or changed"
 
 
-class RolloutStopped(RuntimeError):
+class RolloutStopped(Failed):
     pass
 
 

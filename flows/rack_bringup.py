@@ -18,16 +18,20 @@ from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import opaque
 from pydantic import BaseModel, Field
 
+from atlas.core.errors import Failed
 from atlas.core.model import Credential
 from atlas.core.run import Result
 from atlas.net.sessions import one_connection_per_device
-from atlas.prefect.common import NAME_PATTERN, DryRun, Progress, SiteName, form, publish, run_name, sources
+from atlas.prefect.forms import NAME_PATTERN, DryRun, SiteName, form
 from atlas.prefect.locks import exclusive, rack_limit_name
+from atlas.prefect.progress import Progress
+from atlas.prefect.reports import publish
+from atlas.prefect.sources import run_name, sources
 from atlas.runbooks import bringup
 from atlas.secrets import Vault
 
 
-class BringupFailed(RuntimeError):
+class BringupFailed(Failed):
     pass
 
 

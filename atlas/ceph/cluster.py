@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from atlas.core.errors import Failed
 from atlas.core.model import Device
 
 EBUSY = 16
 
 
-class CephError(RuntimeError):
+class CephError(Failed):
     pass
 
 

@@ -22,10 +22,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from atlas.core.errors import AtlasError
+
 DEFAULT_FILE = Path("/etc/atlas/atlas.toml")
 
 
-class SettingsProblem(RuntimeError):
+class SettingsProblem(AtlasError, RuntimeError):
     """Every missing or wrong setting, named, with where it may come from."""
 
 

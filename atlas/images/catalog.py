@@ -24,6 +24,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field
 
+from atlas.core.errors import Failed
 from atlas.core.model import Frozen
 
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -34,7 +35,7 @@ SHA_TAG = "atlas:sha256"
 _CHUNK = 1 << 20
 
 
-class ImageError(RuntimeError):
+class ImageError(Failed):
     pass
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jinja2
 
+from atlas.core.errors import AtlasError
 from atlas.core.model import Device, Endpoint, InterfaceKind, Site
 from atlas.core.safety import name_problem, text_problem
 from atlas.sot.schema import COST_OUT_FIELD
@@ -22,7 +23,7 @@ HOST_TEMPLATE = "frr-host.j2"
 SERVICE_INTERFACE = "anycast0"  # where a server's anycast addresses live; down = not announced
 
 
-class RenderError(ValueError):
+class RenderError(AtlasError, ValueError):
     pass
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import paramiko
 from netmiko import BaseConnection, ConnectHandler
 
+from atlas.core.errors import Unreachable
 from atlas.core.model import Credential, Device
 from atlas.net.lldp import Neighbours, parse_neighbours
 
@@ -23,7 +24,7 @@ from atlas.net.lldp import Neighbours, parse_neighbours
 SWITCH_DEVICE_TYPE = "cisco_ios"
 
 
-class DeviceUnreachable(RuntimeError):
+class DeviceUnreachable(Unreachable):
     pass
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from atlas.ceph.cluster import Ceph, CephError, PgSummary, osd_host_conf
+from atlas.core.errors import Failed
 from atlas.core.model import Credential, Device, DeviceStatus, Role
 from atlas.core.run import Result
 from atlas.core.safety import device_path_problem, name_problem
@@ -29,7 +30,7 @@ EPSILON = 2 / 65536  # CRUSH keeps weights in 16.16 fixed point: closer than thi
 Log = Callable[[str], None]
 
 
-class EnrollFailed(RuntimeError):
+class EnrollFailed(Failed):
     pass
 
 

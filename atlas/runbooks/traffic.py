@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
+from atlas.core.errors import Failed
 from atlas.core.model import Credential, Device
 from atlas.net.sessions import DeviceUnreachable, ssh_exec
 
@@ -28,7 +29,7 @@ print(json.dumps(answers))
 """
 
 
-class ProbeFailed(RuntimeError):
+class ProbeFailed(Failed):
     pass
 
 

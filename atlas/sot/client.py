@@ -12,6 +12,8 @@ from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError
 
+from atlas.core.errors import Failed
+
 TRIES = 3  # idempotent requests only: urllib3 never repeats a write that may have landed
 
 
@@ -57,7 +59,7 @@ def connect(url: str, token: str, timeout: float = 60.0) -> pynetbox.api:
     return nb
 
 
-class NetBoxQueryError(RuntimeError):
+class NetBoxQueryError(Failed):
     """NetBox refused a GraphQL query: a NetBox whose schema is not the one Atlas was written for."""
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pynetbox
 
+from atlas.core.errors import Refused
 from atlas.core.model import Endpoint, InterfaceKind
 from atlas.sot.client import slugify
 from atlas.sot.read import ANYCAST_ROLE, DISK_ROLE, cables_from
@@ -84,11 +85,12 @@ class LoadPlan:
         return not self.counts()
 
 
-class ImportConflict(ValueError):
-    def __init__(self, conflicts: list[str]) -> None:
-        self.conflicts = conflicts
-        listing = "\n".join(f"  - {c}" for c in conflicts)
-        super().__init__(f"{len(conflicts)} conflict(s) with NetBox, nothing was written:\n{listing}")
+class ImportConflict(Refused):
+    headline = "{n} conflict(s) with NetBox, nothing was written"
+
+    @property
+    def conflicts(self) -> list[str]:
+        return self.problems
 
 
 def plan_load(topology: Topology, have: Inventory) -> LoadPlan:

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 
 import pynetbox
 
+from atlas.core.errors import AtlasError
 from atlas.core.model import (
     Cable,
     Device,
@@ -31,7 +32,7 @@ DISK_ROLE = "disk"  # the NetBox inventory item role of data disks
 ANYCAST_ROLE = "anycast"  # the NetBox IP address role of service addresses several servers announce
 
 
-class NotInNetBox(LookupError):
+class NotInNetBox(AtlasError, LookupError):
     pass
 
 

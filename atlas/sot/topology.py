@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from atlas.core.errors import Refused
 from atlas.core.model import (
     Cable,
     Device,
@@ -132,11 +133,8 @@ class Topology(BaseModel):
         return next((d for d in self.all_devices() if d.name == name), None)
 
 
-class TopologyError(ValueError):
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        listing = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{len(problems)} problem(s) in the topology, nothing was written:\n{listing}")
+class TopologyError(Refused):
+    headline = "{n} problem(s) in the topology, nothing was written"
 
 
 def read_files(paths: Iterable[Path]) -> tuple[list[tuple[str, TopologyFile]], list[str]]:

@@ -10,11 +10,12 @@ from typing import Any
 
 import pynetbox
 
+from atlas.core.errors import Failed
 from atlas.core.model import Change, Device, DeviceStatus
 from atlas.sot.schema import DISK_PATH_FIELD
 
 
-class NetBoxWriteError(RuntimeError):
+class NetBoxWriteError(Failed):
     pass
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from atlas.core.errors import Failed
 from atlas.core.model import Device
 
 
-class DrainFailed(RuntimeError):
+class DrainFailed(Failed):
     pass
 
 

@@ -1,0 +1,29 @@
+"""Where a flow run finds its systems: Vault from the worker's settings, NetBox and Ceph from them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect.runtime import flow_run
+
+from atlas.ceph.cluster import Ceph
+from atlas.core.settings import load_settings
+from atlas.secrets import Vault, VaultSettings
+from atlas.sot.client import connect
+
+
+def sources() -> tuple[Any, Vault]:
+    """Vault from the worker's settings, NetBox from the settings or else from Vault."""
+    settings = load_settings()
+    vault = Vault(VaultSettings.from_settings(settings))
+    url, token = settings.netbox or vault.netbox()
+    return connect(url, token, settings.netbox_timeout), vault
+
+
+def cluster() -> Ceph:
+    """The cluster from the worker's settings (CEPH_CONF, with the admin keyring it names)."""
+    return Ceph(load_settings().ceph_conf)
+
+
+def run_name() -> str:
+    return str(flow_run.get_name() or "manual")
