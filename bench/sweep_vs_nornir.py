@@ -28,7 +28,8 @@ from atlas.lab.generate import LabShape, generate, write
 from atlas.lab.lab import Lab
 from atlas.net.config import diff
 from atlas.net.sessions import SWITCH_DEVICE_TYPE
-from atlas.runbooks import fabric, sweep
+from atlas.runbooks import sweep
+from atlas.runbooks.site import credentials, read_view
 from atlas.secrets import Vault, VaultSettings
 from atlas.sot.client import connect
 from atlas.sot.read import site_names
@@ -82,7 +83,7 @@ def main() -> None:
         with temporary_settings({PREFECT_API_URL: lab.cfg.prefect_url}):
             nb = connect(lab.cfg.netbox_url, lab.secrets.netbox_token)
             vault = Vault(VaultSettings(url=lab.cfg.openbao_url, token=lab.secrets.openbao_root_token))
-            views = [fabric.read_view(nb, site) for site in site_names(nb)]
+            views = [read_view(nb, site) for site in site_names(nb)]
             for view in views:
                 if view.active_switches:
                     fabric_apply(site=view.site.name, dry_run=False)
@@ -92,7 +93,7 @@ def main() -> None:
         def intended(d: Device) -> str:
             return render_by_site[d.site].render(d)
 
-        creds = fabric.credentials(vault, switches)
+        creds = credentials(vault, switches)
         times: dict[str, list[float]] = {"atlas": [], "nornir": []}
         drift: dict[str, int] = {}
         for _ in range(ROUNDS):  # alternating, so neither side always runs on a warmer machine

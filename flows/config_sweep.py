@@ -23,6 +23,7 @@ from atlas.prefect.forms import Names, form
 from atlas.prefect.reports import publish
 from atlas.prefect.sources import sources
 from atlas.runbooks import fabric, sweep
+from atlas.runbooks.site import SiteView, credentials, read_view
 from atlas.runbooks.sweep import Area, Creds
 from atlas.sot.read import site_names
 
@@ -32,30 +33,30 @@ class SweepIncomplete(Failed):
 
 
 @task(name="read the site from NetBox", cache_policy=NO_CACHE)
-def read_site(site: str) -> tuple[Any, fabric.FabricView, Creds]:
+def read_site(site: str) -> tuple[Any, SiteView, Creds]:
     nb, vault = sources()
-    view = fabric.read_view(nb, site)
-    return nb, view, fabric.credentials(vault, sweep.active(view))
+    view = read_view(nb, site)
+    return nb, view, credentials(vault, sweep.active(view))
 
 
 @task(name="switches: running against intent", cache_policy=NO_CACHE)
-def check_switches(view: fabric.FabricView, creds: Creds, limit: int) -> list[Result]:
+def check_switches(view: SiteView, creds: Creds, limit: int) -> list[Result]:
     return sweep.check_switches(view, creds, limit)
 
 
 @task(name="hosts: state against the baseline", cache_policy=NO_CACHE)
-def check_hosts(view: fabric.FabricView, creds: Creds, limit: int) -> list[Result]:
+def check_hosts(view: SiteView, creds: Creds, limit: int) -> list[Result]:
     return sweep.check_hosts(view, creds, limit)
 
 
 @task(name="cabling: LLDP against NetBox", cache_policy=NO_CACHE)
-def check_cabling(view: fabric.FabricView, creds: Creds, limit: int) -> list[Result]:
+def check_cabling(view: SiteView, creds: Creds, limit: int) -> list[Result]:
     return sweep.check_cabling_of(view, creds, limit)
 
 
 @task(name="remediate", cache_policy=NO_CACHE)
 def remediate(
-    view: fabric.FabricView,
+    view: SiteView,
     creds: Creds,
     findings: list[Result],
     areas: list[Area],
@@ -92,7 +93,7 @@ def after_remediation(findings: list[Result], remediated: list[Result], dry_run:
 
 
 @task(name="record in NetBox", cache_policy=NO_CACHE)
-def record(nb: Any, view: fabric.FabricView, found: list[Result], remediated: list[Result]) -> dict[str, str]:
+def record(nb: Any, view: SiteView, found: list[Result], remediated: list[Result]) -> dict[str, str]:
     return sweep.record(nb, view, found, remediated, datetime.now(UTC))
 
 

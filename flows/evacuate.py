@@ -37,6 +37,7 @@ from atlas.prefect.reports import publish
 from atlas.prefect.sources import cluster, run_name, sources
 from atlas.runbooks import evacuation, fabric
 from atlas.runbooks.evacuation import EvacuationPlan, RestorePlan, Scope
+from atlas.runbooks.site import credentials, live_switches, read_view
 from atlas.runbooks.traffic import Answers, ProbeFailed, probe
 from atlas.secrets import Vault
 from atlas.sot.read import read_site, site_names
@@ -97,7 +98,7 @@ class Run:
         self.progress: Progress | None = None
         self.devices = {d.name: d for s in sites.values() for d in s.devices}
         # servers and the client are reached here; switches through the fabric flow's own reads
-        self.creds = fabric.credentials(vault, [d for d in self.devices.values() if not d.role.is_switch])
+        self.creds = credentials(vault, [d for d in self.devices.values() if not d.role.is_switch])
 
     def cred(self, device: Device) -> Credential:
         return self.creds[(device.site, device.role.value)]
@@ -149,10 +150,8 @@ def plan(run: Run, scope: Scope, reason: str, ticket: str, headroom: float) -> E
     the_plan.problems += [p for p in [text_problem("reason", why("evacuate", ticket, reason))] if p]
     if not the_plan.problems and the_plan.switches:
         # the fabric's own guard, for everything outside the scope: found now, not half-way through
-        view = fabric.read_view(run.nb, scope.site)
-        states = fabric.read_states(
-            view, fabric.credentials(run.vault, fabric.live_switches(view)), fabric.live_switches(view)
-        )
+        view = read_view(run.nb, scope.site)
+        states = fabric.read_states(view, credentials(run.vault, live_switches(view)), live_switches(view))
         the_plan.problems += fabric.last_path_problems(
             view, set(the_plan.switches), states, leaving=frozenset(the_plan.devices)
         )

@@ -28,6 +28,7 @@ from atlas.prefect.locks import exclusive, rack_limits
 from atlas.prefect.reports import publish
 from atlas.prefect.sources import run_name, sources
 from atlas.runbooks import fabric
+from atlas.runbooks.site import SiteView, credentials, live_switches, read_view, site_of_switch
 from atlas.sot.schema import COST_OUT_FIELD
 from atlas.sot.write import add_journal_entry, set_custom_fields
 
@@ -44,15 +45,15 @@ class CostOutRefused(Failed):
 
 
 @task(name="read the site from NetBox", cache_policy=NO_CACHE)
-def read_site(site: str | None, switch: str | None = None) -> tuple[Any, fabric.FabricView, Creds]:
+def read_site(site: str | None, switch: str | None = None) -> tuple[Any, SiteView, Creds]:
     """The site named, or the one `switch` is in."""
     nb, vault = sources()
-    view = fabric.read_view(nb, site or fabric.site_of_switch(nb, str(switch)))
-    return nb, view, fabric.credentials(vault, fabric.live_switches(view))
+    view = read_view(nb, site or site_of_switch(nb, str(switch)))
+    return nb, view, credentials(vault, live_switches(view))
 
 
 @task(name="push the intent", cache_policy=NO_CACHE)
-def push(view: fabric.FabricView, switches: list[Device], creds: Creds, dry_run: bool) -> list[Result]:
+def push(view: SiteView, switches: list[Device], creds: Creds, dry_run: bool) -> list[Result]:
     results = fabric.apply_intent(view, switches, creds, dry_run)
     for r in results:
         get_run_logger().info("%s: %s", r.target, r.detail)
@@ -61,7 +62,7 @@ def push(view: fabric.FabricView, switches: list[Device], creds: Creds, dry_run:
 
 @task(name="verify adjacencies", cache_policy=NO_CACHE)
 def verify_adjacencies(
-    view: fabric.FabricView, switches: list[Device], creds: Creds, before: dict[str, Any]
+    view: SiteView, switches: list[Device], creds: Creds, before: dict[str, Any]
 ) -> list[str]:
     """No adjacency that was Full before the push is lost, and every link between two of the pushed
     switches comes up Full (a link to a switch outside the push may be down for its own reasons)."""
@@ -145,13 +146,13 @@ def fabric_apply(
 
 
 @task(name="read live OSPF state", cache_policy=NO_CACHE)
-def live_state(view: fabric.FabricView, creds: Creds) -> dict[str, Any]:
-    return fabric.read_states(view, creds, fabric.live_switches(view))
+def live_state(view: SiteView, creds: Creds) -> dict[str, Any]:
+    return fabric.read_states(view, creds, live_switches(view))
 
 
 @task(name="verify traffic from the neighbours", cache_policy=NO_CACHE)
 def verify_traffic(
-    view: fabric.FabricView, target: str, neighbours: list[Device], creds: Creds, cost_out: bool
+    view: SiteView, target: str, neighbours: list[Device], creds: Creds, cost_out: bool
 ) -> list[str]:
     """OSPF needs a moment to flood the new LSA and rerun SPF: read until it shows, bounded."""
     deadline = time.monotonic() + 60

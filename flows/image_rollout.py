@@ -30,8 +30,9 @@ from atlas.prefect.locks import exclusive, rack_limits
 from atlas.prefect.progress import Progress
 from atlas.prefect.reports import publish
 from atlas.prefect.sources import run_name, sources
-from atlas.runbooks import fabric, rollout
+from atlas.runbooks import rollout
 from atlas.runbooks.bringup import wait_reachable
+from atlas.runbooks.site import credentials
 from atlas.secrets import AWS_PATH
 from atlas.sot.read import NotInNetBox, read_site
 from atlas.sot.write import add_journal_entry, set_custom_fields
@@ -224,7 +225,7 @@ def image_rollout(
         if dry_run or not plan.waves:
             publish_report(report, site)
             return report
-        creds = fabric.credentials(vault, hosts)
+        creds = credentials(vault, hosts)
 
         def cred_of(d: Device) -> Any:
             return creds[(d.site, d.role.value)]

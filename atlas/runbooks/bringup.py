@@ -36,7 +36,7 @@ from atlas.net.render import RenderError, intent_problems, render, switch_intent
 from atlas.net.sessions import DeviceUnreachable, lldp_neighbours, ssh_exec
 from atlas.net.switch import apply_config
 from atlas.net.verify import RoutingState, read_routing, read_switch_state, routing_problems
-from atlas.runbooks.fabric import read_view
+from atlas.runbooks.site import read_view
 from atlas.secrets import Vault
 from atlas.sot.read import NotInNetBox
 from atlas.sot.write import add_journal_entries, set_statuses

@@ -10,21 +10,17 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
 from ipaddress import IPv4Network
 
-import pynetbox
-
 from atlas.core.errors import Refused
-from atlas.core.model import Credential, Device, DeviceStatus, Role, Site
+from atlas.core.model import Credential, Device, DeviceStatus, Role
 from atlas.core.parallel import each_device
 from atlas.core.run import Result
-from atlas.net.render import RenderError, intent_problems, render, switch_intent
+from atlas.net.render import RenderError, intent_problems, switch_intent
 from atlas.net.sessions import DeviceUnreachable
 from atlas.net.switch import apply_config
 from atlas.net.verify import RoutingState, read_routing
-from atlas.secrets import Vault
-from atlas.sot.read import NotInNetBox, read_devices, read_site_and_far_ends
+from atlas.runbooks.site import SiteView
 from atlas.sot.schema import COST_OUT_FIELD
 
 # Who a device's traffic leaves by: a device keeps at least one of these or it is cut off.
@@ -35,52 +31,8 @@ class SelectionError(Refused):
     headline = "{n} problem(s) in the request; nothing was touched"
 
 
-@dataclass(frozen=True)
-class FabricView:
-    """A site as NetBox has it, with the devices at the far ends of its cables in other sites."""
-
-    site: Site
-    devices: dict[str, Device]
-
-    def peers(self, name: str) -> list[tuple[str, Device]]:
-        """(my interface, the device at the far end) for every cable of `name`."""
-        found = []
-        for cable in self.site.cables_of(name):
-            mine, far = cable.ends_from(name)
-            if far.device in self.devices:
-                found.append((mine.interface, self.devices[far.device]))
-        return found
-
-    def ports_towards(self, name: str, other: str) -> list[str]:
-        return [port for port, peer in self.peers(name) if peer.name == other]
-
-    def render(self, device: Device) -> str:
-        return render(switch_intent(self.site, device, self.devices))
-
-    @property
-    def active_switches(self) -> tuple[Device, ...]:
-        return tuple(d for d in self.site.devices if d.role.is_switch and d.status == DeviceStatus.ACTIVE)
-
-
-def read_view(nb: pynetbox.api, site: str) -> FabricView:
-    whole, far_ends = read_site_and_far_ends(nb, site)
-    return FabricView(site=whole, devices={d.name: d for d in (*whole.devices, *far_ends)})
-
-
-def site_of_switch(nb: pynetbox.api, name: str) -> str:
-    found = read_devices(nb, [name])
-    if not found:
-        raise NotInNetBox(f"no device {name!r} in NetBox")
-    return found[0].site
-
-
-def credentials(vault: Vault, devices: Iterable[Device]) -> dict[tuple[str, str], Credential]:
-    """By (site, role), read once per run; values never leave memory."""
-    return {key: vault.credential(*key) for key in sorted({(d.site, d.role.value) for d in devices})}
-
-
 # --- selection (pure) ---------------------------------------------------------------------------
-def select_switches(view: FabricView, rack: str | None, names: list[str]) -> list[Device]:
+def select_switches(view: SiteView, rack: str | None, names: list[str]) -> list[Device]:
     """The active switches of the rack, or the named ones, or all of the site's; every problem named."""
     problems = []
     if rack is not None and not any(r.name == rack for r in view.site.racks):
@@ -105,13 +57,13 @@ def select_switches(view: FabricView, rack: str | None, names: list[str]) -> lis
     return chosen or list(view.active_switches)
 
 
-def config_problems(view: FabricView, switches: Iterable[Device]) -> list[str]:
+def config_problems(view: SiteView, switches: Iterable[Device]) -> list[str]:
     return [p for d in switches for p in intent_problems(switch_intent(view.site, d, view.devices))]
 
 
 # --- fabric-apply -------------------------------------------------------------------------------
 def apply_intent(
-    view: FabricView, switches: list[Device], creds: dict[tuple[str, str], Credential], dry_run: bool
+    view: SiteView, switches: list[Device], creds: dict[tuple[str, str], Credential], dry_run: bool
 ) -> list[Result]:
     def one(d: Device) -> Result:
         try:
@@ -128,23 +80,18 @@ def is_costed_out(device: Device) -> bool:
     return device.custom_fields.get(COST_OUT_FIELD) is True
 
 
-def with_cost_out(view: FabricView, name: str, cost_out: bool) -> FabricView:
+def with_cost_out(view: SiteView, name: str, cost_out: bool) -> SiteView:
     """The view as it will be once NetBox records the switch's new maintenance state."""
     device = view.devices[name]
     changed = device.model_copy(update={"custom_fields": device.custom_fields | {COST_OUT_FIELD: cost_out}})
     site = view.site.model_copy(
         update={"devices": tuple(changed if d.name == name else d for d in view.site.devices)}
     )
-    return FabricView(site=site, devices=view.devices | {name: changed})
-
-
-def live_switches(view: FabricView) -> list[Device]:
-    """Every active switch of the view, far ends included: the ones whose state a cost-out reads."""
-    return [d for d in view.devices.values() if d.role.is_switch and d.status == DeviceStatus.ACTIVE]
+    return SiteView(site=site, devices=view.devices | {name: changed})
 
 
 def read_states(
-    view: FabricView, creds: dict[tuple[str, str], Credential], devices: Iterable[Device]
+    view: SiteView, creds: dict[tuple[str, str], Credential], devices: Iterable[Device]
 ) -> dict[str, RoutingState | None]:
     """Live OSPF state per switch; None for a switch that could not be read."""
 
@@ -159,7 +106,7 @@ def read_states(
 
 
 def last_path_problems(
-    view: FabricView,
+    view: SiteView,
     costing_out: set[str],
     states: dict[str, RoutingState | None],
     leaving: frozenset[str] = frozenset(),
@@ -193,7 +140,7 @@ def last_path_problems(
     return problems
 
 
-def reachable_without(view: FabricView, start: str, avoid: str, past_costed_out: bool = True) -> set[str]:
+def reachable_without(view: SiteView, start: str, avoid: str, past_costed_out: bool = True) -> set[str]:
     """Devices `start` reaches over cables without passing through `avoid` (the cost-out target), nor,
     unless `past_costed_out`, through switches already costed out (they are no other way either).
     Servers are reached, never passed through: they do not forward."""
@@ -209,7 +156,7 @@ def reachable_without(view: FabricView, start: str, avoid: str, past_costed_out:
 
 
 def transit_destinations(
-    view: FabricView, neighbour: str, target: str, past_costed_out: bool = True
+    view: SiteView, neighbour: str, target: str, past_costed_out: bool = True
 ) -> list[IPv4Network]:
     """Loopbacks of the site's active devices that `neighbour` can reach without `target`: after a
     cost-out their routes must avoid it (another costed-out switch is no other way: several are
@@ -225,14 +172,12 @@ def transit_destinations(
     )
 
 
-def switch_neighbours(view: FabricView, target: str) -> list[Device]:
+def switch_neighbours(view: SiteView, target: str) -> list[Device]:
     found = {p.name: p for _, p in view.peers(target) if p.role.is_switch and p.status == DeviceStatus.ACTIVE}
     return [found[name] for name in sorted(found)]
 
 
-def adjacent_neighbours(
-    view: FabricView, target: str, states: dict[str, RoutingState | None]
-) -> list[Device]:
+def adjacent_neighbours(view: SiteView, target: str, states: dict[str, RoutingState | None]) -> list[Device]:
     """The switch neighbours whose adjacency to `target` is Full now: the ones that carry its traffic
     and whose routing tables show a cost-out or cost-in (a cost-out keeps adjacencies up)."""
     found = []
@@ -244,7 +189,7 @@ def adjacent_neighbours(
 
 
 def traffic_problems(
-    view: FabricView,
+    view: SiteView,
     target: str,
     neighbours: list[Device],
     states: dict[str, RoutingState | None],

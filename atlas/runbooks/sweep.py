@@ -22,7 +22,7 @@ from atlas.net.config import diff
 from atlas.net.lldp import Neighbours, check_cabling
 from atlas.net.render import RenderError
 from atlas.net.sessions import DeviceUnreachable, lldp_neighbours, switch_show
-from atlas.runbooks.fabric import FabricView
+from atlas.runbooks.site import SiteView
 from atlas.sot.schema import CHECKED_AT_FIELD, COMPLIANCE_FIELD
 
 Creds = dict[tuple[str, str], Credential]
@@ -40,7 +40,7 @@ class Compliance(StrEnum):
     NOT_CHECKED = "not checked"  # unreachable or failing: never silently counted as compliant
 
 
-def active(view: FabricView) -> list[Device]:
+def active(view: SiteView) -> list[Device]:
     return [
         d
         for d in view.site.devices
@@ -73,11 +73,11 @@ def compare_running(
     return each_device(one, switches, limit)
 
 
-def check_switches(view: FabricView, creds: Creds, limit: int) -> list[Result]:
+def check_switches(view: SiteView, creds: Creds, limit: int) -> list[Result]:
     return compare_running([d for d in active(view) if d.role.is_switch], view.render, creds, limit)
 
 
-def check_hosts(view: FabricView, creds: Creds, limit: int) -> list[Result]:
+def check_hosts(view: SiteView, creds: Creds, limit: int) -> list[Result]:
     """Each server's state read in one SSH command against the baseline playbook's variables, the read
     rack-bringup trusts to skip Ansible: a playbook run in check mode per host takes minutes at a full
     datacenter's 240 servers, this read seconds. Remediation runs the playbook itself."""
@@ -99,7 +99,7 @@ def check_hosts(view: FabricView, creds: Creds, limit: int) -> list[Result]:
     ]
 
 
-def check_cabling_of(view: FabricView, creds: Creds, limit: int) -> list[Result]:
+def check_cabling_of(view: SiteView, creds: Creds, limit: int) -> list[Result]:
     """LLDP of every active device against NetBox; a missing link to a device that is not active yet
     (a planned rack, powered off) is expected and not reported."""
     devices = active(view)
@@ -175,7 +175,7 @@ def journal_line(
 
 
 def record(
-    nb: pynetbox.api, view: FabricView, found: list[Result], remediated: list[Result], at: datetime
+    nb: pynetbox.api, view: SiteView, found: list[Result], remediated: list[Result], at: datetime
 ) -> dict[str, str]:
     """Compliance and time on every checked device in one bulk update; a journal entry on each
     device with news. Returns the journal entries written, by device."""

@@ -8,7 +8,6 @@ import pytest
 from atlas.lab.config import DEFAULT_TOPOLOGY
 from atlas.net.verify import RoutingState
 from atlas.runbooks.fabric import (
-    FabricView,
     SelectionError,
     last_path_problems,
     select_switches,
@@ -16,18 +15,19 @@ from atlas.runbooks.fabric import (
     transit_destinations,
     with_cost_out,
 )
+from atlas.runbooks.site import SiteView
 from atlas.sot.topology import load_topology
 
 SPINE1, SPINE2, LEAF1, LEAF2 = "fra1-spine1", "fra1-spine2", "fra1-r01-leaf1", "fra1-r01-leaf2"
 
 
-def view() -> FabricView:
+def view() -> SiteView:
     topo = load_topology(DEFAULT_TOPOLOGY)
     site = next(s for s in topo.sites if s.name == "fra1")
-    return FabricView(site=site, devices={d.name: d for d in topo.all_devices()})
+    return SiteView(site=site, devices={d.name: d for d in topo.all_devices()})
 
 
-def all_full(v: FabricView) -> dict[str, RoutingState | None]:
+def all_full(v: SiteView) -> dict[str, RoutingState | None]:
     """Every active switch sees every one of its cabled switch links Full."""
     return {
         d.name: RoutingState(
