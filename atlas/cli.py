@@ -1,28 +1,51 @@
-"""The `atlas` command."""
+"""The `atlas` command. `atlas lab ...` is the lab's (atlas/lab/cli.py), imported only when one of its
+commands runs, and `--lab` imports it only for the lab named: no other command imports the lab."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.status import Status
 from rich.table import Table
+from typer.core import TyperGroup
 
 from atlas.images.catalog import AwsSettings, Catalog, ImageError, Manifest
-from atlas.lab.config import DEFAULT_ROOT, DEFAULT_TOPOLOGY, LabConfig, LabConfigError
-from atlas.lab.generate import LabShape, generate, write
-from atlas.lab.images import build as build_lab_image
-from atlas.lab.lab import Lab
-from atlas.lab.pool import WorkPoolLab
 from atlas.secrets import AWS_PATH, SecretError, Vault, VaultSettings
 from atlas.sot.topology import TopologyError, load_topology
+
+# the lab's defaults (atlas.lab.config), here without importing the lab
+LAB_ROOT = Path(os.environ.get("ATLAS_LAB_ROOT", "/srv/atlas-lab"))
+TOPOLOGY = Path(__file__).resolve().parents[1] / "inventory" / "lab"
+
+
+class LabCommands(TyperGroup):
+    """`atlas lab`: its commands come from atlas.lab.cli when one of them is asked for."""
+
+    def _load(self) -> None:
+        if not self.commands:
+            from atlas.lab.cli import lab_app
+
+            self.commands.update(typer.main.get_group(lab_app).commands)
+
+    # ctx and the command are typer's own click types, which it does not export
+    def list_commands(self, ctx: Any) -> list[str]:
+        self._load()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        self._load()
+        return super().get_command(ctx, cmd_name)
+
 
 app = typer.Typer(
     help="Atlas: datacenter automation with NetBox as the source of truth.", no_args_is_help=True
 )
 lab_app = typer.Typer(
+    cls=LabCommands,
     help="The virtual datacenter: NetBox, FRR switches, servers, OpenBao, moto, Prefect.",
     no_args_is_help=True,
 )
@@ -38,146 +61,14 @@ app.add_typer(image_app, name="image")
 console = Console()
 err = Console(stderr=True)
 
-LabName = Annotated[
-    str, typer.Option("--name", "-n", envvar="ATLAS_LAB", help="Lab name (prefix of its resources)")
-]
 Root = Annotated[Path, typer.Option("--root", envvar="ATLAS_LAB_ROOT", help="Directory holding labs")]
 
 
-def _config(name: str, root: Path, port_base: int | None = None, topology: Path | None = None) -> LabConfig:
-    try:
-        saved = LabConfig.load(name, root)
-        return LabConfig(
-            name=name,
-            root=root,
-            port_base=port_base if port_base is not None else saved.port_base,
-            topology=topology if topology is not None else saved.topology,
-        )
-    except LabConfigError as e:
-        err.print(f"[red]{e}[/red]")
-        raise typer.Exit(2) from None
+def _lab_env(name: str, root: Path) -> dict[str, str]:
+    """The environment of the lab `name` (Vault, Prefect, moto), for a command given `--lab`."""
+    from atlas.lab.cli import lab_env
 
-
-def _status_table(lab: Lab) -> Table:
-    table = Table(title=f"lab {lab.cfg.name}")
-    table.add_column("component")
-    table.add_column("state")
-    table.add_column("where / detail")
-    for row in lab.status():
-        state = "[green]up[/green]" if row.healthy else "[red]down[/red]"
-        table.add_row(row.name, state, row.detail)
-    return table
-
-
-@lab_app.command("up")
-def lab_up(
-    name: LabName = "atlas",
-    root: Root = DEFAULT_ROOT,
-    port_base: Annotated[int | None, typer.Option(help="First of six consecutive ports on 127.0.0.1")] = None,
-    topology: Annotated[Path | None, typer.Option(help="Directory of topology files")] = None,
-) -> None:
-    """Boot the lab, or repair whatever part of it is not running. A running lab is left as it is."""
-    lab = Lab(_config(name, root, port_base, topology))
-    try:
-        with console.status("starting") as status:
-            report = lab.up(progress=lambda step: status.update(f"[bold]{step}[/bold]"))
-    except TopologyError as e:
-        err.print(f"[red]{e}[/red]")
-        raise typer.Exit(1) from None
-    except Exception as e:
-        err.print(f"[red]lab up failed:[/red] {e}")
-        raise typer.Exit(1) from None
-    if report.changed:
-        console.print(
-            f"lab {name} up in {report.seconds:.1f} s; started: {', '.join(report.started) or 'nothing'}"
-            f"; fabric {'rebuilt' if report.fabric_rebuilt else 'kept'}"
-            + (f"; imported {report.imported}" if report.imported else "")
-        )
-    else:
-        console.print(f"lab {name} was already up: nothing changed")
-    console.print(_status_table(lab))
-    console.print(f"NetBox: {lab.cfg.netbox_url}   Prefect UI: {lab.cfg.prefect_url.removesuffix('/api')}")
-    console.print(f"Credentials for this shell: eval $(atlas lab env --name {name})")
-
-
-@lab_app.command("down")
-def lab_down(name: LabName = "atlas", root: Root = DEFAULT_ROOT) -> None:
-    """Stop everything of the lab and remove its namespaces, links, mounts, login and directory."""
-    lab = Lab(_config(name, root))
-    with console.status("stopping") as status:
-        removed = lab.down(progress=lambda step: status.update(f"[bold]{step}[/bold]"))
-    console.print(f"lab {name} removed: " + ", ".join(f"{v} {k}" for k, v in removed.items()))
-
-
-@lab_app.command("reset")
-def lab_reset(name: LabName = "atlas", root: Root = DEFAULT_ROOT) -> None:
-    """Back to a freshly booted lab (NetBox as imported, blank switches and servers), in seconds."""
-    lab = Lab(_config(name, root))
-    with console.status("resetting") as status:
-        report = lab.reset(progress=lambda step: status.update(f"[bold]{step}[/bold]"))
-    console.print(f"lab {name} reset in {report.seconds:.1f} s")
-    console.print(_status_table(lab))
-
-
-@lab_app.command("status")
-def lab_status(name: LabName = "atlas", root: Root = DEFAULT_ROOT) -> None:
-    """Health of each component; exit code 1 when anything is down."""
-    lab = Lab(_config(name, root))
-    rows = lab.status()
-    if not rows:
-        console.print(f"lab {name} does not exist (atlas lab up --name {name})")
-        raise typer.Exit(1)
-    console.print(_status_table(lab))
-    if not all(r.healthy for r in rows):
-        raise typer.Exit(1)
-
-
-@lab_app.command("pool")
-def lab_pool(
-    action: Annotated[str, typer.Argument(help="up or down")],
-    name: LabName = "atlas",
-    root: Root = DEFAULT_ROOT,
-    workers: Annotated[int, typer.Option(min=1, max=8, help="Workers, one flow run each")] = 2,
-) -> None:
-    """Atlas as a larger install runs it, beside the lab's `atlas serve`: a Prefect server of its own
-    on PostgreSQL, prefect.yaml deployed to the process work pool `atlas`, and workers."""
-    if action not in ("up", "down"):
-        err.print(f"[red]pool {action!r}: up or down[/red]")
-        raise typer.Exit(2)
-    lab = Lab(_config(name, root))
-    pool = WorkPoolLab(lab.cfg, lab.secrets, workers)
-    with console.status(f"work pool {action}"):
-        changed = pool.up() if action == "up" else pool.down()
-    verb = "started" if action == "up" else "stopped"
-    console.print(f"work pool {action}: {verb} {', '.join(changed) or 'nothing (already so)'}")
-    if action == "up":
-        console.print(f"deployments of prefect.yaml registered; Prefect UI: {pool.url.removesuffix('/api')}")
-
-
-@lab_app.command("env")
-def lab_env(name: LabName = "atlas", root: Root = DEFAULT_ROOT) -> None:
-    """Print shell exports (Vault address and token, Prefect API) for this lab."""
-    lab = Lab(_config(name, root))
-    for key, value in lab.env().items():
-        print(f"export {key}={value}")
-
-
-@lab_app.command("generate")
-def lab_generate(
-    out: Annotated[Path, typer.Argument(help="Directory to write topology files into")],
-    sites: int = 2,
-    spines: int = 2,
-    racks: int = 2,
-    compute: int = 2,
-    storage: int = 1,
-    active_racks: Annotated[int, typer.Option(help="Racks per site in service; the rest are planned")] = 1,
-) -> None:
-    """Write a lab topology of the given size (the default lab is 2 sites x 2 racks)."""
-    shape = LabShape(
-        sites=sites, spines=spines, racks=racks, compute=compute, storage=storage, active_racks=active_racks
-    )
-    for path in write(generate(shape), out):
-        console.print(f"wrote {path}")
+    return lab_env(name, root)
 
 
 @app.command("serve")
@@ -200,14 +91,13 @@ def run_bringup(
         bool, typer.Option("--dry-run", help="Show what would change; change nothing")
     ] = False,
     lab: Annotated[str | None, typer.Option(help="Take Vault and Prefect from this lab")] = None,
-    root: Root = DEFAULT_ROOT,
+    root: Root = LAB_ROOT,
 ) -> None:
     """Bring a rack up from a shell: the same flow as the rack-bringup deployment."""
     import logging
-    import os
 
     if lab is not None:
-        os.environ.update(Lab(_config(lab, root)).env())
+        os.environ.update(_lab_env(lab, root))
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.rack_bringup import rack_bringup
@@ -250,7 +140,7 @@ LabOption = Annotated[str | None, typer.Option(help="Take Vault (and so AWS) fro
 
 def _catalog(lab: str | None, root: Path) -> Catalog:
     """The catalog where Vault says (secret atlas/aws); Vault from the environment or the lab."""
-    env = Lab(_config(lab, root)).env() if lab is not None else {}
+    env = _lab_env(lab, root) if lab is not None else {}
     try:
         settings = (
             VaultSettings(url=env["VAULT_ADDR"], token=env["VAULT_TOKEN"])
@@ -281,7 +171,7 @@ def image_publish(
     ],
     amis: Annotated[bool, typer.Option(help="Register the AMI and copy it to every region")] = True,
     lab: LabOption = None,
-    root: Root = DEFAULT_ROOT,
+    root: Root = LAB_ROOT,
 ) -> None:
     """Publish a version: same version and content again is a no-op; other content is refused."""
     catalog = _catalog(lab, root)
@@ -299,14 +189,14 @@ def image_publish(
 
 
 @image_app.command("list")
-def image_list(lab: LabOption = None, root: Root = DEFAULT_ROOT) -> None:
+def image_list(lab: LabOption = None, root: Root = LAB_ROOT) -> None:
     """Every published version, oldest first."""
     console.print(_manifest_table(_catalog(lab, root).versions()))
 
 
 @image_app.command("show")
 def image_show(
-    version: Annotated[str, typer.Argument()], lab: LabOption = None, root: Root = DEFAULT_ROOT
+    version: Annotated[str, typer.Argument()], lab: LabOption = None, root: Root = LAB_ROOT
 ) -> None:
     """One version's manifest, as JSON."""
     manifest = _catalog(lab, root).manifest(version)
@@ -323,11 +213,13 @@ def image_build_lab(
     broken: Annotated[bool, typer.Option(help="A release whose service never starts (drills)")] = False,
 ) -> None:
     """Build an image of the lab's workload, for drills and demos."""
-    console.print(f"wrote {build_lab_image(version, out, broken=broken)}")
+    from atlas.lab.images import build  # the lab's own workload: a lab command
+
+    console.print(f"wrote {build(version, out, broken=broken)}")
 
 
 @topology_app.command("check")
-def topology_check(directory: Annotated[Path, typer.Argument()] = DEFAULT_TOPOLOGY) -> None:
+def topology_check(directory: Annotated[Path, typer.Argument()] = TOPOLOGY) -> None:
     """Check topology files and name every problem; nothing is written anywhere."""
     try:
         topo = load_topology(directory)

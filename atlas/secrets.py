@@ -4,6 +4,7 @@ Paths under the `secret/` mount:
   atlas/netbox                      url, token
   atlas/sites/<site>/<role>         switches: username, password; servers: username, ssh_private_key
   atlas/aws                         bucket, regions, access_key_id, secret_access_key, endpoint_url
+  atlas/workloads/<adapter>         the scheduler's API (kubernetes, mesos): url, token, ca_file
 """
 
 from __future__ import annotations
@@ -50,6 +51,20 @@ def site_role_path(site: str, role: str) -> str:
 
 NETBOX_PATH = "atlas/netbox"
 AWS_PATH = "atlas/aws"
+WORKLOADS_PATH = "atlas/workloads"  # + /<adapter>
+
+
+def workloads_path(adapter: str) -> str:
+    return f"{WORKLOADS_PATH}/{adapter}"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An HTTP API Atlas calls: where, the bearer token it presents, the CA that signs its certificate."""
+
+    url: str
+    token: str | None = field(default=None, repr=False)
+    ca_file: str | None = None
 
 
 class Vault:
@@ -100,6 +115,17 @@ class Vault:
     def netbox(self) -> tuple[str, str]:
         data = self.read(NETBOX_PATH)
         return str(data["url"]), str(data["token"])
+
+    def workloads_endpoint(self, adapter: str) -> Endpoint:
+        """The API of the scheduler a workload adapter drains hosts through."""
+        data = self.read(workloads_path(adapter))
+        if not data.get("url"):
+            raise SecretError(f"secret {workloads_path(adapter)} has no url")
+        return Endpoint(
+            url=str(data["url"]),
+            token=str(data["token"]) if data.get("token") else None,
+            ca_file=str(data["ca_file"]) if data.get("ca_file") else None,
+        )
 
     def healthy(self) -> bool:
         try:

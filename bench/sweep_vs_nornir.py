@@ -23,13 +23,14 @@ from nornir_netmiko.tasks import netmiko_send_command
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from atlas.core.model import Device
+from atlas.core.run import targets
 from atlas.lab.config import DEFAULT_ROOT, LabConfig
 from atlas.lab.generate import LabShape, generate, write
 from atlas.lab.lab import Lab
 from atlas.net.config import diff
-from atlas.net.sessions import SWITCH_DEVICE_TYPE
+from atlas.net.platforms import platform_of
 from atlas.runbooks import sweep
-from atlas.runbooks.site import credentials, read_view
+from atlas.runbooks.site import Creds, credentials, read_view
 from atlas.secrets import Vault, VaultSettings
 from atlas.sot.client import connect
 from atlas.sot.read import site_names
@@ -39,11 +40,12 @@ SESSIONS = 8  # the same number of concurrent SSH sessions for both
 ROUNDS = 3
 
 
-def atlas_round(switches: list[Device], intended: Callable[[Device], str], creds: sweep.Creds) -> int:
-    return sum(r.changed for r in sweep.compare_running(switches, intended, creds, SESSIONS))
+def atlas_round(switches: list[Device], intended: Callable[[Device], str], creds: Creds) -> int:
+    found = targets(switches, lambda d: creds.get((d.site, d.role.value)))
+    return sum(r.changed for r in sweep.compare_running(found, intended, SESSIONS))
 
 
-def nornir_round(switches: list[Device], intended: Callable[[Device], str], creds: sweep.Creds) -> int:
+def nornir_round(switches: list[Device], intended: Callable[[Device], str], creds: Creds) -> int:
     hosts = Hosts()
     for d in switches:
         cred = creds[(d.site, d.role.value)]
@@ -53,7 +55,7 @@ def nornir_round(switches: list[Device], intended: Callable[[Device], str], cred
             hostname=str(d.mgmt_address.ip),
             username=cred.username,
             password=cred.password,
-            platform=SWITCH_DEVICE_TYPE,
+            platform=platform_of(d).device_type,
         )
     ConnectionPluginRegister.auto_register()  # what InitNornir does: finds nornir-netmiko
     nr = Nornir(inventory=Inventory(hosts=hosts), runner=ThreadedRunner(num_workers=SESSIONS))
@@ -64,7 +66,10 @@ def nornir_round(switches: list[Device], intended: Callable[[Device], str], cred
         nr.close_connections()
     if result.failed:
         raise SystemExit(f"nornir failed on {sorted(result.failed_hosts)}")
-    return sum(not diff(str(r[0].result), intended(by_name[name])).empty for name, r in result.items())
+    return sum(
+        not diff(str(r[0].result), intended(by_name[name]), platform_of(by_name[name])).empty
+        for name, r in result.items()
+    )
 
 
 def main() -> None:

@@ -7,97 +7,80 @@ fabric-cost-out / fabric-cost-in: read the site and the live OSPF state -> refus
 its last working path (unless forced) -> record the maintenance state in NetBox (it is part of the
 intent) -> push `max-metric router-lsa administrative` (or remove it) -> verify from the neighbours'
 routing tables that traffic avoids the switch (or uses it again) -> journal entry -> report.
+
+The logic is in atlas.runbooks.fabric; this module names the steps and sequences them.
 """
 
 from __future__ import annotations
 
-import time
-from typing import Annotated, Any
+from typing import Annotated
 
-from prefect import flow, get_run_logger, task
+import pynetbox
+from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
-from atlas.core.errors import Failed
-from atlas.core.model import Credential, Device
-from atlas.core.run import Result
-from atlas.core.safety import text_problem
-from atlas.net.verify import routing_problems
+from atlas.core.model import Device
+from atlas.core.run import Readings, Result, Results
+from atlas.net.routing import RoutingState
 from atlas.prefect.forms import NAME_PATTERN, OPTIONAL_NAME_PATTERN, DryRun, Names, SiteName, form
 from atlas.prefect.locks import exclusive, rack_limits
+from atlas.prefect.progress import RunEvents
 from atlas.prefect.reports import publish
 from atlas.prefect.sources import run_name, sources
 from atlas.runbooks import fabric
-from atlas.runbooks.site import SiteView, credentials, live_switches, read_view, site_of_switch
-from atlas.sot.schema import COST_OUT_FIELD
-from atlas.sot.write import add_journal_entry, set_custom_fields
+from atlas.runbooks.fabric import CostChange, SelectionError
+from atlas.runbooks.site import Creds, SiteView, credentials, live_switches, read_view, site_of_switch
 
 SwitchName = Annotated[str, Field(pattern=NAME_PATTERN, description="NetBox name of the switch")]
-Creds = dict[tuple[str, str], Credential]
-
-
-class FabricFailed(Failed):
-    pass
-
-
-class CostOutRefused(Failed):
-    pass
+Reason = Annotated[str, Field(min_length=3, max_length=200, description="Why, for the NetBox journal")]
 
 
 @task(name="read the site from NetBox", cache_policy=NO_CACHE)
-def read_site(site: str | None, switch: str | None = None) -> tuple[Any, SiteView, Creds]:
-    """The site named, or the one `switch` is in."""
+def read_site(site: str | None, switch: str | None = None) -> tuple[pynetbox.api, SiteView, Creds]:
+    """The site named, or the one `switch` is in; the credentials of its live switches."""
     nb, vault = sources()
     view = read_view(nb, site or site_of_switch(nb, str(switch)))
     return nb, view, credentials(vault, live_switches(view))
 
 
+@task(name="read live OSPF state", cache_policy=NO_CACHE)
+def live_state(creds: Creds, switches: list[Device]) -> Readings[RoutingState]:
+    return fabric.read_states(creds, switches)
+
+
 @task(name="push the intent", cache_policy=NO_CACHE)
-def push(view: SiteView, switches: list[Device], creds: Creds, dry_run: bool) -> list[Result]:
-    results = fabric.apply_intent(view, switches, creds, dry_run)
-    for r in results:
-        get_run_logger().info("%s: %s", r.target, r.detail)
-    return results
+def push(view: SiteView, switches: list[Device], creds: Creds, dry_run: bool) -> Results:
+    return fabric.logged(fabric.apply_intent(view, switches, creds, dry_run), RunEvents())
 
 
 @task(name="verify adjacencies", cache_policy=NO_CACHE)
 def verify_adjacencies(
-    view: SiteView, switches: list[Device], creds: Creds, before: dict[str, Any]
+    view: SiteView, switches: list[Device], creds: Creds, before: Readings[RoutingState]
 ) -> list[str]:
-    """No adjacency that was Full before the push is lost, and every link between two of the pushed
-    switches comes up Full (a link to a switch outside the push may be down for its own reasons)."""
-    names = {d.name for d in switches}
-
-    def wanted(d: Device) -> list[str]:
-        was = before.get(d.name)
-        kept = set(was.full_neighbours_on) if was is not None else set()
-        return sorted(kept | {p for p, peer in view.peers(d.name) if peer.name in names})
-
-    deadline = time.monotonic() + 60
-    while True:
-        states = fabric.read_states(view, creds, switches)
-        problems = []
-        for d in switches:
-            state = states[d.name]
-            if state is None:
-                problems.append(f"{d.name}: routing state could not be read")
-            else:
-                problems += routing_problems(d, state, wanted(d), [])
-        if not problems or time.monotonic() > deadline:
-            return problems
-        time.sleep(1)
+    return fabric.verify_adjacencies(view, switches, creds, before)
 
 
-def rows(results: list[Result]) -> list[dict[str, str]]:
-    return [
-        {
-            "switch": r.target,
-            "result": "failed" if r.failed else "changed" if r.changed else "unchanged",
-            "detail": r.detail,
-            "diff": "; ".join(r.diff),
-        }
-        for r in results
-    ]
+@task(name="journal the changed switches", cache_policy=NO_CACHE)
+def journal_applied(nb: pynetbox.api, results: Results) -> None:
+    fabric.journal_applied(nb, results, run_name())
+
+
+@task(name="decide the cost change", cache_policy=NO_CACHE)
+def decide(
+    view: SiteView, states: Readings[RoutingState], switch: str, reason: str, cost_out: bool, force: bool
+) -> CostChange:
+    [change] = fabric.plan_costs(view, states, [switch], reason, cost_out, force)
+    return change
+
+
+@task(name="change the cost, verified from the neighbours", cache_policy=NO_CACHE)
+def change_cost(nb: pynetbox.api, change: CostChange, creds: Creds, dry_run: bool) -> Result:
+    return fabric.change_cost(nb, change, creds, dry_run, run_name(), RunEvents())
+
+
+def diff_of(results: Results) -> dict[str, str]:
+    return {r.target: "; ".join(r.diff) for r in results if r.diff}
 
 
 @flow(name="fabric-apply")
@@ -119,124 +102,46 @@ def fabric_apply(
     chosen = fabric.select_switches(view, rack or None, switches)
     problems = fabric.config_problems(view, chosen)
     if problems:
-        raise fabric.SelectionError(problems)
+        raise SelectionError(problems)
     with exclusive(*rack_limits(chosen)):
-        before = {} if dry_run else fabric.read_states(view, creds, chosen)
+        before = Readings[RoutingState]({}, {}) if dry_run else live_state(creds, chosen)
         results = push(view, chosen, creds, dry_run)
-        changed = [r for r in results if r.changed and not r.failed]
+        changed = results.changed_targets
         if not dry_run and changed:
-            pushed = [d for d in chosen if d.name in {r.target for r in changed}]
-            verify = verify_adjacencies(view, pushed, creds, before)
-            results += [Result.failure(site, "verify", p) for p in verify]
-            for r in changed:
-                add_journal_entry(
-                    nb, r.target, f"fabric-apply {run_name()}:\n" + "\n".join(f"- `{x}`" for x in r.diff)
-                )
-    failed = [r for r in results if r.failed]
-    verb = "would change" if dry_run else "changed"
+            pushed = [d for d in chosen if d.name in changed]
+            results += [
+                Result.failure(site, "verify", p) for p in verify_adjacencies(view, pushed, creds, before)
+            ]
+            journal_applied(nb, results)
+    diffs = diff_of(results)
     publish(
         f"fabric-apply-{site}" + (f"-{rack}" if rack else ""),
         f"fabric-apply {site}{'/' + rack if rack else ''}{' (dry run)' if dry_run else ''}",
-        [f"switches {verb}: **{len(changed)}** of {len(chosen)}", f"failed: **{len(failed)}**"],
-        rows(results),
+        [
+            f"switches {'would change' if dry_run else 'changed'}: **{len(changed)}** of {len(chosen)}",
+            f"failed: **{len(results.failed)}**",
+        ],
+        results.rows(diff=lambda name: diffs.get(name, "")),
     )
-    if failed:
-        raise FabricFailed("; ".join(f"{r.target}: {r.detail}" for r in failed))
+    results.raise_on_error("fabric-apply")
     return results
 
 
-@task(name="read live OSPF state", cache_policy=NO_CACHE)
-def live_state(view: SiteView, creds: Creds) -> dict[str, Any]:
-    return fabric.read_states(view, creds, live_switches(view))
-
-
-@task(name="verify traffic from the neighbours", cache_policy=NO_CACHE)
-def verify_traffic(
-    view: SiteView, target: str, neighbours: list[Device], creds: Creds, cost_out: bool
-) -> list[str]:
-    """OSPF needs a moment to flood the new LSA and rerun SPF: read until it shows, bounded."""
-    deadline = time.monotonic() + 60
-    while True:
-        states = fabric.read_states(view, creds, neighbours)
-        problems = fabric.traffic_problems(view, target, neighbours, states, costed_out=cost_out)
-        if not problems or time.monotonic() > deadline:
-            return problems
-        time.sleep(1)
-
-
-def change_cost(
-    switch: str,
-    reason: str,
-    cost_out: bool,
-    force: bool,
-    dry_run: bool,
-    leaving: frozenset[str] = frozenset(),
-) -> Result:
-    """`leaving`: devices an evacuation takes out with the switch, so their lost paths are intended."""
-    log = get_run_logger()
-    verb = "cost-out" if cost_out else "cost-in"
-    problem = text_problem("reason", reason)
-    if problem:
-        raise fabric.SelectionError([problem])
+def cost(switch: str, reason: str, cost_out: bool, force: bool, dry_run: bool) -> Result:
+    """The switch's site and its live switches' state read once, the change decided on them, made,
+    and reported."""
     nb, view, creds = read_site(None, switch)
-    [target] = fabric.select_switches(view, None, [switch])  # an active switch of the site, or refused
-    states = live_state(view, creds)
-    neighbours = fabric.adjacent_neighbours(view, switch, states)
-    log.info(
-        "verifying from %s", ", ".join(n.name for n in neighbours) or "no neighbour with a Full adjacency"
-    )
-    overridden = fabric.last_path_problems(view, {switch}, states, leaving) if cost_out else []
-    if overridden and not force:
-        raise CostOutRefused(
-            f"cost-out of {switch} refused, nothing changed (force=true overrides):\n"
-            + "\n".join(f"  - {p}" for p in overridden)
-        )
-    for p in overridden:
-        log.warning("forced despite: %s", p)
-    intended = fabric.with_cost_out(view, switch, cost_out)
-    [result] = push(intended, [intended.devices[switch]], creds, dry_run=True)
-    recorded = fabric.is_costed_out(target) == cost_out
-    if dry_run or (recorded and not result.changed):
-        if not dry_run:
-            problems = verify_traffic(view, switch, neighbours, creds, cost_out)
-            if problems:
-                raise FabricFailed(
-                    f"{switch} is recorded as {verb} but traffic disagrees: " + "; ".join(problems)
-                )
-        detail = result.detail if dry_run else f"already {verb}; traffic verified"
-        return result.model_copy(update={"detail": detail})
-    set_custom_fields(nb, switch, {COST_OUT_FIELD: cost_out})
-    [result] = push(intended, [intended.devices[switch]], creds, dry_run=False)
-    if result.failed:
-        raise FabricFailed(f"{switch}: {result.detail} (NetBox records {verb}; a re-run converges)")
-    problems = verify_traffic(intended, switch, neighbours, creds, cost_out)
-    forced = f" (forced past the last-path guard: {'; '.join(overridden)})" if overridden else ""
-    add_journal_entry(
-        nb,
-        switch,
-        f"fabric-{verb} {run_name()}{forced}: {reason}\n"
-        + (
-            "- traffic verified from the neighbours"
-            if not problems
-            else "- NOT verified: " + "; ".join(problems)
-        ),
-        kind="info" if not problems else "warning",
-    )
-    if problems:
-        raise FabricFailed(f"{verb} of {switch} pushed, but traffic disagrees: " + "; ".join(problems))
-    return result.model_copy(update={"detail": f"{verb}: {result.detail}; traffic verified"})
-
-
-def report_cost(switch: str, verb: str, result: Result, dry_run: bool) -> None:
+    states = live_state(creds, live_switches(view))
+    change = decide(view, states, switch, reason, cost_out, force)
+    result = change_cost(nb, change, creds, dry_run)
+    verb = change.verb
     publish(
         f"fabric-{verb}-{switch}",
         f"fabric-{verb} {switch}{' (dry run)' if dry_run else ''}",
         [result.detail],
-        rows([result]),
+        Results([result]).rows(diff=lambda _: "; ".join(result.diff)),
     )
-
-
-Reason = Annotated[str, Field(min_length=3, max_length=200, description="Why, for the NetBox journal")]
+    return result
 
 
 @flow(name="fabric-cost-out")
@@ -247,14 +152,10 @@ def fabric_cost_out(
     force: Annotated[bool, Field(description="Cost out even if something loses its last path")] = False,
     dry_run: DryRun = True,
 ) -> Result:
-    result = change_cost(switch, reason, cost_out=True, force=force, dry_run=dry_run)
-    report_cost(switch, "cost-out", result, dry_run)
-    return result
+    return cost(switch, reason, cost_out=True, force=force, dry_run=dry_run)
 
 
 @flow(name="fabric-cost-in")
 @form
 def fabric_cost_in(switch: SwitchName, reason: Reason, dry_run: DryRun = True) -> Result:
-    result = change_cost(switch, reason, cost_out=False, force=False, dry_run=dry_run)
-    report_cost(switch, "cost-in", result, dry_run)
-    return result
+    return cost(switch, reason, cost_out=False, force=False, dry_run=dry_run)

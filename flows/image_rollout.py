@@ -14,83 +14,54 @@ from __future__ import annotations
 
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
+import pynetbox
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from atlas.core.errors import Failed, Refused
-from atlas.core.model import Device, Site
+from atlas.core.errors import Refused
+from atlas.core.model import Credential, Device, Site
+from atlas.core.run import Target
+from atlas.core.settings import load_settings
 from atlas.images.catalog import VERSION_PATTERN, AwsSettings, Catalog, ImageError, Manifest
 from atlas.prefect.approvals import Approval, NotApproved, ask
 from atlas.prefect.forms import OPTIONAL_NAME_PATTERN, DryRun, SiteName, form
 from atlas.prefect.locks import exclusive, rack_limits
-from atlas.prefect.progress import Progress
+from atlas.prefect.progress import Progress, RunEvents
 from atlas.prefect.reports import publish
 from atlas.prefect.sources import run_name, sources
 from atlas.runbooks import rollout
-from atlas.runbooks.bringup import wait_reachable
-from atlas.runbooks.site import credentials
-from atlas.secrets import AWS_PATH
+from atlas.runbooks.bringup import TargetMap
+from atlas.runbooks.rollout import RolloutRefused as RolloutRefused
+from atlas.runbooks.rollout import RolloutReport as RolloutReport
+from atlas.runbooks.rollout import RolloutStopped as RolloutStopped
+from atlas.secrets import AWS_PATH, Vault
 from atlas.sot.read import NotInNetBox, read_site
-from atlas.sot.write import add_journal_entry, set_custom_fields
-from atlas.workloads.lab import LabServices
-
-
-class RolloutRefused(Refused):
-    headline = "{n} problem(s); no host was drained or changed"
-
-
-class RolloutStopped(Failed):
-    pass
+from atlas.workloads import workloads_from
 
 
 class WaveApproval(Approval):
     approve: bool = Field(False, description="Tick to go on with the next wave; leave it to stop here")
 
 
-class HostOutcome(BaseModel):
-    rack: str
-    before: str | None
-    after: str | None
-    result: str  # moved, already on version, rolled back, failed, not reached, planned
-
-
-class RolloutReport(BaseModel):
-    version: str
-    dry_run: bool
-    waves: list[list[str]]
-    hosts: dict[str, HostOutcome]
-    stopped: str | None = None
-    approvals: list[str] = []
-
-    @property
-    def changed(self) -> list[str]:
-        return sorted(h for h, o in self.hosts.items() if o.result == "moved")
-
-
 @task(name="read the scope from NetBox", cache_policy=NO_CACHE)
-def read_scope(site: str, rack: str | None, role: str | None) -> tuple[Any, Any, Site, list[Device]]:
+def read_scope(
+    site: str, rack: str | None, role: str | None
+) -> tuple[pynetbox.api, Vault, Site, list[Device]]:
     nb, vault = sources()
     try:
         view = read_site(nb, site)
     except NotInNetBox as e:
         raise RolloutRefused([str(e)]) from None
-    problems = rollout.scope_problems(view, rack, role)
-    hosts = rollout.hosts_in_scope(view, rack, role) if not problems else []
-    if not problems and not hosts:
-        problems.append(
-            f"no active server in {site}{f' rack {rack}' if rack else ''}{f' role {role}' if role else ''}"
-        )
-    if problems:
-        raise RolloutRefused(problems)
-    return nb, vault, view, hosts
+    return nb, vault, view, rollout.scoped_hosts(view, rack, role)
 
 
 @task(name="image: download and check against its manifest", cache_policy=NO_CACHE)
-def fetch_image(vault: Any, version: str, workdir: Path) -> Manifest:
+def fetch_image(vault: Vault, version: str, workdir: Path) -> Manifest:
     try:
         return Catalog(AwsSettings.from_secret(vault.read(AWS_PATH))).fetch_verified(
             version, workdir / "image.tar.gz"
@@ -99,81 +70,101 @@ def fetch_image(vault: Any, version: str, workdir: Path) -> Manifest:
         raise RolloutRefused([str(e)]) from None
 
 
+@task(name="credentials from Vault", cache_policy=NO_CACHE)
+def credentials(vault: Vault, hosts: list[Device]) -> TargetMap:
+    try:
+        return rollout.rollout_targets(vault, hosts)
+    except Refused as e:
+        raise RolloutRefused(e.problems) from None
+
+
 @task(name="preflight: hosts reachable and as their baseline", cache_policy=NO_CACHE)
-def preflight(site: Site, hosts: list[Device], cred_of: rollout.CredentialOf) -> None:
-    problems = wait_reachable(tuple(hosts), timeout=20)
-    unreachable = {p.split(":")[0] for p in problems}
-    reachable = [h for h in hosts if h.name not in unreachable]
-    problems += [
-        f"{name}: differs from its baseline before the rollout: {why}"
-        for name, why in rollout.routing_problems(site, reachable, cred_of).items()
-    ]
-    if problems:
-        raise RolloutRefused(problems)
+def preflight(site: Site, hosts: TargetMap) -> None:
+    rollout.preflight(site, list(hosts.values()))
 
 
 @task(name="wave", task_run_name="wave {number}: {names}", cache_policy=NO_CACHE)
 def move_wave(
-    number: int,
-    names: str,
-    site: Site,
-    hosts: list[Device],
-    manifest: Manifest,
-    artifact: Path,
-    cred_of: rollout.CredentialOf,
+    number: int, names: str, site: Site, hosts: list[Target], manifest: Manifest, artifact: Path
 ) -> rollout.WaveOutcome:
     log = get_run_logger()
-    outcome = rollout.move_wave(site, hosts, manifest, artifact, LabServices(cred_of), cred_of, log.info)
+    by_name = {h.name: h for h in hosts}
+
+    def cred_of(d: Device) -> Credential:
+        return by_name[d.name].credential
+
+    workloads = workloads_from(load_settings(), cred_of)
+    outcome = rollout.move_wave(site, hosts, manifest, artifact, workloads, RunEvents())
     for name, why in {**outcome.failed, **outcome.stuck}.items():
         log.error("%s: %s", name, why)
     return outcome
 
 
 @task(name="record in NetBox", cache_policy=NO_CACHE)
-def record(nb: Any, plan: rollout.RolloutPlan, outcome: rollout.WaveOutcome) -> None:
-    for name in outcome.moved:
-        set_custom_fields(nb, name, {rollout.VERSION_FIELD: plan.version})
-        add_journal_entry(
-            nb,
-            name,
-            f"image-rollout {run_name()}: {plan.before[name] or 'none'} -> {plan.version}",
-            kind="success",
-        )
-    for name, why in outcome.failed.items():
-        state = (
-            "rolled back"
-            if name in outcome.rolled_back
-            else "NOT rolled back: " + outcome.stuck.get(name, "")
-        )
-        add_journal_entry(
-            nb, name, f"image-rollout {run_name()}: {plan.version} failed ({why}); {state}", kind="danger"
-        )
+def record(
+    nb: pynetbox.api, plan: rollout.RolloutPlan, outcome: rollout.WaveOutcome, hosts: list[Target]
+) -> None:
+    rollout.record(nb, plan, outcome, {h.name: h.device for h in hosts}, run_name())
 
 
-def pause_between(
-    mode: str, seconds: int, timeout: int, done: dict[str, str], following: list[str], approvals: list[str]
-) -> str | None:
-    """None to go on; otherwise why the rollout stops here."""
-    if mode == "time":
-        get_run_logger().info("pausing %d s before the next wave", seconds)
-        time.sleep(seconds)
-    elif mode == "approval":
-        try:
-            answer = ask(
-                WaveApproval,
-                "### Wave done\n\n"
-                + "".join(f"* {host}: {result}\n" for host, result in done.items())
-                + f"\n### Next wave: {', '.join(following)}\n\nTick **approve** to go on; "
-                "leave it unticked to stop the rollout here (nothing is rolled back).",
-                timeout,
+@dataclass(frozen=True)
+class Pause:
+    """Between two waves: go on (none), wait `seconds` (time), or ask a person (approval) and wait
+    `timeout` seconds for the answer."""
+
+    mode: str
+    seconds: int
+    timeout: int
+
+    def between(self, done: dict[str, str], following: list[str], approvals: list[str]) -> str | None:
+        """None to go on; otherwise why the rollout stops here."""
+        if self.mode == "time":
+            get_run_logger().info("pausing %d s before the next wave", self.seconds)
+            time.sleep(self.seconds)
+        elif self.mode == "approval":
+            try:
+                answer = ask(WaveApproval, rollout.approval_question(done, following), self.timeout)
+            except NotApproved as e:
+                return f"{e}; stopped before wave {', '.join(following)}"
+            approvals.append(
+                f"{', '.join(following)}: approved by {answer.approver}: {answer.comment or 'no comment'}"
             )
-        except NotApproved as e:
-            return f"{e}; stopped before wave {', '.join(following)}"
-        approvals.append(
-            f"{', '.join(following)}: approved by {answer.approver}: {answer.comment or 'no comment'}"
-        )
-        get_run_logger().info("next wave approved by %s: %s", answer.approver, answer.comment)
-    return None
+            get_run_logger().info("next wave approved by %s: %s", answer.approver, answer.comment)
+        return None
+
+
+def waves(
+    nb: pynetbox.api,
+    site: Site,
+    plan: rollout.RolloutPlan,
+    hosts: TargetMap,
+    image: tuple[Manifest, Path],
+    budget: int,
+    pause: Pause,
+    report: RolloutReport,
+) -> int:
+    """The canary, then each wave under its racks' locks, until the plan is done or the rollout
+    stops (the report says why); the number of hosts that failed."""
+    progress = Progress(f"image-rollout {plan.version} in {site.name}", total=len(plan.hosts))
+    failed = 0
+    with exclusive(f"image-rollout-{site.name}"):
+        for number, wave in enumerate(plan.waves):
+            members = [hosts[n] for n in wave]
+            with exclusive(*rack_limits(h.device for h in members)):
+                outcome = move_wave(number, ", ".join(wave), site, members, *image)
+                record(nb, plan, outcome, members)
+            report.after_wave(outcome, wave)
+            failed += len(outcome.failed)
+            progress.finished(rollout.wave_done(number, outcome), count=len(wave))
+            stop = rollout.wave_stops(number, outcome, failed, budget)
+            if stop is None and number + 1 < len(plan.waves):
+                done = {name: report.hosts[name].result for name in wave}
+                stop = pause.between(done, plan.waves[number + 1], report.approvals)
+            if stop:
+                progress.end(f"stopped: {stop}")
+                report.stop(stop)
+                break
+    return failed
 
 
 @flow(name="image-rollout")
@@ -204,84 +195,22 @@ def image_rollout(
     ] = 3600,
     dry_run: DryRun = True,
 ) -> RolloutReport:
-    log = get_run_logger()
     nb, vault, view, hosts = read_scope(site, rack or None, None if role == "any" else role)
     plan = rollout.plan_rollout(hosts, version, canary, wave_size)
-    by_name = {h.name: h for h in hosts}
-    outcomes = {
-        h.name: HostOutcome(
-            rack=h.rack or "",
-            before=plan.before[h.name],
-            after=plan.before[h.name],
-            result="already on version" if h.name in plan.on_version else "planned",
-        )
-        for h in hosts
-    }
-    report = RolloutReport(version=version, dry_run=dry_run, waves=plan.waves, hosts=outcomes)
+    report = rollout.start_report(plan, hosts, dry_run)
     with tempfile.TemporaryDirectory(prefix="atlas-image-") as tmp:
         manifest = fetch_image(vault, version, Path(tmp))
-        for number, wave in enumerate(plan.waves):
-            log.info("%s %d: %s", "canary" if number == 0 else "wave", number, ", ".join(wave))
+        for line in rollout.wave_lines(plan):
+            get_run_logger().info("%s", line)
         if dry_run or not plan.waves:
-            publish_report(report, site)
+            publish(*rollout.artifact(report, site))
             return report
-        creds = credentials(vault, hosts)
-
-        def cred_of(d: Device) -> Any:
-            return creds[(d.site, d.role.value)]
-
-        preflight(view, [by_name[n] for n in plan.hosts], cred_of)
-        failed = 0
-        progress = Progress(f"image-rollout {version} in {site}", total=len(plan.hosts))
-        with exclusive(f"image-rollout-{site}"):
-            for number, wave in enumerate(plan.waves):
-                with exclusive(*rack_limits(by_name[n] for n in wave)):
-                    outcome = move_wave(
-                        number,
-                        ", ".join(wave),
-                        view,
-                        [by_name[n] for n in wave],
-                        manifest,
-                        Path(tmp) / "image.tar.gz",
-                        cred_of,
-                    )
-                    record(nb, plan, outcome)
-                for name in wave:
-                    outcomes[name].result = (
-                        "moved"
-                        if name in outcome.moved
-                        else "rolled back"
-                        if name in outcome.rolled_back
-                        else "failed"
-                    )
-                    if name in outcome.moved:
-                        outcomes[name].after = version
-                failed += len(outcome.failed)
-                progress.finished(
-                    f"{'canary' if number == 0 else f'wave {number}'}: {len(outcome.moved)} moved, "
-                    f"{len(outcome.failed)} failed",
-                    count=len(wave),
-                )
-                if rollout.stops_rollout(failed, failure_budget, is_canary=number == 0):
-                    report.stopped = f"{'canary' if number == 0 else f'wave {number}'} failed: " + "; ".join(
-                        f"{n}: {w}" for n, w in outcome.failed.items()
-                    )
-                elif number + 1 < len(plan.waves):
-                    report.stopped = pause_between(
-                        pause,
-                        pause_seconds,
-                        approval_timeout_s,
-                        {name: outcomes[name].result for name in wave},
-                        plan.waves[number + 1],
-                        report.approvals,
-                    )
-                if report.stopped:
-                    progress.end(f"stopped: {report.stopped}")
-                    for name in plan.hosts:
-                        if outcomes[name].result == "planned":
-                            outcomes[name].result = "not reached"
-                    break
-    publish_report(report, site)
+        devices = credentials(vault, [h for h in hosts if h.name in plan.hosts])
+        preflight(view, devices)
+        pauses = Pause(pause, pause_seconds, approval_timeout_s)
+        image = (manifest, Path(tmp) / "image.tar.gz")
+        failed = waves(nb, view, plan, devices, image, failure_budget, pauses, report)
+    publish(*rollout.artifact(report, site))
     if report.stopped:
         raise RolloutStopped(report.stopped)
     if failed:
@@ -289,30 +218,3 @@ def image_rollout(
             f"{failed} host(s) failed within the budget and were rolled back; see the report"
         )
     return report
-
-
-def publish_report(report: RolloutReport, site: str) -> None:
-    counts: dict[str, int] = {}
-    for o in report.hosts.values():
-        counts[o.result] = counts.get(o.result, 0) + 1
-    publish(
-        f"image-rollout-{site}",
-        f"Image rollout of {report.version}" + (" (dry run: plan)" if report.dry_run else ""),
-        [
-            *(f"{'canary' if i == 0 else f'wave {i}'}: {', '.join(w)}" for i, w in enumerate(report.waves)),
-            *([] if report.waves else ["no change: every host in scope is on this version"]),
-            ", ".join(f"{n} {r}" for r, n in sorted(counts.items())),
-            *(f"wave {a}" for a in report.approvals),
-            *([f"stopped: {report.stopped}"] if report.stopped else []),
-        ],
-        [
-            {
-                "host": h,
-                "rack": o.rack,
-                "before": o.before or "none",
-                "after": o.after or "none",
-                "result": o.result,
-            }
-            for h, o in sorted(report.hosts.items())
-        ],
-    )

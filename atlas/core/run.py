@@ -244,6 +244,9 @@ def poll_until[V](
 
 
 # --- events --------------------------------------------------------------------------------------
+Log = Callable[[str], None]  # where a step only says lines (an Events' info is one): Ansible's task events
+
+
 class Events(Protocol):
     """Where a run says what it is doing."""
 

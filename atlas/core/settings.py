@@ -4,8 +4,12 @@ Variables: VAULT_ADDR, VAULT_TOKEN (as every Vault tool reads them), NETBOX_URL 
 (optional: without them NetBox's address and token come from Vault's `secret/atlas/netbox`),
 CEPH_CONF, NETBOX_TIMEOUT (seconds one NetBox request may take; a hung NetBox fails the run after three
 tries instead of stalling it), CEPH_ALLOW_LOOP_DEVICES (ceph-volume may make OSDs on loop devices: the
-lab's disks; never in production). The settings file is TOML with the same names in lower case, at ATLAS_SETTINGS or
-/etc/atlas/atlas.toml; it holds tokens, so it must not be readable by group or others.
+lab's disks; never in production), ATLAS_WORKLOADS (what drains a host's work: `services`, the default,
+for services run straight on hosts; `kubernetes`; `mesos`: atlas.workloads) with ATLAS_WORKLOADS_URL,
+ATLAS_WORKLOADS_TOKEN and ATLAS_WORKLOADS_CA_FILE (the scheduler's API; without them from Vault's
+`secret/atlas/workloads/<adapter>`). The settings file is TOML with the same names in lower case (the
+workloads ones without `atlas_`), at ATLAS_SETTINGS or /etc/atlas/atlas.toml; it holds tokens, so it
+must not be readable by group or others.
 """
 
 from __future__ import annotations
@@ -14,7 +18,15 @@ import os
 import stat
 from pathlib import Path
 
-from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    AnyHttpUrl,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,6 +37,7 @@ from pydantic_settings import (
 from atlas.core.errors import AtlasError
 
 DEFAULT_FILE = Path("/etc/atlas/atlas.toml")
+DEFAULT_WORKLOADS = "services"
 
 
 class SettingsProblem(AtlasError, RuntimeError):
@@ -33,6 +46,12 @@ class SettingsProblem(AtlasError, RuntimeError):
 
 def settings_file() -> Path:
     return Path(os.environ.get("ATLAS_SETTINGS", DEFAULT_FILE))
+
+
+def _named(name: str) -> AliasChoices:
+    """ATLAS_<NAME> in the environment (WORKLOADS alone could be anyone's), `name` in the file; each
+    source accepts both."""
+    return AliasChoices(f"atlas_{name}", name)
 
 
 class AtlasSettings(BaseSettings):
@@ -45,6 +64,22 @@ class AtlasSettings(BaseSettings):
     ceph_conf: Path = Path("/etc/ceph/ceph.conf")
     ceph_allow_loop_devices: bool = False
     netbox_timeout: float = Field(default=60.0, gt=0, le=600)
+    workloads: str = Field(default=DEFAULT_WORKLOADS, validation_alias=_named("workloads"))
+    workloads_url: AnyHttpUrl | None = Field(default=None, validation_alias=_named("workloads_url"))
+    workloads_token: SecretStr | None = Field(default=None, validation_alias=_named("workloads_token"))
+    workloads_ca_file: Path | None = Field(default=None, validation_alias=_named("workloads_ca_file"))
+
+    @field_validator("workloads")
+    @classmethod
+    def _known_workloads(cls, name: str) -> str:
+        """Refused at load, so before a flow touches anything (the default is never checked, so
+        loading settings imports no adapter)."""
+        from atlas.workloads import WORKLOADS  # the adapters register there; they import these settings
+
+        problem = WORKLOADS.problem("settings", name)
+        if problem is not None:
+            raise ValueError(problem)
+        return name
 
     @model_validator(mode="after")
     def _netbox_both_or_neither(self) -> AtlasSettings:

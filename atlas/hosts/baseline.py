@@ -2,32 +2,33 @@
 to it by reading their state first and running the playbook only where it differs.
 
 A server with anycast addresses in NetBox also runs FRR (zebra and ospfd under the host's service
-manager) and announces them from a dummy interface; whether that interface is up is the host's drain
-state (atlas.workloads), which the baseline never changes."""
+manager, atlas.hosts.services) and announces them from a dummy interface; whether that interface is
+up is the host's drain state (atlas.workloads), which the baseline never changes."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 
 from atlas.core.model import Credential, Device, InterfaceKind, Site
-from atlas.core.parallel import MAX_PARALLEL_SESSIONS, each_device
-from atlas.core.run import Result
-from atlas.hosts.facts import FACTS_COMMAND, SYSCTLS, baseline_drift
+from atlas.core.run import MAX_SESSIONS, Log, Readings, Result, Results, poll_until, read_each
+from atlas.hosts.facts import SYSCTLS, baseline_drift, facts_command
 from atlas.hosts.runner import Host, run_playbook
+from atlas.hosts.services import playbook_variables
 from atlas.net.render import render_host
-from atlas.net.sessions import DeviceUnreachable, ssh_exec
+from atlas.net.routing import RoutingDesign
+from atlas.net.sessions import ssh_exec
 
 PLAYBOOK = "host-baseline.yml"
 SETTLE_SECONDS = 30.0  # a host link's adjacency is Full within seconds (hello 1 s, dead 4 s)
 
 CredentialOf = Callable[[Device], Credential]
-Log = Callable[[str], None]
+Drift = Readings[list[str]]  # per host: how it differs from its baseline, or why it could not be read
+DriftReader = Callable[[list[Host]], Drift]
 
 
 def inventory(site: Site, devices: dict[str, Device], servers: Iterable[Device]) -> list[Host]:
     """Each server's playbook variables: addresses, the ECMP default route over the leaves it is
-    cabled to (their addresses on those cables), sysctls, hostname, facts."""
+    cabled to (their addresses on those cables), sysctls, hostname, facts, its service manager's."""
     hosts = []
     for s in servers:
         addresses: dict[str, list[str]] = {"lo": ["127.0.0.1/8"]}
@@ -63,6 +64,7 @@ def inventory(site: Site, devices: dict[str, Device], servers: Iterable[Device])
                         "name": s.name,
                         "loopback": str(s.loopback) if s.loopback else None,
                     },
+                    **playbook_variables(s),
                 },
             )
         )
@@ -70,19 +72,27 @@ def inventory(site: Site, devices: dict[str, Device], servers: Iterable[Device])
 
 
 def read_drift(
-    hosts: list[Host], devices: dict[str, Device], cred_of: CredentialOf, limit: int = MAX_PARALLEL_SESSIONS
-) -> dict[str, list[str] | DeviceUnreachable]:
-    """Per host, how it differs from its baseline, or why its state could not be read."""
-    variables = {h.name: h.variables for h in hosts}
+    hosts: list[Host],
+    devices: dict[str, Device],
+    cred_of: CredentialOf,
+    max_sessions: int = MAX_SESSIONS,
+    design: RoutingDesign | None = None,
+) -> Drift:
+    """Per host, how it differs from its baseline, or why its state could not be read; its routing as
+    the site's routing design reads it (omitted: the default design)."""
+    variables, command = {h.name: h.variables for h in hosts}, facts_command(design)
 
-    def drift(device: Device) -> list[str] | DeviceUnreachable:
-        try:
-            output = ssh_exec(device, cred_of(device), FACTS_COMMAND)
-        except DeviceUnreachable as e:
-            return e
-        return baseline_drift(variables[device.name], output)
+    def drift(device: Device) -> list[str]:
+        output = ssh_exec(device, cred_of(device), command)
+        return baseline_drift(variables[device.name], output, design)
 
-    return dict(zip(variables, each_device(drift, [devices[h.name] for h in hosts], limit), strict=True))
+    return read_each(drift, [devices[h.name] for h in hosts], max_sessions)
+
+
+def differs(drift: Drift, name: str) -> bool:
+    """The host needs the playbook: it differs, or its state could not be read (the playbook says
+    what is wrong, or fixes it)."""
+    return name in drift.errors or name not in drift.values or bool(drift.values[name])
 
 
 def run(
@@ -92,12 +102,12 @@ def run(
     check: bool,
     log: Log | None = None,
     forks: int | None = None,
-) -> list[Result]:
+) -> Results:
     """The playbook on `hosts`, one run per distinct credential (usually one for all of them)."""
     groups: dict[Credential, list[Host]] = {}
     for h in hosts:
         groups.setdefault(cred_of(devices[h.name]), []).append(h)
-    results = []
+    results = Results()
     for cred, members in groups.items():
         results += run_playbook(PLAYBOOK, members, cred, check=check, on_event=log, forks=forks)
     return results
@@ -107,27 +117,25 @@ def converge(
     hosts: list[Host],
     devices: dict[str, Device],
     cred_of: CredentialOf,
-    drift: dict[str, list[str] | DeviceUnreachable],
+    drift: Drift,
     dry_run: bool,
     log: Log,
-) -> list[Result]:
+    design: RoutingDesign | None = None,
+) -> Results:
     """The playbook runs only on hosts whose state differs (`drift`, just read); the others are
-    reported as they are."""
-    for name, found in drift.items():
-        if isinstance(found, DeviceUnreachable):  # the playbook says what is wrong, or fixes it
-            log(f"{name}: state not readable ({found}); running the playbook")
-        elif found:
-            log(f"{name}: differs from its baseline: " + "; ".join(found))
-    as_intended = [
-        Result(target=h.name, step=PLAYBOOK, detail="already as intended") for h in hosts if not drift[h.name]
-    ]
-    results = run([h for h in hosts if drift[h.name]], devices, cred_of, check=dry_run, log=log)
+    reported as they are. Changed hosts are read again (`design`: as for read_drift) until they settle."""
+    for h in hosts:
+        if h.name in drift.errors:
+            log(f"{h.name}: state not readable ({drift.errors[h.name]}); running the playbook")
+        elif drift.values.get(h.name):
+            log(f"{h.name}: differs from its baseline: " + "; ".join(drift.values[h.name]))
+    as_intended = Results(Result.unchanged(h.name, PLAYBOOK) for h in hosts if not differs(drift, h.name))
+    results = run([h for h in hosts if differs(drift, h.name)], devices, cred_of, check=dry_run, log=log)
     if dry_run:
         return as_intended + results
-    return as_intended + settle(hosts, results, lambda some: read_drift(some, devices, cred_of))
-
-
-DriftReader = Callable[[list[Host]], dict[str, list[str] | DeviceUnreachable]]
+    return as_intended + settle(
+        hosts, results, lambda some: read_drift(some, devices, cred_of, design=design)
+    )
 
 
 def settle(
@@ -136,27 +144,28 @@ def settle(
     read: DriftReader,
     timeout: float = SETTLE_SECONDS,
     pause: float = 0.5,
-) -> list[Result]:
+) -> Results:
     """Hosts the playbook changed, read again until they match their baseline: a host's OSPF
     adjacencies come up seconds after its FRR starts, and a run should not call a host done (nor the
     next run find it differing) before they do. A host still differing at the timeout fails, saying how."""
     pending = {r.target for r in results if r.changed and not r.failed}
-    deadline = time.monotonic() + timeout
-    found: dict[str, list[str] | DeviceUnreachable] = {}
-    while pending:
+    if not pending:
+        return Results(results)
+
+    def read_pending() -> Drift:
+        """The hosts still pending; those that match leave `pending`."""
         found = read([h for h in hosts if h.name in pending])
-        pending = {name for name, drift in found.items() if drift}
-        if not pending or time.monotonic() >= deadline:
-            break
-        time.sleep(pause)
+        pending.difference_update(name for name in list(pending) if not differs(found, name))
+        return found
+
+    last = poll_until(read_pending, lambda _: not pending, timeout, pause)
 
     def why(name: str) -> str:
-        drift = found[name]
-        return str(drift) if isinstance(drift, DeviceUnreachable) else "; ".join(drift)
+        return last.errors[name] if name in last.errors else "; ".join(last.values.get(name, []))
 
-    return [
+    return Results(
         r.model_copy(update={"failed": True, "detail": f"after the playbook, still differs: {why(r.target)}"})
         if r.target in pending
         else r
         for r in results
-    ]
+    )

@@ -3,7 +3,8 @@
 As pyinfra does with facts: read first, and run the playbook only on hosts that differ, so a converged
 rack costs one short SSH session per host instead of a playbook run. The playbook stays the only thing
 that changes a host; this module only reads. The command is a constant: nothing from NetBox reaches
-the host's shell.
+the host's shell. Its routing part, and what differs there, are the site's routing design's
+(atlas.net.routing); `design` omitted is the default design.
 """
 
 from __future__ import annotations
@@ -11,9 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from atlas.net.config import diff
-from atlas.net.render import SERVICE_INTERFACE
-from atlas.net.verify import full_interfaces
+from atlas.net.routing import SERVICE_INTERFACE, RoutingDesign, default_design
 
 SYSCTL_FILE = "/etc/sysctl.d/90-atlas.conf"
 FACTS_FILE = "/etc/atlas/facts.json"
@@ -32,20 +31,26 @@ _SECTIONS = (
     "frr",
     "frr-routing",
 )
-FACTS_COMMAND = "; ".join(
-    [
-        "echo @hostname; cat /etc/hostname 2>/dev/null",
-        f"echo @sysctl-file; cat {SYSCTL_FILE} 2>/dev/null",
-        f"echo @sysctl; sysctl {' '.join(SYSCTLS)} 2>/dev/null",
-        "echo @addresses; ip -j -4 addr show",
-        "echo @default; ip -j -4 route show default",
-        f"echo @facts; cat {FACTS_FILE} 2>/dev/null",
-        f"echo @frr; cat {FRR_CONFIG} 2>/dev/null",
-        # one vtysh (each start costs ~25 ms on the host): the adjacencies as JSON, then the config
-        "echo @frr-routing; vtysh -c 'show ip ospf neighbor json' -c 'show running-config' 2>/dev/null",
-        "true",
-    ]
-)
+
+
+def facts_command(design: RoutingDesign | None = None) -> str:
+    """The one command that reads a server's baseline state, its routing as `design` reads it."""
+    return "; ".join(
+        [
+            "echo @hostname; cat /etc/hostname 2>/dev/null",
+            f"echo @sysctl-file; cat {SYSCTL_FILE} 2>/dev/null",
+            f"echo @sysctl; sysctl {' '.join(SYSCTLS)} 2>/dev/null",
+            "echo @addresses; ip -j -4 addr show",
+            "echo @default; ip -j -4 route show default",
+            f"echo @facts; cat {FACTS_FILE} 2>/dev/null",
+            f"echo @frr; cat {FRR_CONFIG} 2>/dev/null",
+            f"echo @frr-routing; {(design or default_design()).host_facts_command}",
+            "true",
+        ]
+    )
+
+
+FACTS_COMMAND = facts_command()  # a server of a site with the default routing design
 
 
 def parse_sections(output: str) -> dict[str, str]:
@@ -71,17 +76,6 @@ def _json(text: str) -> Any:
         return None
 
 
-def _split_routing(text: str) -> tuple[Any, str]:
-    """The frr-routing section: OSPF's neighbours as JSON, then the running configuration; no JSON
-    when ospfd does not answer, nothing at all when FRR is not running."""
-    stripped = text.lstrip()
-    try:
-        neighbours, end = json.JSONDecoder().raw_decode(stripped)
-    except json.JSONDecodeError:
-        return None, text
-    return neighbours, stripped[end:].lstrip("\n")
-
-
 def _gateways(routes: Any) -> list[tuple[str | None, str | None]]:
     hops: list[tuple[str | None, str | None]] = []
     for route in routes or []:
@@ -91,8 +85,9 @@ def _gateways(routes: Any) -> list[tuple[str | None, str | None]]:
     return sorted(hops)
 
 
-def baseline_drift(intended: dict[str, Any], output: str) -> list[str]:
-    """Every way the host differs from the playbook's variables (atlas_*); empty when converged."""
+def baseline_drift(intended: dict[str, Any], output: str, design: RoutingDesign | None = None) -> list[str]:
+    """Every way the host differs from the playbook's variables (atlas_*); empty when converged.
+    `output`: `facts_command(design)`'s."""
     have = parse_sections(output)
     drift = []
     if have["hostname"].strip() != intended["atlas_hostname"]:
@@ -114,13 +109,15 @@ def baseline_drift(intended: dict[str, Any], output: str) -> list[str]:
         drift.append(f"default route {_gateways(_json(have['default']))}, intended {want}")
     if _json(have["facts"]) != intended["atlas_facts"]:
         drift.append(f"{FACTS_FILE} differs")
-    drift += _routing_drift(intended, have, links)
+    drift += _routing_drift(intended, have, links, design or default_design())
     return drift
 
 
-def _routing_drift(intended: dict[str, Any], have: dict[str, str], links: dict[str, Any]) -> list[str]:
+def _routing_drift(
+    intended: dict[str, Any], have: dict[str, str], links: dict[str, Any], design: RoutingDesign
+) -> list[str]:
     """Service addresses on their interface (up or down: that is the drain state) and, on a host that
-    routes, its FRR configuration and daemons."""
+    routes, its FRR configuration and its routing as the design reads it."""
     drift = []
     want = sorted(intended.get("atlas_service_addresses", []))
     service = links.get(SERVICE_INTERFACE)
@@ -133,13 +130,6 @@ def _routing_drift(intended: dict[str, Any], have: dict[str, str], links: dict[s
     if config is not None:
         if have["frr"].strip() != config.strip():
             drift.append(f"{FRR_CONFIG} differs")
-        neighbours, running = _split_routing(have["frr-routing"])
-        if not running.strip():
-            drift.append("FRR is not running")
-        else:
-            drift += [f"FRR running: {line}" for line in diff(running, config).summary]
-            full = full_interfaces(neighbours or {})
-            for uplink in sorted(g["ifname"] for g in intended["atlas_gateways"]):
-                if uplink not in full:
-                    drift.append(f"OSPF adjacency on {uplink} is not Full")
+        uplinks = [g["ifname"] for g in intended["atlas_gateways"]]
+        drift += design.host_drift(config, have["frr-routing"], uplinks)
     return drift

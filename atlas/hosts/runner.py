@@ -12,7 +12,6 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,11 @@ from typing import Any
 import ansible_runner
 
 from atlas.core.model import Credential
-from atlas.core.run import Result
+from atlas.core.run import Log, Result, Results
 
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 _HOST_EVENTS = {"runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable"}
 _SSH_CLOSING = re.compile(r"^(Shared connection|Connection) to \S+ closed\.?\s*$")
-
-EventSink = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -102,12 +99,12 @@ def run_playbook(
     hosts: list[Host],
     cred: Credential,
     check: bool = False,
-    on_event: EventSink | None = None,
+    on_event: Log | None = None,
     forks: int | None = None,
-) -> list[Result]:
+) -> Results:
     """`forks` bounds the SSH sessions at once; by default every host of the run at once."""
     if not hosts:
-        return []
+        return Results()
     if not cred.ssh_private_key:
         raise ValueError("host credential has no SSH private key")
     remove_orphaned_workdirs()
@@ -170,7 +167,7 @@ def run_playbook(
                     failed.setdefault(h.name, reason)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return [
+    return Results(
         Result.failure(h.name, playbook, failed[h.name])
         if h.name in failed
         else Result(
@@ -181,4 +178,4 @@ def run_playbook(
             detail=("would change" if check else "changed") if changed[h.name] else "already as intended",
         )
         for h in hosts
-    ]
+    )

@@ -1,37 +1,29 @@
-"""Running against intended configuration, compared by hier-config.
+"""Running against intended configuration, compared by hier-config under a platform's rules.
 
-FRR's vtysh speaks an IOS-like dialect, so hier-config's IOS driver parses it once the lines that
-carry no configuration are dropped (banners, `!`, `exit`, `end`) along with the ones that cannot be
-changed at run time or that the lab sets outside FRR (version, defaults, hostname).
+A platform says which lines carry no configuration (banners, separators, what cannot change at run
+time) and which hier-config driver parses what is left; the comparison and the commands it yields
+are the same for every platform.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from hier_config import Platform, WorkflowRemediation, get_hconfig
 
-_IGNORED_PREFIXES = (
-    "Building configuration",
-    "Current configuration",
-    "frr version",
-    "frr defaults",
-    "hostname ",
-    "service integrated-vtysh-config",
-    "no ipv6 forwarding",
-    "end",
-)
-_SEPARATORS = {"!", "exit", "exit-vrf", "exit-address-family"}
 
+class ComparisonRules(Protocol):
+    """How a platform's configuration is compared: part of every switch platform."""
 
-def comparable(config: str) -> str:
-    lines = []
-    for line in config.splitlines():
-        stripped = line.strip()
-        if not stripped or stripped in _SEPARATORS or stripped.startswith(_IGNORED_PREFIXES):
-            continue
-        lines.append(line.rstrip())
-    return "\n".join(lines)
+    @property
+    def hier_platform(self) -> Platform:
+        """hier-config's driver for the configuration's syntax."""
+        ...
+
+    def comparable(self, config: str) -> str:
+        """`config` without the lines the comparison must ignore."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -44,10 +36,10 @@ class ConfigDiff:
         return not self.commands
 
 
-def diff(running: str, intended: str) -> ConfigDiff:
+def diff(running: str, intended: str, rules: ComparisonRules) -> ConfigDiff:
     remediation = WorkflowRemediation(
-        get_hconfig(Platform.CISCO_IOS, comparable(running)),
-        get_hconfig(Platform.CISCO_IOS, comparable(intended)),
+        get_hconfig(rules.hier_platform, rules.comparable(running)),
+        get_hconfig(rules.hier_platform, rules.comparable(intended)),
     ).remediation_config
     commands: list[str] = []
     summary: list[str] = []

@@ -1,26 +1,29 @@
-"""Intended switch configuration, rendered from NetBox models with a Jinja2 template per platform.
+"""Intended configuration from NetBox models: a switch's by its platform's template for its site's
+routing design, a routing server's by the design.
 
-The template sees only checked values: names pass `atlas.core.safety`, addresses are ip objects. Preflight
-runs the same checks first and refuses the run; `render` refusing again is the last line of defence.
+What a switch must carry (`SwitchIntent`) and a routing server (`HostIntent`) is read from the
+models here, the same for every platform and design. The templates see only checked values: names
+pass `atlas.core.safety`, addresses are ip objects. Preflight runs the same checks first and
+refuses the run; `render` refusing again is the last line of defence.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
-from pathlib import Path
-
-import jinja2
 
 from atlas.core.errors import AtlasError
 from atlas.core.model import Device, Endpoint, InterfaceKind, Site
 from atlas.core.safety import name_problem, text_problem
-from atlas.sot.schema import COST_OUT_FIELD
-
-TEMPLATES = Path(__file__).with_name("templates")
-PLATFORM_TEMPLATES = {"frr": "frr.j2"}
-HOST_TEMPLATE = "frr-host.j2"
-SERVICE_INTERFACE = "anycast0"  # where a server's anycast addresses live; down = not announced
+from atlas.net.platforms import PLATFORMS, platform_of
+from atlas.net.routing import (
+    DESIGNS,
+    SERVICE_INTERFACE,
+    design_name,
+    design_of,
+    design_problem,
+    named_design_problem,
+)
 
 
 class RenderError(AtlasError, ValueError):
@@ -32,7 +35,7 @@ class Link:
     interface: str
     address: IPv4Interface
     peer: Endpoint
-    routed: bool = False  # the server on the other end speaks OSPF (it announces anycast addresses)
+    routed: bool = False  # the server on the other end routes (it announces anycast addresses)
 
     @property
     def description(self) -> str:
@@ -46,18 +49,22 @@ class StaticRoute:
 
 
 @dataclass(frozen=True)
-class Timers:
-    hello: int = 1
-    dead: int = 4
-
-
-@dataclass(frozen=True)
 class SwitchIntent:
     device: Device
     fabric_links: tuple[Link, ...]
     server_links: tuple[Link, ...]
     server_routes: tuple[StaticRoute, ...]
-    cost_out: bool  # OSPF maintenance: the switch carries no transit traffic while another path exists
+    cost_out: bool  # routing maintenance: the switch carries no transit traffic while another path exists
+    design: str  # the site's routing design, by name (intent_problems names one Atlas does not know)
+
+
+@dataclass(frozen=True)
+class HostIntent:
+    """What a server's routing configuration is made of."""
+
+    device: Device
+    uplinks: tuple[str, ...]  # its cabled interfaces, in order
+    service_interface: str = SERVICE_INTERFACE
 
 
 def _address(device: Device, interface: str) -> IPv4Interface | None:
@@ -84,12 +91,14 @@ def switch_intent(site: Site, device: Device, peers: dict[str, Device]) -> Switc
         if peer.loopback is not None and peer_address is not None:
             routes.append(StaticRoute(prefix=peer.loopback.network, next_hop=peer_address.ip))
     key = lambda link: _natural(link.interface)  # noqa: E731
+    known = design_problem(site) is None
     return SwitchIntent(
         device=device,
         fabric_links=tuple(sorted(fabric, key=key)),
         server_links=tuple(sorted(servers, key=key)),
         server_routes=tuple(sorted(routes, key=lambda r: (int(r.prefix.network_address), int(r.next_hop)))),
-        cost_out=device.custom_fields.get(COST_OUT_FIELD) is True,
+        cost_out=known and design_of(site).is_costed_out(device),
+        design=design_name(site),
     )
 
 
@@ -99,12 +108,19 @@ def _natural(name: str) -> tuple[str, int]:
 
 
 def intent_problems(intent: SwitchIntent) -> list[str]:
+    """Why the intent cannot be rendered: unsafe names and descriptions, a missing loopback, a
+    platform or routing design Atlas does not know, or a platform without the design."""
     d = intent.device
     problems = [name_problem(f"{d.name} name", d.name)]
     if d.loopback is None:
         problems.append(f"{d.name}: no loopback address in NetBox")
-    if d.platform not in PLATFORM_TEMPLATES:
-        problems.append(f"{d.name}: no configuration template for platform {d.platform!r}")
+    platform = PLATFORMS.problem(d.name, d.platform)
+    design = named_design_problem(d.site, intent.design)
+    problems += [platform, design]
+    if platform is None and design is None and not platform_of(d).supports(intent.design):
+        problems.append(
+            f"{d.name}: switch platform {d.platform} has no configuration for routing design {intent.design}"
+        )
     for link in (*intent.fabric_links, *intent.server_links):
         problems.append(name_problem(f"{d.name} interface", link.interface))
         problems.append(text_problem(f"{d.name} {link.interface} description", link.description))
@@ -114,43 +130,25 @@ def intent_problems(intent: SwitchIntent) -> list[str]:
     return [p for p in problems if p]
 
 
-_env = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(TEMPLATES),
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-    autoescape=False,  # noqa: S701 - device configs, not HTML; every value is checked above
-)
-
-
-def render(intent: SwitchIntent, timers: Timers | None = None) -> str:
+def render(intent: SwitchIntent) -> str:
     problems = intent_problems(intent)
     if problems:
         raise RenderError("; ".join(problems))
-    template = _env.get_template(PLATFORM_TEMPLATES[str(intent.device.platform)])
-    return template.render(
-        device=intent.device,
-        fabric_links=intent.fabric_links,
-        server_links=intent.server_links,
-        server_routes=intent.server_routes,
-        cost_out=intent.cost_out,
-        timers=timers or Timers(),
-    )
+    return platform_of(intent.device).render(intent, DESIGNS.get(intent.device.site, intent.design))
 
 
-def render_host(site: Site, device: Device, timers: Timers | None = None) -> str | None:
-    """FRR of a server that announces anycast addresses (None for one that does not): OSPF on every
-    cabled uplink, the service interface passive."""
-    if not device.anycast:
-        return None
-    problems = [name_problem(f"{device.name} name", device.name)]
-    if device.loopback is None:
-        problems.append(f"{device.name}: announcing anycast addresses needs a loopback (OSPF router id)")
+def render_host(site: Site, device: Device) -> str | None:
+    """A server's routing configuration by its site's routing design; None for a server that does
+    not route (OSPF: one that announces no anycast address)."""
+    problem = design_problem(site)
+    if problem is not None:
+        raise RenderError(problem)
+    design = design_of(site)
     uplinks = sorted(
         (c.ends_from(device.name)[0].interface for c in site.cables_of(device.name)), key=_natural
     )
-    problems += [name_problem(f"{device.name} interface", u) for u in uplinks]
-    if [p for p in problems if p]:
-        raise RenderError("; ".join(p for p in problems if p))
-    return _env.get_template(HOST_TEMPLATE).render(
-        device=device, uplinks=uplinks, service_interface=SERVICE_INTERFACE, timers=timers or Timers()
-    )
+    host = HostIntent(device=device, uplinks=tuple(uplinks))
+    problems = design.host_problems(host)
+    if problems:
+        raise RenderError("; ".join(problems))
+    return design.host_config(host)

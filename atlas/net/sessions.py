@@ -1,6 +1,7 @@
-"""SSH to devices: netmiko for switch CLIs, plain exec channels for LLDP and host commands.
+"""SSH to devices: netmiko for switch CLIs, plain exec channels for reads, LLDP and host commands.
 
-Credentials come from `atlas.secrets` by the caller; nothing here logs them.
+The transport only: what a switch's commands are and how its answers read is its platform's
+(atlas.net.platforms). Credentials come from `atlas.secrets` by the caller; nothing here logs them.
 """
 
 from __future__ import annotations
@@ -20,9 +21,6 @@ from atlas.core.errors import Unreachable
 from atlas.core.model import Credential, Device
 from atlas.net.lldp import Neighbours, parse_neighbours
 
-# FRR's vtysh answers like IOS; netmiko has no FRR driver and cisco_ios is the one measured to work.
-SWITCH_DEVICE_TYPE = "cisco_ios"
-
 
 class DeviceUnreachable(Unreachable):
     pass
@@ -35,10 +33,13 @@ def _address(device: Device) -> str:
 
 
 @contextmanager
-def switch_cli(device: Device, cred: Credential, timeout: float = 15.0) -> Iterator[BaseConnection]:
+def switch_cli(
+    device: Device, cred: Credential, device_type: str, timeout: float = 15.0
+) -> Iterator[BaseConnection]:
+    """An interactive CLI session, for changes; `device_type`: netmiko's driver for the platform."""
     try:
         conn = ConnectHandler(
-            device_type=SWITCH_DEVICE_TYPE,
+            device_type=device_type,
             host=_address(device),
             username=cred.username,
             password=cred.password,
@@ -166,15 +167,6 @@ def ssh_exec(device: Device, cred: Credential, command: str, timeout: float = 15
             return out
     except (OSError, paramiko.SSHException) as e:
         raise DeviceUnreachable(f"{device.name}: {type(e).__name__}: {e}") from None
-
-
-def switch_show(device: Device, cred: Credential, *commands: str, timeout: float = 15.0) -> str:
-    """Show commands over an exec channel, their outputs one after another: no interactive session,
-    no prompt detection, one vtysh. Atlas's commands are constants without quotes."""
-    for command in commands:
-        if "'" in command or not command.startswith("show "):
-            raise ValueError(f"not a plain show command: {command!r}")
-    return ssh_exec(device, cred, "vtysh " + " ".join(f"-c '{c}'" for c in commands), timeout=timeout)
 
 
 def lldp_neighbours(device: Device, cred: Credential) -> Neighbours:

@@ -1,26 +1,16 @@
-"""Bringing a switch to its intended configuration: read running, diff, push only the difference,
-save, and read back to prove it converged."""
+"""Bringing a switch to its intended configuration, whatever its platform: read running, diff, push
+only the difference, save, and read back to prove it converged."""
 
 from __future__ import annotations
 
+from atlas.core.errors import Refused
 from atlas.core.model import Credential, Device
 from atlas.core.run import Result
 from atlas.net.config import diff
-from atlas.net.sessions import DeviceUnreachable, show, switch_cli, switch_show
+from atlas.net.platforms import platform_of
+from atlas.net.sessions import DeviceUnreachable, show, switch_cli
 
-# vtysh answers a bad line with one of these; netmiko raises on them instead of pushing on.
-CLI_ERRORS = r"% ?(Unknown command|Ambiguous command|Command incomplete|Invalid|Unknown|Can't|Cannot)"
 STEP = "switch-config"
-# Which FRR daemon takes each kind of line: with that daemon down, vtysh drops the lines and a push
-# would leave the switch half-configured.
-DAEMON_OF_LINE = {"router ospf": "ospfd", "ip ospf": "ospfd", "ip route": "staticd", "router bgp": "bgpd"}
-
-
-def missing_daemons(intended: str, show_daemons: str) -> list[str]:
-    """The daemons `intended` needs that FRR's `show daemons` does not list as running."""
-    lines = [line.strip() for line in intended.splitlines()]
-    needed = {"zebra"} | {d for start, d in DAEMON_OF_LINE.items() if any(x.startswith(start) for x in lines)}
-    return sorted(needed - set(show_daemons.split()))
 
 
 def apply_config(
@@ -28,25 +18,24 @@ def apply_config(
 ) -> Result:
     """`running`: the running configuration if the caller has just read it."""
     try:
+        platform = platform_of(device)
+    except Refused as e:
+        return Result.failure(device.name, STEP, "; ".join(e.problems))
+    try:
         # reading costs one exec channel; the interactive CLI session is opened only to change
-        current = switch_show(device, cred, "show running-config") if running is None else running
+        current = platform.show(device, cred, platform.running_config_command) if running is None else running
     except DeviceUnreachable as e:
         return Result.failure(device.name, STEP, str(e))
-    before = diff(current, intended)
+    before = diff(current, intended, platform)
     if before.empty:
         return Result(target=device.name, step=STEP, detail="already as intended")
     try:
-        daemons = switch_show(device, cred, "show daemons")
+        daemons = platform.show(device, cred, platform.daemons_command)
     except DeviceUnreachable as e:
         return Result.failure(device.name, STEP, str(e))
-    missing = missing_daemons(intended, daemons)
-    if missing:
-        return Result.failure(
-            device.name,
-            STEP,
-            f"FRR's {', '.join(missing)} not running (running: {daemons.strip() or 'none'}); nothing "
-            "pushed: restart FRR on the switch, then re-run",
-        )
+    problem = platform.daemons_problem(intended, daemons)
+    if problem is not None:
+        return Result.failure(device.name, STEP, problem)
 
     def changed(detail: str, failed: bool = False) -> Result:
         return Result(
@@ -56,18 +45,18 @@ def apply_config(
     if dry_run:
         return changed(f"dry run: {len(before.summary)} change(s) not applied")
     try:
-        with switch_cli(device, cred) as cli:
+        with switch_cli(device, cred, platform.device_type) as cli:
             try:
-                cli.send_config_set(list(before.commands), error_pattern=CLI_ERRORS)
+                cli.send_config_set(list(before.commands), error_pattern=platform.cli_errors)
             except Exception as e:  # netmiko raises ConfigInvalidException and friends
                 cli.exit_config_mode()
                 return Result.failure(device.name, STEP, f"the switch refused the change: {e}")
             saved = cli.save_config()
-            after = diff(show(cli, "show running-config"), intended)
+            after = diff(show(cli, platform.running_config_command), intended, platform)
     except DeviceUnreachable as e:
         return Result.failure(device.name, STEP, str(e))
     if not after.empty:
         return changed(f"still differs after the push: {'; '.join(after.summary)}", failed=True)
-    if "saved" not in saved and "[OK]" not in saved:
+    if not any(indicator in saved for indicator in platform.save_indicators):
         return changed("configuration applied but not saved", failed=True)
     return changed(f"{len(before.summary)} change(s) applied and saved")

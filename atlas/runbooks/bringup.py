@@ -1,20 +1,22 @@
 """Rack bring-up: a planned rack in NetBox becomes a working, active rack.
 
 Each step reads the current state and changes only the difference; the flow (flows/rack_bringup.py)
-calls them in order and decides. Preflight is pure and runs before anything is touched.
+calls them in order and decides. Preflight is pure and runs before anything is touched; every step
+after it works on Targets (address and credential resolved), reads many devices with `read_each`,
+changes them with `run_each` and waits with `poll_until` (atlas.core.run).
 """
 
 from __future__ import annotations
 
 import socket
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 
 import pynetbox
+from pydantic import BaseModel, Field
 
-from atlas.core.errors import Refused
+from atlas.core.errors import Failed, Refused
 from atlas.core.model import (
     Cable,
     Change,
@@ -26,33 +28,77 @@ from atlas.core.model import (
     Role,
     Site,
 )
-from atlas.core.parallel import each_device
-from atlas.core.run import Result
+from atlas.core.run import (
+    Events,
+    Readings,
+    Result,
+    Results,
+    Target,
+    poll_until,
+    read_each,
+    run_each,
+    targets,
+)
 from atlas.core.safety import name_problem, text_problem
 from atlas.hosts import baseline
-from atlas.hosts.facts import FACTS_COMMAND, baseline_drift
-from atlas.net.lldp import CablingProblem, Neighbours, check_cabling
-from atlas.net.render import RenderError, intent_problems, render, switch_intent
+from atlas.hosts.facts import baseline_drift, facts_command
+from atlas.hosts.services import service_problems
+from atlas.net.lldp import Neighbours, check_cabling
+from atlas.net.platforms import platform_problem
+from atlas.net.render import intent_problems, render, switch_intent
+from atlas.net.routing import RoutingState, design_of, design_problem
 from atlas.net.sessions import DeviceUnreachable, lldp_neighbours, ssh_exec
-from atlas.net.switch import apply_config
-from atlas.net.verify import RoutingState, read_routing, read_switch_state, routing_problems
+from atlas.net.switch import STEP, apply_config
+from atlas.net.verify import read_routing, read_switch_state, routing_problems
 from atlas.runbooks.site import read_view
 from atlas.secrets import Vault
 from atlas.sot.read import NotInNetBox
-from atlas.sot.write import add_journal_entries, set_statuses
+from atlas.sot.write import add_journal_entries, set_rack_status, set_statuses
 
-Log = Callable[[str], None]
+Targets = Mapping[str, Target]  # a run's targets by device name
+
+
+class TargetMap(Mapping[str, Target]):
+    """A run's targets by device name, in order. A Mapping and not a dict on purpose: Prefect walks a
+    task's dict, list, dataclass and model arguments looking for futures, and every device's models
+    cost it milliseconds per task (a second of a re-run at a full site); this it passes as one object."""
+
+    __slots__ = ("_by_name",)
+
+    def __init__(self, found: Iterable[Target]) -> None:
+        self._by_name = {t.name: t for t in found}
+
+    def __getitem__(self, name: str) -> Target:
+        return self._by_name[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_name)
+
+    def __len__(self) -> int:
+        return len(self._by_name)
 
 
 class PreflightError(Refused):
     headline = "preflight found {n} problem(s); no device was touched"
 
 
-@dataclass(frozen=True)
+class BringupFailed(Failed):
+    pass
+
+
 class RackScope:
-    site: Site
-    rack: str
-    devices: dict[str, Device]  # the site's devices and the far ends of its cables in other sites
+    """A rack and the site it is in, as NetBox has them, read once at the start of the run.
+
+    A plain class on purpose, not a dataclass or a model: Prefect walks a task's dataclass and model
+    arguments looking for futures, and a scope holds the whole site's models (thousands of objects in
+    a full site) and goes to every task of the run."""
+
+    __slots__ = ("devices", "rack", "site")
+
+    def __init__(self, site: Site, rack: str, devices: dict[str, Device]) -> None:
+        self.site = site
+        self.rack = rack
+        self.devices = devices  # the site's devices and the far ends of its cables in other sites
 
     @property
     def members(self) -> tuple[Device, ...]:
@@ -129,7 +175,10 @@ def preflight(scope: RackScope) -> list[str]:
     for ip, where in sorted(owners.items()):
         if len(where) > 1 and touched & {w.split(":")[0] for w in where}:
             problems.append(f"address {ip} is assigned more than once: {', '.join(where)}")
+    _add(problems, design_problem(scope.site))  # routing design and switch platforms Atlas knows
+    problems += service_problems(scope.touched)  # and the servers' service managers
     for d in scope.switches:
+        _add(problems, platform_problem(d))
         problems += intent_problems(switch_intent(scope.site, d, scope.devices))
     return sorted(dict.fromkeys(problems))
 
@@ -144,31 +193,43 @@ def _peer_role(scope: RackScope, device: Device, cable: Cable) -> Role | None:
     return other.role if other else None
 
 
-# --- credentials and reachability ---------------------------------------------------------------
-def credentials(scope: RackScope, vault: Vault) -> dict[str, Credential]:
-    """By role, read once per run; values never leave memory."""
-    return {
+# --- targets and reachability -------------------------------------------------------------------
+def rack_targets(scope: RackScope, vault: Vault) -> TargetMap:
+    """Every device the run touches as a Target, in the scope's order; credentials read from Vault
+    once per role, their values never leave memory."""
+    creds = {
         role: vault.credential(scope.site.name, role)
         for role in sorted({d.role.value for d in scope.touched})
     }
+    return TargetMap(targets(scope.touched, lambda d: creds.get(d.role.value)))
 
 
-def wait_reachable(devices: tuple[Device, ...], timeout: float = 30.0, port: int = 22) -> list[str]:
-    deadline = time.monotonic() + timeout
-    waiting = {d.name: d for d in devices if d.mgmt_address is not None}
-    while waiting and time.monotonic() < deadline:
-        for name, d in list(waiting.items()):
-            try:
-                with socket.create_connection((str(d.mgmt_address.ip), port), timeout=2):  # type: ignore[union-attr]
-                    del waiting[name]
-            except OSError:
-                pass
-        if waiting:
-            time.sleep(1)
-    return [
-        f"{name}: SSH ({d.mgmt_address.ip}:{port}) not reachable within {timeout:.0f} s"  # type: ignore[union-attr]
-        for name, d in sorted(waiting.items())
-    ]
+def targets_of(found: Targets, devices: Iterable[Device]) -> list[Target]:
+    """The targets of `devices`, in their order."""
+    return [found[d.name] for d in devices]
+
+
+def _answers(address: str, port: int) -> None:
+    with socket.create_connection((address, port), timeout=2):
+        pass
+
+
+def wait_reachable(devices: Iterable[Target], timeout: float = 30.0, port: int = 22) -> dict[str, str]:
+    """The targets whose SSH port did not answer within `timeout`, each with its problem line; the
+    ones still waiting are tried again each second."""
+    waiting = list(devices)
+
+    def still_waiting() -> list[Target]:
+        nonlocal waiting
+        answered = read_each(lambda t: _answers(t.address, port), waiting)
+        waiting = [t for t in waiting if t.name not in answered.values]
+        return waiting
+
+    left = poll_until(still_waiting, lambda w: not w, timeout=timeout, pause=1.0)
+    return {
+        t.name: f"{t.name}: SSH ({t.address}:{port}) not reachable within {timeout:.0f} s"
+        for t in sorted(left, key=lambda t: t.name)
+    }
 
 
 # --- device state, read once ---------------------------------------------------------------------
@@ -180,64 +241,68 @@ class DeviceState:
     neighbours: Neighbours  # what LLDP sees; spines are not checked and have none here
     running_config: str | None = None  # switches
     routing: RoutingState | None = None  # switches
-    host_facts: str | None = None  # servers: FACTS_COMMAND's output
+    host_facts: str | None = None  # servers: facts_command's output
 
 
-def read_state(scope: RackScope, creds: dict[str, Credential]) -> tuple[dict[str, DeviceState], list[str]]:
-    """Every touched device's state, or why a device's could not be read."""
+def read_state(scope: RackScope, found: Targets) -> Readings[DeviceState]:
+    """Every touched device's state, or why it could not be read."""
+    design = design_of(scope.site)
 
-    def one(d: Device) -> DeviceState | DeviceUnreachable:
-        cred = creds[d.role.value]
-        try:
-            neighbours = lldp_neighbours(d, cred) if d.role != Role.SPINE else {}
-            if d.role.is_server:
-                return DeviceState(neighbours=neighbours, host_facts=ssh_exec(d, cred, FACTS_COMMAND))
-            running, routing = read_switch_state(d, cred)
-            return DeviceState(neighbours=neighbours, running_config=running, routing=routing)
-        except DeviceUnreachable as e:
-            return e
+    def one(t: Target) -> DeviceState:
+        d = t.device
+        neighbours = lldp_neighbours(d, t.credential) if d.role != Role.SPINE else {}
+        if d.role.is_server:
+            facts = ssh_exec(d, t.credential, facts_command(design))
+            return DeviceState(neighbours=neighbours, host_facts=facts)
+        running, routing = read_switch_state(d, t.credential, design)
+        return DeviceState(neighbours=neighbours, running_config=running, routing=routing)
 
-    found = dict(zip((d.name for d in scope.touched), each_device(one, scope.touched), strict=True))
-    states = {name: s for name, s in found.items() if isinstance(s, DeviceState)}
-    return states, [str(s) for s in found.values() if isinstance(s, DeviceUnreachable)]
+    return read_each(one, targets_of(found, scope.touched))
+
+
+def known_then[V](known: V | None, read: Callable[[], V]) -> Callable[[], V]:
+    """A read for `poll_until` that answers `known` the first time (what the run read already), if
+    there is one, and reads from then on."""
+    first = [known] if known is not None else []
+
+    def answer() -> V:
+        return first.pop() if first else read()
+
+    return answer
 
 
 # --- cabling ------------------------------------------------------------------------------------
 def check_rack_cabling(
-    scope: RackScope, creds: dict[str, Credential], states: dict[str, DeviceState], wait: float = 12.0
+    scope: RackScope, found: Targets, states: Mapping[str, DeviceState], wait: float = 12.0
 ) -> list[str]:
     """LLDP of the rack's leaves and servers against NetBox. LLDP advertises every 5 s, so a port
     that shows nothing yet is asked again for a little while before it counts as missing."""
-    devices = (*scope.leaves, *scope.servers)
-    cables = [c for d in devices for c in scope.site.cables_of(d.name)]
-    seen = [states[d.name].neighbours for d in devices]
-    deadline = time.monotonic() + wait
-    while True:
-        problems: list[CablingProblem] = check_cabling(
-            cables, dict(zip((d.name for d in devices), seen, strict=True))
-        )
-        if not problems or any(p.kind != "missing" for p in problems) or time.monotonic() > deadline:
-            return [str(p) for p in problems]
-        time.sleep(2)
-        try:
-            seen = each_device(lambda d: lldp_neighbours(d, creds[d.role.value]), devices)
-        except DeviceUnreachable as e:
-            return [str(e)]
+    checked = targets_of(found, (*scope.leaves, *scope.servers))
+    cables = [c for t in checked for c in scope.site.cables_of(t.name)]
+    at_start = Readings(values={t.name: states[t.name].neighbours for t in checked}, errors={})
+    read = known_then(at_start, lambda: read_each(lambda t: lldp_neighbours(t.device, t.credential), checked))
+
+    def done(seen: Readings[Neighbours]) -> bool:
+        problems = check_cabling(cables, seen.values)
+        return bool(seen.errors) or not problems or any(p.kind != "missing" for p in problems)
+
+    seen = poll_until(read, done, timeout=wait, pause=2.0)
+    return seen.problems or [str(p) for p in check_cabling(cables, seen.values)]
 
 
 # --- switches -----------------------------------------------------------------------------------
 def configure_switches(
-    scope: RackScope, creds: dict[str, Credential], states: dict[str, DeviceState], dry_run: bool
-) -> list[Result]:
-    def one(d: Device) -> Result:
-        try:
-            intended = render(switch_intent(scope.site, d, scope.devices))
-        except RenderError as e:
-            return Result.failure(d.name, "switch-config", str(e))
-        running = states[d.name].running_config
-        return apply_config(d, creds[d.role.value], intended, dry_run=dry_run, running=running)
+    scope: RackScope, found: Targets, states: Mapping[str, DeviceState], dry_run: bool
+) -> Results:
+    """Each switch brought to the configuration rendered from NetBox against the running one it
+    was read with; only the difference is pushed (a dry run reports it)."""
 
-    return each_device(one, scope.switches)
+    def one(t: Target) -> Result:
+        intended = render(switch_intent(scope.site, t.device, scope.devices))
+        running = states[t.name].running_config
+        return apply_config(t.device, t.credential, intended, dry_run=dry_run, running=running)
+
+    return run_each(one, targets_of(found, scope.switches), step=STEP)
 
 
 def expected_routes(scope: RackScope) -> list[IPv4Network]:
@@ -254,74 +319,86 @@ def expected_routes(scope: RackScope) -> list[IPv4Network]:
     )
 
 
+def fabric_ports(scope: RackScope, device: Device) -> list[str]:
+    """The device's ports on the rack's fabric links: to or from one of its leaves."""
+    ports = []
+    for c in scope.site.cables_of(device.name):
+        mine, far = c.ends_from(device.name)
+        other = scope.devices.get(far.device)
+        if other is not None and other.role.is_switch and (other in scope.leaves or device in scope.leaves):
+            ports.append(mine.interface)
+    return ports
+
+
+def routing_state_problems(scope: RackScope, routing: Readings[RoutingState]) -> list[str]:
+    """Why the rack does not route yet: switches whose routing could not be read, fabric links not
+    Full, loopbacks missing from a leaf's table."""
+    loopbacks, design = expected_routes(scope), design_of(scope.site)
+    problems = list(routing.problems)
+    for d in scope.switches:
+        if d.name in routing.values:
+            wanted = loopbacks if d in scope.leaves else []
+            problems += routing_problems(d, routing.values[d.name], fabric_ports(scope, d), wanted, design)
+    return problems
+
+
 def verify_routing(
     scope: RackScope,
-    creds: dict[str, Credential],
-    states: dict[str, DeviceState],
+    found: Targets,
+    states: Mapping[str, DeviceState],
     switches_changed: bool,
     timeout: float = 60.0,
 ) -> list[str]:
     """Every fabric link of the rack Full, every expected loopback in every leaf's table. A run that
     changed no switch checks the routing it read at its start first; OSPF converging after a change
     is read again each second until the timeout."""
-    loopbacks = expected_routes(scope)
+    switches, design = targets_of(found, scope.switches), design_of(scope.site)
+    at_start = {t.name: r for t in switches if (r := states[t.name].routing) is not None}
+    fresh = not switches_changed and len(at_start) == len(switches)
+    read = known_then(
+        Readings(values=at_start, errors={}) if fresh else None,
+        lambda: read_each(lambda t: read_routing(t.device, t.credential, design), switches),
+    )
 
-    def fabric_ports(d: Device) -> list[str]:
-        ports = []
-        for c in scope.site.cables_of(d.name):
-            mine, far = c.ends_from(d.name)
-            other = scope.devices.get(far.device)
-            if other is not None and other.role.is_switch and (other in scope.leaves or d in scope.leaves):
-                ports.append(mine.interface)
-        return ports
+    def done(routing: Readings[RoutingState]) -> bool:
+        return bool(routing.errors) or not routing_state_problems(scope, routing)
 
-    read_at_start = [r for d in scope.switches if (r := states[d.name].routing) is not None]
-    fresh = not switches_changed and len(read_at_start) == len(scope.switches)
-    routing: list[RoutingState] | None = read_at_start if fresh else None
-    deadline = time.monotonic() + timeout
-    while True:
-        if routing is None:
-            try:
-                routing = each_device(lambda d: read_routing(d, creds[d.role.value]), scope.switches)
-            except DeviceUnreachable as e:
-                return [str(e)]
-        problems = []
-        for d, state in zip(scope.switches, routing, strict=True):
-            wanted = loopbacks if d in scope.leaves else []
-            problems += routing_problems(d, state, fabric_ports(d), wanted)
-        if not problems or time.monotonic() > deadline:
-            return problems
-        routing = None
-        time.sleep(1)
+    return routing_state_problems(scope, poll_until(read, done, timeout=timeout, pause=1.0))
 
 
 # --- hosts --------------------------------------------------------------------------------------
 def configure_hosts(
     scope: RackScope,
-    creds: dict[str, Credential],
-    states: dict[str, DeviceState],
+    found: Targets,
+    states: Mapping[str, DeviceState],
     dry_run: bool,
-    log: Log,
+    events: Events,
     switches_changed: bool,
-) -> list[Result]:
-    hosts = baseline.inventory(scope.site, scope.devices, scope.servers)
+) -> Results:
+    """The host baseline on the rack's servers that differ from it; the others as they are. A
+    host's OSPF adjacencies follow its leaves: after the run changed a switch, hosts are read again."""
+    hosts, design = baseline.inventory(scope.site, scope.devices, scope.servers), design_of(scope.site)
 
     def cred_of(d: Device) -> Credential:
-        return creds[d.role.value]
+        return found[d.name].credential
 
-    # a host's OSPF adjacencies follow its leaves: after the run changed a switch, hosts are read again
-    drift: dict[str, list[str] | DeviceUnreachable] = (
+    drift = (
         baseline.read_drift(hosts, scope.devices, cred_of)
         if switches_changed
-        else {h.name: baseline_drift(h.variables, states[h.name].host_facts or "") for h in hosts}
+        else Readings(
+            values={
+                h.name: baseline_drift(h.variables, states[h.name].host_facts or "", design) for h in hosts
+            },
+            errors={},
+        )
     )
-    return baseline.converge(hosts, scope.devices, cred_of, drift, dry_run, log)
+    return baseline.converge(hosts, scope.devices, cred_of, drift, dry_run, events.info)
 
 
-def verify_server_paths(scope: RackScope, creds: dict[str, Credential]) -> list[str]:
+def verify_server_paths(scope: RackScope, found: Targets) -> Results:
     """A server of this rack reaches a server of another rack of the site over the fabric."""
     others = [
-        d
+        (d, d.loopback)
         for d in scope.site.devices
         if d.role.is_server
         and d.rack not in (None, scope.rack)
@@ -329,73 +406,92 @@ def verify_server_paths(scope: RackScope, creds: dict[str, Credential]) -> list[
         and d.loopback is not None
     ]
     if not scope.servers or not others:
-        return []
-    source, target = scope.servers[0], others[0]
-    assert target.loopback is not None
+        return Results()
+    source, (far, loopback) = found[scope.servers[0].name], others[0]
     try:
         # the first echo answered proves the path; a lost first packet (ARP) only costs 0.2 s more
-        ping = f"ping -c 1 -i 0.2 -w 3 {target.loopback.ip}"
-        ssh_exec(source, creds[source.role.value], ping, timeout=20)
+        ssh_exec(source.device, source.credential, f"ping -c 1 -i 0.2 -w 3 {loopback.ip}", timeout=20)
     except DeviceUnreachable as e:
-        return [f"{source.name} cannot reach {target.name} ({target.loopback.ip}) over the fabric: {e}"]
-    return []
+        why = f"{source.name} cannot reach {far.name} ({loopback.ip}) over the fabric: {e}"
+        return Results([Result.failure(scope.rack, "server path", why)])
+    return Results()
 
 
 # --- NetBox -------------------------------------------------------------------------------------
-def record_in_netbox(nb: pynetbox.api, scope: RackScope, results: list[Result], run: str) -> list[Change]:
+def journal_text(device: str, results: Results, activated_from: str | None, run: str) -> str | None:
+    """The device's journal entry for this run: what each step changed, and its status change;
+    None when the run changed nothing on it."""
+    lines = [
+        f"- {r.step}: {r.detail}" + "".join(f"\n  - `{x}`" for x in r.diff)
+        for r in results.of(device)
+        if r.changed
+    ]
+    if activated_from is not None:
+        lines.append(f"- status: {activated_from} → active")
+    return f"rack-bringup {run}:\n" + "\n".join(lines) if lines else None
+
+
+def record_in_netbox(nb: pynetbox.api, scope: RackScope, results: Results, run: str) -> list[Change]:
     """A few calls whatever the rack's size: statuses in one update, journal entries in one read and
     one write, the rack last (it is active only once every device is)."""
-    by_device: dict[str, list[Result]] = {}
-    for r in results:
-        by_device.setdefault(r.target, []).append(r)
     # the scope was read at the start of this run: an already active device costs no API call
     statuses = set_statuses(nb, list(scope.members), DeviceStatus.ACTIVE)
-    activated = {c.target: c.before for c in statuses}
-    entries = []
-    for d in scope.touched:
-        lines = [
-            f"- {r.step}: {r.detail}" + "".join(f"\n  - `{x}`" for x in r.diff)
-            for r in by_device.get(d.name, [])
-            if r.changed
-        ]
-        if d.name in activated:
-            lines.append(f"- status: {activated[d.name]} → active")
-        if lines:
-            entries.append((d, f"rack-bringup {run}:\n" + "\n".join(lines)))
+    activated = {c.target: str(c.before) for c in statuses}
+    entries = [
+        (d, text)
+        for d in scope.touched
+        if (text := journal_text(d.name, results, activated.get(d.name), run))
+    ]
     changes = statuses + [c for c in add_journal_entries(nb, entries) if c.changed]
     for rack in scope.site.racks:
-        if rack.name == scope.rack and rack.status != RackStatus.ACTIVE:
-            nb.dcim.racks.update([{"id": rack.netbox_id, "status": RackStatus.ACTIVE.value}])
-            changes.append(
-                Change(
-                    target=rack.name,
-                    what="rack status",
-                    before=rack.status.value,
-                    after="active",
-                    changed=True,
-                )
-            )
+        if rack.name == scope.rack:
+            changes += [c for c in [set_rack_status(nb, rack, RackStatus.ACTIVE)] if c.changed]
     return changes
 
 
-def report_rows(scope: RackScope, results: list[Result]) -> list[dict[str, str]]:
-    rows = []
-    for d in scope.touched:
-        mine = [r for r in results if r.target == d.name]
-        state = (
-            "failed"
-            if any(r.failed for r in mine)
-            else "changed"
-            if any(r.changed for r in mine)
-            else "unchanged"
-        )
-        rows.append(
-            {
-                "device": d.name,
-                "role": d.role.value,
-                "result": state,
-                "changes": str(sum(len(r.diff) for r in mine)),
-                "detail": "; ".join(r.detail for r in mine if r.detail),
-            }
-        )
-    return rows
+# --- the report -----------------------------------------------------------------------------------
+class BringupReport(BaseModel):
+    site: str
+    rack: str
+    dry_run: bool
+    changed: int = Field(description="devices changed (or that would change, in a dry run)")
+    failed: int
+    rows: list[dict[str, str]]
+    netbox_changes: list[str] = []
+
+
+def report_rows(scope: RackScope, results: Results) -> list[dict[str, str]]:
+    """One row per device the run touched: its role, result, number of changes and details."""
+    return results.rows([d.name for d in scope.touched], role=lambda name: scope.devices[name].role.value)
+
+
+def report(scope: RackScope, dry_run: bool, results: Results, netbox: list[str]) -> BringupReport:
+    return BringupReport(
+        site=scope.site.name,
+        rack=scope.rack,
+        dry_run=dry_run,
+        changed=len(results.changed_targets),
+        failed=len(results.failed),
+        rows=report_rows(scope, results),
+        netbox_changes=netbox,
+    )
+
+
+def failure(scope: RackScope, results: Results) -> str:
+    """Why the run failed: every failed step, and the state the rack stays in."""
+    return (
+        f"{len(results.failed)} step(s) failed; rack {scope.rack} stays {scope.members[0].status.value}: "
+        + "; ".join(f"{r.target}: {r.detail}" for r in results.failed)
+    )
+
+
+def artifact(report: BringupReport) -> tuple[str, str, list[str], list[dict[str, str]]]:
+    """The report as the run's artifact (atlas.prefect.reports.publish): key, title, summary, rows."""
+    verb = "would change" if report.dry_run else "changed"
+    return (
+        f"rack-bringup-{report.site}-{report.rack}",
+        f"Rack bring-up {report.site}/{report.rack}{' (dry run)' if report.dry_run else ''}",
+        [f"devices {verb}: **{report.changed}**", f"failed: **{report.failed}**"]
+        + [f"NetBox: {c}" for c in report.netbox_changes],
+        report.rows,
+    )

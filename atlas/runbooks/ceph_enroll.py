@@ -10,24 +10,37 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
+from typing import Any
+
+import pynetbox
+from pydantic import BaseModel
 
 from atlas.ceph.cluster import Ceph, CephError, PgSummary, osd_host_conf
-from atlas.core.errors import Failed
+from atlas.core.errors import Failed, Refused
 from atlas.core.model import Credential, Device, DeviceStatus, Role
-from atlas.core.run import Result
+from atlas.core.run import Events, Results, Target, poll_until, targets
 from atlas.core.safety import device_path_problem, name_problem
 from atlas.hosts.runner import Host, run_playbook
-from atlas.sot.schema import DISK_PATH_FIELD
+from atlas.hosts.services import service_problems
+from atlas.runbooks.bringup import wait_reachable
+from atlas.runbooks.site import credentials
+from atlas.secrets import Vault
+from atlas.sot.schema import DISK_PATH_FIELD, OSD_IDS_FIELD
+from atlas.sot.write import add_journal_entries, set_devices_custom_fields
 
 PLAYBOOK = "ceph-osd.yml"
 # Set by hand for maintenance; a new OSD must not join a cluster that is held like this.
 HOLDING_FLAGS = {"noout", "noin", "noup", "nodown", "norebalance", "nobackfill", "norecover", "pause"}
 INACTIVE_GRACE = 30.0  # PGs peer for a moment after a reweight; longer than this is a regression
 EPSILON = 2 / 65536  # CRUSH keeps weights in 16.16 fixed point: closer than this is equal
+SETTLE_TIMEOUT = 90.0  # seconds a busy cluster gets to become clean before the run is refused
 
-Log = Callable[[str], None]
+
+class EnrollRefused(Refused):
+    headline = "{n} problem(s); no OSD was created or changed"
 
 
 class EnrollFailed(Failed):
@@ -60,7 +73,7 @@ def host_problems(names: list[str], found: dict[str, Device]) -> list[str]:
                 problems.append(f"{name}: in no rack in NetBox (its CRUSH location needs one)")
             if not d.disks:
                 problems.append(f"{name}: no disks in NetBox (inventory items of role disk)")
-            problems += disk_problems(d)
+            problems += disk_problems(d) + service_problems([d])
     return problems
 
 
@@ -109,7 +122,26 @@ def fractions_to_go(current: dict[int, float], targets: dict[int, float], step: 
     )
 
 
-def plan(ceph: Ceph, hosts: list[Device]) -> list[HostPlan]:
+def preflight(names: list[str], found: dict[str, Device], ceph: Ceph, vault: Vault) -> list[Target]:
+    """The hosts, as Targets, once every one is a storage server fit to enroll, answers SSH and the
+    cluster is clean and not held; EnrollRefused naming every problem otherwise."""
+    problems = host_problems(names, found)
+    servers = [found[n] for n in names if n in found and found[n].role.is_server and found[n].mgmt_address]
+    creds = credentials(vault, servers)
+    hosts = targets(servers, lambda d: creds.get((d.site, d.role.value)))
+    problems += wait_reachable(hosts, timeout=20).values()
+    # a ramp step that an interrupted run left may still be settling: give it a moment; if it does
+    # not settle, cluster_problems below names what is wrong
+    with suppress(CephError):
+        ceph.wait_clean(timeout=SETTLE_TIMEOUT, stable=2)
+    health, checks = ceph.health()
+    problems += cluster_problems(health, checks, ceph.pgs(), ceph.flags())
+    if problems:
+        raise EnrollRefused(problems)
+    return hosts
+
+
+def plan(ceph: Ceph, hosts: Sequence[Device]) -> list[HostPlan]:
     osds = ceph.osds()
     plans = []
     for h in hosts:
@@ -118,41 +150,60 @@ def plan(ceph: Ceph, hosts: list[Device]) -> list[HostPlan]:
     return plans
 
 
-def create_osds(
-    ceph: Ceph, hosts: list[Device], cred: Credential, log: Log, allow_loop_devices: bool = False
-) -> list[Result]:
-    """Through the ceph_osd role on each host: an OSD on each disk that has none (joining at weight 0),
-    the stopped ones started; a disk holding anything else stops that host before any change."""
-    minimal, keyring = ceph.minimal_conf(), ceph.keyring("client.bootstrap-osd")
-    inventory = [
-        Host(
-            name=h.name,
-            address=str(h.mgmt_address.ip) if h.mgmt_address else "",
-            variables={
-                "ceph_conf": osd_host_conf(minimal, h, initial_weight=0),
-                "ceph_bootstrap_keyring": keyring,
-                "ceph_osd_disks": [h.disk_paths[d] for d in h.disks],  # preflight: all present
-                "ceph_osd_allow_loop_devices": allow_loop_devices,
-            },
-        )
-        for h in hosts
+def plan_lines(plans: Iterable[HostPlan], hosts: Mapping[str, Device]) -> list[str]:
+    """What the plan is, host by host, for the run's log."""
+    return [
+        f"{p.host}: {len(p.osds)} OSD(s) now {p.osds}, {p.to_create} to create; "
+        f"disks {', '.join(hosts[p.host].disk_paths.values())}"
+        for p in plans
     ]
-    return run_playbook(PLAYBOOK, inventory, cred, on_event=log)
 
 
-def wait_osds_up(ceph: Ceph, hosts: list[Device], timeout: float = 120.0) -> dict[int, str]:
+def create_osds(
+    ceph: Ceph, hosts: Sequence[Target], events: Events, allow_loop_devices: bool = False
+) -> Results:
+    """Through the ceph_osd role on each host: an OSD on each disk that has none (joining at weight 0),
+    the stopped ones started; a disk holding anything else stops that host before any change. One
+    playbook run per credential (one per site)."""
+    minimal, keyring = ceph.minimal_conf(), ceph.keyring("client.bootstrap-osd")
+    groups: dict[Credential, list[Host]] = {}
+    for t in hosts:
+        variables = {
+            "ceph_conf": osd_host_conf(minimal, t.device, initial_weight=0),
+            "ceph_bootstrap_keyring": keyring,
+            "ceph_osd_disks": [t.device.disk_paths[d] for d in t.device.disks],  # preflight: all present
+            "ceph_osd_allow_loop_devices": allow_loop_devices,
+        }
+        groups.setdefault(t.credential, []).append(Host(name=t.name, address=t.address, variables=variables))
+    results = Results()
+    for cred, inventory in groups.items():
+        results += run_playbook(PLAYBOOK, inventory, cred, on_event=events.info)
+    return results
+
+
+def failed_creation(results: Results) -> str:
+    return "; ".join(f"{r.target}: {r.detail}" for r in results.failed)
+
+
+def wait_osds_up(ceph: Ceph, hosts: Sequence[Device], timeout: float = 120.0) -> dict[int, str]:
     """Every host's OSDs up and in; their ids and hosts."""
-    deadline = time.monotonic() + timeout
     wanted = {h.name: len(h.disks) for h in hosts}
-    while True:
-        osds = {i: o for i, o in ceph.osds().items() if o["host"] in wanted}
-        per_host = {n: [o for o in osds.values() if o["host"] == n] for n in wanted}
-        if all(len(v) >= wanted[n] and all(o["up"] and o["in"] for o in v) for n, v in per_host.items()):
-            return {i: str(o["host"]) for i, o in osds.items()}
-        if time.monotonic() > deadline:
-            missing = sorted(n for n, v in per_host.items() if not v or not all(o["up"] for o in v))
-            raise EnrollFailed(f"OSDs not up and in within {timeout:.0f} s on: {', '.join(missing)}")
-        time.sleep(1)
+
+    def per_host(osds: dict[int, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        return {n: [o for o in osds.values() if o["host"] == n] for n in wanted}
+
+    def all_up(osds: dict[int, dict[str, Any]]) -> bool:
+        return all(
+            len(v) >= wanted[n] and all(o["up"] and o["in"] for o in v) for n, v in per_host(osds).items()
+        )
+
+    osds = poll_until(
+        lambda: {i: o for i, o in ceph.osds().items() if o["host"] in wanted}, all_up, timeout=timeout
+    )
+    if not all_up(osds):
+        missing = sorted(n for n, v in per_host(osds).items() if not v or not all(o["up"] for o in v))
+        raise EnrollFailed(f"OSDs not up and in within {timeout:.0f} s on: {', '.join(missing)}")
+    return {i: str(o["host"]) for i, o in osds.items()}
 
 
 def full_weight(ceph: Ceph, osd_id: int) -> float:
@@ -182,17 +233,21 @@ def regression(ceph: Ceph) -> Callable[[], str | None]:
     return check
 
 
+def target_weights(ceph: Ceph, osd_ids: Iterable[int], target_weight: float) -> dict[int, float]:
+    """Each OSD's weight at the end: `target_weight`, or (0) its size in TiB."""
+    return {i: target_weight or full_weight(ceph, i) for i in osd_ids}
+
+
 def ramp(
     ceph: Ceph,
     targets: dict[int, float],
     step: float,
-    log: Log,
+    events: Events,
     settle: float = 3.0,
     timeout: float = 600.0,
-    on_clean: Callable[[float], None] | None = None,
 ) -> list[float]:
     """Raises every OSD to its target in steps, waiting for clean between them; the weights set.
-    `on_clean` hears each fraction once the cluster is clean at it."""
+    Each fraction the cluster is clean at is a step done."""
     osds = ceph.osds()
     done: list[float] = []
     for fraction in fractions_to_go({i: osds[i]["weight"] for i in targets}, targets, step):
@@ -200,12 +255,85 @@ def ramp(
             weight = round(target * fraction, 6)
             if weight > osds[osd_id]["weight"] + EPSILON:
                 ceph.crush_reweight(osd_id, weight)
-        log(f"CRUSH weight at {fraction:.0%} of target; waiting for active+clean")
+        events.info(f"CRUSH weight at {fraction:.0%} of target; waiting for active+clean")
         try:
             ceph.wait_clean(timeout=timeout, stable=settle, abort=regression(ceph))
         except CephError as e:
             raise EnrollFailed(f"ramp stopped at {fraction:.0%} of the target weight: {e}") from None
         done.append(fraction)
-        if on_clean is not None:
-            on_clean(fraction)
+        events.step_done(f"CRUSH weight at {fraction:.0%}, cluster clean")
     return done
+
+
+# --- NetBox and the report ------------------------------------------------------------------------
+class EnrollReport(BaseModel):
+    dry_run: bool
+    osds: dict[str, list[int]]  # host -> its OSD ids
+    created: list[str]
+    steps: list[float]
+    weights: dict[int, float]
+
+
+def planned(ceph: Ceph, plans: list[HostPlan], target_weight: float, step: float) -> EnrollReport:
+    """A dry run's report: the OSDs to create and the ramp steps still ahead, nothing changed."""
+    current = {i: w for p in plans for i, w in p.osds.items()}
+    new = ramp_steps(0.0, 1.0, step) if any(p.to_create for p in plans) else []
+    ahead = fractions_to_go(current, target_weights(ceph, current, target_weight), step)
+    return EnrollReport(
+        dry_run=True,
+        osds={p.host: sorted(p.osds) for p in plans},
+        created=[p.host for p in plans if p.to_create],
+        steps=sorted(set(new) | set(ahead)),
+        weights=current,
+    )
+
+
+def enrolled(
+    ceph: Ceph, hosts: Sequence[Device], placed: dict[int, str], created: list[str], steps: list[float]
+) -> EnrollReport:
+    """The report of a run that changed the cluster: every host's OSDs at their weights now."""
+    weights = {i: o["weight"] for i, o in ceph.osds().items() if i in placed}
+    osds = {h.name: sorted(i for i, host in placed.items() if host == h.name) for h in hosts}
+    return EnrollReport(dry_run=False, osds=osds, created=created, steps=steps, weights=weights)
+
+
+def record(nb: pynetbox.api, hosts: Sequence[Device], report: EnrollReport, run: str) -> list[str]:
+    """Each host's OSD ids in its custom field, all in one bulk update, and a journal entry on the
+    hosts whose ids changed (one read, one write); those hosts."""
+    values = [(h, {OSD_IDS_FIELD: ",".join(map(str, sorted(report.osds[h.name])))}) for h in hosts]
+    changed = {c.target for c in set_devices_custom_fields(nb, sorted(values, key=lambda v: v[0].name))}
+
+    def listing(host: str) -> str:
+        return ", ".join(f"osd.{i} at weight {report.weights[i]:.6f}" for i in sorted(report.osds[host]))
+
+    entries = [
+        (h, f"ceph-osd-enroll {run}: {listing(h.name)}")
+        for h in sorted(hosts, key=lambda h: h.name)
+        if h.name in changed
+    ]
+    add_journal_entries(nb, entries, kind="success")
+    return sorted(changed)
+
+
+def artifact(report: EnrollReport) -> tuple[str, str, list[str], list[dict[str, str]]]:
+    """The report as the run's artifact (atlas.prefect.reports.publish): key, title, summary, rows."""
+    changed = bool(report.created or report.steps)
+    return (
+        "ceph-osd-enroll-" + "-".join(sorted(report.osds)),
+        "Ceph OSD enrollment" + (" (dry run: plan)" if report.dry_run else ""),
+        [
+            f"hosts: {', '.join(sorted(report.osds))}",
+            f"OSDs {'to create on' if report.dry_run else 'created on'}: {', '.join(report.created) or 'none'}",
+            f"ramp steps: {', '.join(f'{s:.0%}' for s in report.steps) or 'none (at target)'}",
+            *(
+                ["no change: every OSD exists at its target weight"]
+                if not changed and not report.dry_run
+                else []
+            ),
+        ],
+        [
+            {"host": host, "osd": f"osd.{i}", "weight": f"{report.weights.get(i, 0.0):.6f}"}
+            for host, ids in sorted(report.osds.items())
+            for i in ids
+        ],
+    )

@@ -1,5 +1,6 @@
 """Evacuating a rack or a site, and restoring it: what is in scope, what moves, and whether what
-remains can carry it. Pure: NetBox models and live answers in, a plan out.
+remains can carry it; and the decisions of its steps. Pure: NetBox models and live answers in, a plan
+or a verdict out (the steps themselves are in atlas.runbooks.evacuation_steps).
 
 What an evacuation did is recorded on each device it changed (custom field `evacuation`), so a re-run
 knows what is already done, a restore undoes exactly that, and nothing else (a switch costed out for
@@ -8,11 +9,17 @@ other maintenance stays costed out).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from atlas.core.errors import Refused
 from atlas.core.model import Device, DeviceStatus, RackStatus, Role, Site
+from atlas.runbooks.traffic import Answers
 from atlas.sot.schema import EVACUATION_FIELD
+
+
+class EvacuationRefused(Refused):
+    headline = "{n} problem(s); nothing was changed"
 
 
 def evacuated_by(device: Device) -> str | None:
@@ -153,3 +160,41 @@ def plan_markdown(plan: EvacuationPlan, reason: str, ticket: str) -> str:
     if plan.already:
         lines += ["", f"Already done by an earlier run: {', '.join(plan.already)}"]
     return "\n".join(lines)
+
+
+def why(action: str, ticket: str, reason: str) -> str:
+    """The reason as the journal of every device and switch gets it."""
+    return f"{action} {ticket}: {reason}"
+
+
+def plan_summary(plan: EvacuationPlan) -> dict[str, list[str]]:
+    """The plan as the report and the approver list it."""
+    return {
+        "servers": plan.servers,
+        "service addresses": plan.service_addresses,
+        "switches": plan.switches,
+        "ceph noout": plan.ceph_buckets,
+        "remaining servers": plan.remaining,
+        "already done": plan.already,
+    }
+
+
+def noout_differs(buckets: Iterable[str], flags: Mapping[str, set[str]], on: bool) -> list[str]:
+    """The buckets whose Ceph `noout` group flag is not yet as wanted (`flags`: Ceph's group flags)."""
+    return [b for b in buckets if ("noout" in flags.get(b, set())) != on]
+
+
+def service_problems(answers: Answers, scope_servers: Iterable[str], back: bool) -> list[str]:
+    """Evacuated (`back` False): no server of the scope answers and no request fails. Restored: every
+    announcing server of the scope answers again, and no request fails."""
+    scope = set(scope_servers)
+    problems = []
+    if answers.errors:
+        problems.append(f"{sum(answers.errors.values())} request(s) failed ({dict(answers.errors)})")
+    inside = sorted(h for h in answers.by_host if h in scope)
+    if not back and inside:
+        problems.append(f"still answered by {', '.join(inside)}")
+    missing = sorted(scope - set(answers.by_host))
+    if back and missing:
+        problems.append(f"not answered by {', '.join(missing)} yet")
+    return problems

@@ -48,6 +48,15 @@ def read_view(nb: pynetbox.api, site: str) -> SiteView:
     return SiteView(site=whole, devices={d.name: d for d in (*whole.devices, *far_ends)})
 
 
+def view_from(sites: dict[str, Site], name: str) -> SiteView:
+    """The view of site `name` built from every site as a run already read them (an evacuation reads
+    them all): the same view `read_view` gives, without reading NetBox again."""
+    site = sites[name]
+    ends = {end.device for cable in site.cables for end in cable.ends()}
+    far = {d.name: d for s in sites.values() if s.name != name for d in s.devices if d.name in ends}
+    return SiteView(site=site, devices={d.name: d for d in site.devices} | dict(sorted(far.items())))
+
+
 def site_of_switch(nb: pynetbox.api, name: str) -> str:
     found = read_devices(nb, [name])
     if not found:

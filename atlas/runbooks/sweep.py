@@ -8,24 +8,27 @@ the device could not be checked. The sweep itself changes nothing on any device.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from enum import StrEnum
 
 import pynetbox
 
-from atlas.core.model import Credential, Device, DeviceStatus
-from atlas.core.parallel import each_device
-from atlas.core.run import Result
+from atlas.core.errors import Refused
+from atlas.core.model import Device, DeviceStatus
+from atlas.core.run import Result, Results, Target, read_each, run_each, targets
 from atlas.hosts import baseline
 from atlas.net.config import diff
-from atlas.net.lldp import Neighbours, check_cabling
-from atlas.net.render import RenderError
-from atlas.net.sessions import DeviceUnreachable, lldp_neighbours, switch_show
-from atlas.runbooks.site import SiteView
+from atlas.net.lldp import check_cabling
+from atlas.net.platforms import platform_of
+from atlas.net.routing import design_problem
+from atlas.net.sessions import lldp_neighbours
+from atlas.net.switch import STEP
+from atlas.runbooks.bringup import TargetMap, Targets
+from atlas.runbooks.site import SiteView, credentials
+from atlas.secrets import Vault
 from atlas.sot.schema import CHECKED_AT_FIELD, COMPLIANCE_FIELD
-
-Creds = dict[tuple[str, str], Credential]
+from atlas.sot.write import JournalEntry, set_devices_custom_fields, write_journal
 
 
 class Area(StrEnum):
@@ -48,104 +51,144 @@ def active(view: SiteView) -> list[Device]:
     ]
 
 
-def compare_running(
-    switches: Iterable[Device], intended: Callable[[Device], str], creds: Creds, limit: int
-) -> list[Result]:
-    """Each switch's running config (one exec channel, no interactive session) against its intent."""
+def checks(area: Area, device: Device) -> bool:
+    """Whether the area checks the device: switches' configs, servers' baselines, everyone's cables."""
+    return area == Area.CABLING or (device.role.is_switch if area == Area.SWITCHES else device.role.is_server)
 
-    def one(d: Device) -> Result:
+
+# --- targets --------------------------------------------------------------------------------------
+def sweep_targets(view: SiteView, vault: Vault) -> TargetMap:
+    """Every active device that has a management address, as a Target; credentials read once per
+    site and role, their values never leave memory."""
+    devices = [d for d in active(view) if d.mgmt_address is not None]
+    creds = credentials(vault, devices)
+    return TargetMap(targets(devices, lambda d: creds.get((d.site, d.role.value))))
+
+
+def unaddressed(view: SiteView, areas: Iterable[Area]) -> Results:
+    """An active device without a management address cannot be checked: a failed finding in each
+    area that checks it, never one silently left out."""
+    return Results(
+        Result.failure(d.name, area.value, f"{d.name} has no management address in NetBox")
+        for area in areas
+        for d in active(view)
+        if d.mgmt_address is None and checks(area, d)
+    )
+
+
+# --- the checks -----------------------------------------------------------------------------------
+def compare_running(switches: Iterable[Target], intended: Callable[[Device], str], limit: int) -> Results:
+    """Each switch's running config (one exec channel, no interactive session) against its intent,
+    compared under its platform's rules. A switch whose intent cannot be rendered (a platform or
+    routing design Atlas does not know, ...) is not checked, with the reason."""
+    step = Area.SWITCHES.value
+
+    def one(t: Target) -> Result:
         try:
-            wanted = intended(d)
-            running = switch_show(d, creds[(d.site, d.role.value)], "show running-config")
-        except (RenderError, DeviceUnreachable) as e:
-            return Result.failure(d.name, Area.SWITCHES.value, str(e))
-        found = diff(running, wanted)
+            wanted = intended(t.device)
+            platform = platform_of(t.device)
+        except Refused as e:
+            return Result.failure(t.name, step, "; ".join(e.problems))
+        found = diff(platform.show(t.device, t.credential, platform.running_config_command), wanted, platform)
         if found.empty:
-            return Result(target=d.name, step=Area.SWITCHES.value, detail="as intended")
+            return Result(target=t.name, step=step, detail="as intended")
         return Result(
-            target=d.name,
-            step=Area.SWITCHES.value,
+            target=t.name,
+            step=step,
             changed=True,
             diff=found.summary,
             detail=f"{len(found.summary)} line(s) differ from NetBox",
         )
 
-    return each_device(one, switches, limit)
+    return run_each(one, switches, step, limit)
 
 
-def check_switches(view: SiteView, creds: Creds, limit: int) -> list[Result]:
-    return compare_running([d for d in active(view) if d.role.is_switch], view.render, creds, limit)
+def check_switches(view: SiteView, found: Targets, limit: int) -> Results:
+    switches = [t for t in found.values() if checks(Area.SWITCHES, t.device)]
+    return compare_running(switches, view.render, limit)
 
 
-def check_hosts(view: SiteView, creds: Creds, limit: int) -> list[Result]:
+def check_hosts(view: SiteView, found: Targets, limit: int) -> Results:
     """Each server's state read in one SSH command against the baseline playbook's variables, the read
     rack-bringup trusts to skip Ansible: a playbook run in check mode per host takes minutes at a full
     datacenter's 240 servers, this read seconds. Remediation runs the playbook itself."""
-    servers = [d for d in active(view) if d.role.is_server]
-    hosts = baseline.inventory(view.site, view.devices, servers)
-    drift = baseline.read_drift(hosts, view.devices, lambda d: creds[(d.site, d.role.value)], limit)
+    servers = [t for t in found.values() if checks(Area.HOSTS, t.device)]
     step = Area.HOSTS.value
-    return [
-        Result.failure(name, step, f"state not readable: {found}")
-        if isinstance(found, DeviceUnreachable)
-        else Result(
+    unknown = design_problem(view.site)  # a routing design Atlas does not know: no baseline to check
+    if unknown is not None:
+        return Results(Result.failure(t.name, step, unknown) for t in servers)
+    hosts = baseline.inventory(view.site, view.devices, [t.device for t in servers])
+    drift = baseline.read_drift(hosts, view.devices, lambda d: found[d.name].credential, limit)
+
+    def finding(name: str) -> Result:
+        if name in drift.errors:
+            return Result.failure(name, step, f"state not readable: {drift.errors[name]}")
+        differs = drift.values[name]
+        return Result(
             target=name,
             step=step,
-            changed=bool(found),
-            diff=found,
-            detail=f"{len(found)} difference(s) from the baseline" if found else "as the baseline",
+            changed=bool(differs),
+            diff=tuple(differs),
+            detail=f"{len(differs)} difference(s) from the baseline" if differs else "as the baseline",
         )
-        for name, found in drift.items()
-    ]
+
+    return Results(finding(t.name) for t in servers)
 
 
-def check_cabling_of(view: SiteView, creds: Creds, limit: int) -> list[Result]:
+def check_cabling_of(view: SiteView, found: Targets, limit: int) -> Results:
     """LLDP of every active device against NetBox; a missing link to a device that is not active yet
     (a planned rack, powered off) is expected and not reported."""
-    devices = active(view)
-
-    def neighbours(d: Device) -> Neighbours | Result:
-        try:
-            return lldp_neighbours(d, creds[(d.site, d.role.value)])
-        except DeviceUnreachable as e:
-            return Result.failure(d.name, Area.CABLING.value, str(e))
-
-    seen = dict(zip((d.name for d in devices), each_device(neighbours, devices, limit), strict=True))
-    observed = {name: n for name, n in seen.items() if not isinstance(n, Result)}
-    problems = check_cabling(view.site.cables, observed)
+    step = Area.CABLING.value
+    seen = read_each(lambda t: lldp_neighbours(t.device, t.credential), found.values(), limit)
     by_device: dict[str, list[str]] = {}
-    for p in problems:
+    for p in check_cabling(view.site.cables, seen.values):
         far = view.devices.get(p.expected.device) if p.expected else None
         if p.kind == "missing" and (far is None or far.status != DeviceStatus.ACTIVE):
             continue
         by_device.setdefault(p.port.device, []).append(str(p))
-    results = [r for r in seen.values() if isinstance(r, Result)]
-    for name in observed:
-        found = by_device.get(name, [])
+    results = Results(Result.failure(name, step, why) for name, why in seen.errors.items())
+    for name in seen.values:
+        ports = by_device.get(name, [])
         results.append(
             Result(
                 target=name,
-                step=Area.CABLING.value,
-                changed=bool(found),
-                diff=tuple(found),
-                detail=f"{len(found)} port(s) differ from NetBox" if found else "as cabled in NetBox",
+                step=step,
+                changed=bool(ports),
+                diff=tuple(ports),
+                detail=f"{len(ports)} port(s) differ from NetBox" if ports else "as cabled in NetBox",
             )
         )
     return results
 
 
+# --- remediation ------------------------------------------------------------------------------------
+AREA_OF_STEP = {STEP: Area.SWITCHES, baseline.PLAYBOOK: Area.HOSTS}  # a remediation's step: the area it fixes
+
+
+def drifted(view: SiteView, findings: Results, area: Area) -> list[Device]:
+    """The active devices with drift (and no failure) in `area`: the ones a remediation changes."""
+    names = {r.target for r in findings if r.step == area.value and r.changed and not r.failed}
+    return [d for d in active(view) if d.name in names]
+
+
+def after_remediation(findings: Results, remediated: Results, dry_run: bool) -> Results:
+    """A finding whose device was remediated without failure is now in line; the report keeps both,
+    and a failed remediation is a finding of its own."""
+    fixed = set() if dry_run else {(AREA_OF_STEP.get(r.step), r.target) for r in remediated if not r.failed}
+    return Results(
+        r.model_copy(update={"changed": False, "detail": f"remediated; found: {r.detail}"})
+        if (r.step, r.target) in fixed
+        else r
+        for r in findings
+    ) + Results(remediated.failed)
+
+
+# --- NetBox -----------------------------------------------------------------------------------------
 def compliance(results: Iterable[Result]) -> Compliance:
     found = list(results)
     if any(r.failed for r in found):
         return Compliance.NOT_CHECKED
     return Compliance.DRIFT if any(r.changed for r in found) else Compliance.COMPLIANT
-
-
-def by_device(results: Iterable[Result]) -> dict[str, list[Result]]:
-    grouped: dict[str, list[Result]] = {}
-    for r in results:
-        grouped.setdefault(r.target, []).append(r)
-    return grouped
 
 
 def _printable(text: str) -> str:
@@ -154,7 +197,7 @@ def _printable(text: str) -> str:
 
 
 def journal_line(
-    device: Device, now: Compliance, found: list[Result], remediated: list[Result]
+    device: Device, now: Compliance, found: Sequence[Result], remediated: Sequence[Result]
 ) -> str | None:
     """Only news is worth a journal entry: new drift, drift resolved or remediated, lost contact."""
     before = device.custom_fields.get(COMPLIANCE_FIELD)
@@ -175,40 +218,76 @@ def journal_line(
 
 
 def record(
-    nb: pynetbox.api, view: SiteView, found: list[Result], remediated: list[Result], at: datetime
+    nb: pynetbox.api, view: SiteView, found: Results, remediated: Results, at: datetime
 ) -> dict[str, str]:
     """Compliance and time on every checked device in one bulk update; a journal entry on each
-    device with news. Returns the journal entries written, by device."""
-    updates, journals = [], {}
-    fixes = by_device(remediated)
-    for name, results in sorted(by_device(found).items()):
+    device with news, all in one bulk create (news by construction: nothing is read first). Returns
+    the journal entries written, by device."""
+    values, entries = [], []
+    for name in sorted({r.target for r in found}):
         device = view.site.device(name)
         if device is None or device.netbox_id is None:
             continue
-        now = compliance(results)
-        updates.append(
-            {
-                "id": device.netbox_id,
-                "custom_fields": {COMPLIANCE_FIELD: now.value, CHECKED_AT_FIELD: at.isoformat()},
-            }
-        )
-        line = journal_line(device, now, results, fixes.get(name, []))
+        now = compliance(found.of(name))
+        values.append((device, {COMPLIANCE_FIELD: now.value, CHECKED_AT_FIELD: at.isoformat()}))
+        line = journal_line(device, now, found.of(name), remediated.of(name))
         if line is not None:
-            journals[name] = line
-    if updates:
-        nb.dcim.devices.update(updates)
-    if journals:
-        nb.extras.journal_entries.create(
-            [
-                {
-                    "assigned_object_type": "dcim.device",
-                    "assigned_object_id": view.devices[name].netbox_id,
-                    "kind": "success"
-                    if line.split("\n")[0].endswith(Compliance.COMPLIANT.value)
-                    else "warning",
-                    "comments": line,
-                }
-                for name, line in journals.items()
-            ]
-        )
-    return journals
+            entries.append(
+                JournalEntry(device, line, "success" if now == Compliance.COMPLIANT else "warning")
+            )
+    set_devices_custom_fields(nb, values)
+    write_journal(nb, entries, news_only=True)
+    return {e.device.name: e.comments for e in entries}
+
+
+# --- the report -----------------------------------------------------------------------------------
+def _first_lines(results: Sequence[Result], shown: int = 10) -> str:
+    lines = [x for r in results for x in r.diff]
+    return "; ".join(lines[:shown]) + (" ..." if len(lines) > shown else "")
+
+
+def rows(results: Results) -> list[dict[str, str]]:
+    """One row per device and area: each area's findings as Results.rows has them, with the
+    compliance they mean and the first differing lines."""
+    table = []
+    for area in sorted({r.step for r in results}):
+        table += _area_rows(Results(r for r in results if r.step == area), area)
+    return sorted(table, key=lambda row: (row["device"], row["area"]))
+
+
+def _area_rows(found: Results, area: str) -> list[dict[str, str]]:
+    def status(name: str) -> str:
+        return compliance(found.of(name)).value
+
+    def lines(name: str) -> str:
+        return _first_lines(found.of(name))
+
+    return found.rows(sorted({r.target for r in found}), area=lambda _: area, status=status, diff=lines)
+
+
+def artifact(
+    results: Results, sites: Sequence[str], remediation_dry_run: bool
+) -> tuple[str, str, list[str], list[dict[str, str]]]:
+    """The sweep as the run's artifact (atlas.prefect.reports.publish): key, title, summary, rows."""
+    drift = results.changed_targets
+    unchecked = sorted({r.target for r in results.failed})
+    return (
+        "config-sweep-" + ("-".join(sorted(sites)) if sites else "all"),
+        "Configuration-consistency sweep" + (" (remediation dry run)" if remediation_dry_run else ""),
+        [
+            f"devices checked: **{len({r.target for r in results})}**",
+            f"drift: **{len(drift)}** {', '.join(drift)}",
+            f"not checked: **{len(unchecked)}** {', '.join(unchecked)}",
+        ],
+        rows(results),
+    )
+
+
+def incomplete(results: Results) -> str | None:
+    """Why the sweep is partial, naming every device that could not be checked; None when none."""
+    unchecked = sorted({r.target for r in results.failed})
+    if not unchecked:
+        return None
+    return f"partial sweep: {len(unchecked)} device(s) not checked: " + "; ".join(
+        f"{r.target} ({r.step}): {r.detail}" for r in results.failed
+    )

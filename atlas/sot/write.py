@@ -6,13 +6,17 @@ a re-run that finds everything in place reports zero changes.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import pynetbox
 
 from atlas.core.errors import Failed
-from atlas.core.model import Change, Device, DeviceStatus
-from atlas.sot.schema import DISK_PATH_FIELD
+from atlas.core.model import Change, Device, DeviceStatus, Rack, RackStatus
+from atlas.sot.schema import CUSTOM_FIELDS, DISK_PATH_FIELD
+
+# The custom fields Atlas keeps on devices: a bulk write names no other (atlas.sot.schema creates them).
+DEVICE_FIELDS = frozenset(cf.name for cf in CUSTOM_FIELDS if "dcim.device" in cf.object_types)
 
 
 class NetBoxWriteError(Failed):
@@ -53,6 +57,52 @@ def _netbox_id(device: Device) -> int:
     if device.netbox_id is None:
         raise NetBoxWriteError(f"device {device.name!r} was not read from NetBox")
     return device.netbox_id
+
+
+def set_rack_status(nb: pynetbox.api, rack: Rack, status: RackStatus) -> Change:
+    """A rack as the run read it: one update if it is not yet at `status`, no call if it is."""
+    if rack.status == status:
+        return Change(
+            target=rack.name, what="rack status", before=status.value, after=status.value, changed=False
+        )
+    if rack.netbox_id is None:
+        raise NetBoxWriteError(f"rack {rack.name!r} was not read from NetBox")
+    nb.dcim.racks.update([{"id": rack.netbox_id, "status": status.value}])
+    return Change(
+        target=rack.name, what="rack status", before=rack.status.value, after=status.value, changed=True
+    )
+
+
+def custom_field_updates(
+    values: Sequence[tuple[Device, Mapping[str, Any]]],
+) -> tuple[list[dict[str, Any]], list[Change]]:
+    """The bulk update that brings each device's custom fields (as the run read them) to `values`,
+    and what it changes; devices already there are left out. A field Atlas does not keep on devices
+    is refused before anything is written."""
+    unknown = sorted({k for _, fields in values for k in fields} - DEVICE_FIELDS)
+    if unknown:
+        raise NetBoxWriteError(f"not a custom field Atlas keeps on devices: {', '.join(unknown)}")
+    updates, changes = [], []
+    for device, fields in values:
+        differing = {k: v for k, v in fields.items() if device.custom_fields.get(k) != v}
+        if differing:
+            updates.append({"id": _netbox_id(device), "custom_fields": differing})
+            before = {k: device.custom_fields.get(k) for k in differing}
+            changes.append(
+                Change(target=device.name, what="custom_fields", before=before, after=differing, changed=True)
+            )
+    return updates, changes
+
+
+def set_devices_custom_fields(
+    nb: pynetbox.api, values: Sequence[tuple[Device, Mapping[str, Any]]]
+) -> list[Change]:
+    """Custom fields of several devices, as the run read them, in one bulk update (none when every
+    device already has its values); what changed, by device."""
+    updates, changes = custom_field_updates(values)
+    if updates:
+        nb.dcim.devices.update(updates)
+    return changes
 
 
 def set_custom_fields(nb: pynetbox.api, device: str, values: dict[str, Any], dry_run: bool = False) -> Change:
@@ -114,38 +164,57 @@ def _journal(
     return Change(target=name, what="journal", before=None, after=comments, changed=True)
 
 
+class JournalEntry(NamedTuple):
+    """A journal entry to write on a device read from NetBox."""
+
+    device: Device
+    comments: str
+    kind: str = "info"  # NetBox's journal kinds: info, success, warning, danger
+
+
 def add_journal_entries(
-    nb: pynetbox.api, entries: list[tuple[Device, str]], kind: str = "info"
+    nb: pynetbox.api, entries: Sequence[tuple[Device, str]], kind: str = "info"
 ) -> list[Change]:
     """Entries on several devices in one read and one write; like `add_journal_entry`, a message a
     device already has is not added again."""
+    return write_journal(nb, [JournalEntry(d, comments, kind) for d, comments in entries])
+
+
+def write_journal(nb: pynetbox.api, entries: Sequence[JournalEntry], news_only: bool = False) -> list[Change]:
+    """Entries on several devices, each of its own kind, in one bulk create. First one read, so that
+    a message a device already has is not added again (a re-run's step); `news_only` skips it for a
+    caller whose entries are new by construction (the sweep writes only when a state changes)."""
     if not entries:
         return []
-    for _, comments in entries:
-        _refuse_control_characters(comments)
-    ids = sorted({_netbox_id(d) for d, _ in entries})
-    existing = {
-        (e.assigned_object_id, e.comments)
-        for e in nb.extras.journal_entries.filter(
-            assigned_object_type="dcim.device", assigned_object_id=ids, fields="assigned_object_id,comments"
-        )
-    }
-    new = [(d, comments) for d, comments in entries if (d.netbox_id, comments) not in existing]
+    for entry in entries:
+        _refuse_control_characters(entry.comments)
+    existing: set[tuple[int | None, str]] = set()
+    if not news_only:
+        ids = sorted({_netbox_id(e.device) for e in entries})
+        existing = {
+            (e.assigned_object_id, e.comments)
+            for e in nb.extras.journal_entries.filter(
+                assigned_object_type="dcim.device",
+                assigned_object_id=ids,
+                fields="assigned_object_id,comments",
+            )
+        }
+    new = [e for e in entries if (e.device.netbox_id, e.comments) not in existing]
     if new:
         nb.extras.journal_entries.create(
             [
                 {
                     "assigned_object_type": "dcim.device",
-                    "assigned_object_id": d.netbox_id,
-                    "kind": kind,
-                    "comments": comments,
+                    "assigned_object_id": _netbox_id(e.device),
+                    "kind": e.kind,
+                    "comments": e.comments,
                 }
-                for d, comments in new
+                for e in new
             ]
         )
     return [
-        Change(target=d.name, what="journal", before=None, after=comments, changed=(d, comments) in new)
-        for d, comments in entries
+        Change(target=e.device.name, what="journal", before=None, after=e.comments, changed=e in new)
+        for e in entries
     ]
 
 

@@ -1,13 +1,28 @@
-"""Draining work off hosts before they are changed, and giving it back after: one port, with an
-adapter per scheduler (the lab's own services here; Mesos maintenance and Kubernetes cordon/evict
-plug in the same way)."""
+"""Draining work off hosts before they are changed, and giving it back after: one port (`Workloads`),
+with an adapter per way a shop runs its work, chosen by the setting ATLAS_WORKLOADS (`workloads` in
+atlas.toml):
+
+- `services` (the default, services.py): services run straight on hosts behind anycast addresses;
+  the host withdraws its addresses, then serves 503 under a drain mark.
+- `kubernetes` (kubernetes.py): cordon the node, evict its pods.
+- `mesos` (mesos.py): the master's maintenance primitives.
+
+A scheduler's API (url, token, CA) comes from the settings (ATLAS_WORKLOADS_URL, ...) or else from
+Vault's secret/atlas/workloads/<adapter>. `workloads_from` builds the chosen adapter; a name Atlas does
+not know is refused when the settings load, before a flow touches anything.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from atlas.core.errors import Failed
-from atlas.core.model import Device
+from atlas.core.model import Credential, Device
+from atlas.core.registry import Registry
+from atlas.core.settings import AtlasSettings
+from atlas.secrets import Endpoint, Vault, VaultSettings
 
 
 class DrainFailed(Failed):
@@ -22,3 +37,47 @@ class Workloads(Protocol):
         """Returns once the host takes work again; raises DrainFailed otherwise."""
 
     def drained(self, host: Device) -> bool: ...
+
+
+CredentialOf = Callable[[Device], Credential]
+
+
+@dataclass(frozen=True)
+class Sources:
+    """What an adapter may be built from: the settings, the hosts' credentials, and Vault (made only
+    when an adapter reads it)."""
+
+    settings: AtlasSettings
+    cred_of: CredentialOf
+    vault: Vault | None = None
+
+    def endpoint(self, adapter: str) -> Endpoint:
+        """The scheduler's API: from the settings when they name it, else from Vault."""
+        s = self.settings
+        if s.workloads_url is not None:
+            return Endpoint(
+                url=str(s.workloads_url),
+                token=s.workloads_token.get_secret_value() if s.workloads_token else None,
+                ca_file=str(s.workloads_ca_file) if s.workloads_ca_file else None,
+            )
+        vault = self.vault or Vault(VaultSettings.from_settings(s))
+        return vault.workloads_endpoint(adapter)
+
+
+WorkloadsFactory = Callable[[Sources], Workloads]
+WORKLOADS = Registry[WorkloadsFactory](
+    "workload adapter", "the setting ATLAS_WORKLOADS / workloads in atlas.toml"
+)
+
+
+def workloads_from(settings: AtlasSettings, cred_of: CredentialOf, vault: Vault | None = None) -> Workloads:
+    """The adapter the settings choose, or Refused naming the value."""
+    return WORKLOADS.get("settings", settings.workloads)(Sources(settings, cred_of, vault))
+
+
+# --- the adapters Atlas knows: one module each --------------------------------------------------------
+from atlas.workloads import kubernetes, mesos, services  # noqa: E402  (they use the types above)
+
+WORKLOADS.register("services", services.from_sources)
+WORKLOADS.register("kubernetes", kubernetes.from_sources)
+WORKLOADS.register("mesos", mesos.from_sources)

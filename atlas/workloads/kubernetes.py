@@ -14,8 +14,8 @@ from typing import Any
 from urllib.parse import quote
 
 from atlas.core.model import Device
-from atlas.workloads import DrainFailed
-from atlas.workloads.http import Transport
+from atlas.workloads import DrainFailed, Sources
+from atlas.workloads.http import RequestsTransport, Transport
 
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
@@ -85,3 +85,9 @@ class KubernetesNodes:
 
     def drained(self, host: Device) -> bool:
         return bool(self._call("GET", self._node(host)).get("spec", {}).get("unschedulable", False))
+
+
+def from_sources(sources: Sources) -> KubernetesNodes:
+    """Through the API the settings or Vault (secret/atlas/workloads/kubernetes) name."""
+    api = sources.endpoint("kubernetes")
+    return KubernetesNodes(RequestsTransport(api.url, api.token, api.ca_file))

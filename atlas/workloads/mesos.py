@@ -13,8 +13,8 @@ import time
 from typing import Any
 
 from atlas.core.model import Device
-from atlas.workloads import DrainFailed
-from atlas.workloads.http import Transport
+from atlas.workloads import DrainFailed, Sources
+from atlas.workloads.http import RequestsTransport, Transport
 
 HOUR_NS = 3600 * 10**9
 
@@ -66,3 +66,9 @@ class MesosMaintenance:
 
     def drained(self, host: Device) -> bool:
         return machine_id(host) in self._status().get("down_machines", [])
+
+
+def from_sources(sources: Sources) -> MesosMaintenance:
+    """Through the API the settings or Vault (secret/atlas/workloads/mesos) name."""
+    api = sources.endpoint("mesos")
+    return MesosMaintenance(RequestsTransport(api.url, api.token, api.ca_file))

@@ -13,12 +13,12 @@ import pytest
 from atlas.core.model import Site
 from atlas.core.run import Result
 from atlas.lab.lab import Lab
+from atlas.net.platforms.frr import route_table
 from atlas.net.sessions import ssh_exec
-from atlas.net.verify import route_table
-from atlas.runbooks.fabric import SelectionError
+from atlas.runbooks.fabric import CostOutRefused, SelectionError
 from atlas.secrets import Vault
 from flows.config_sweep import SweepIncomplete, config_sweep
-from flows.fabric import CostOutRefused, fabric_apply, fabric_cost_in, fabric_cost_out
+from flows.fabric import fabric_apply, fabric_cost_in, fabric_cost_out
 from flows.rack_bringup import rack_bringup
 from tests.e2e.runs import kill_when
 

@@ -24,7 +24,7 @@ from atlas.lab.lab import Lab
 from atlas.prefect.locks import rack_limit_name
 from atlas.runbooks.traffic import probe
 from atlas.secrets import AWS_PATH, Vault
-from atlas.workloads.lab import MARK, LabServices
+from atlas.workloads.services import MARK, WithdrawAndMark
 from flows.fabric import fabric_apply
 from flows.image_rollout import RolloutRefused, RolloutStopped, image_rollout
 from flows.rack_bringup import rack_bringup
@@ -223,7 +223,7 @@ def test_the_service_is_answered_from_both_sites_and_a_drained_server_gets_no_re
     before = probe(client, cred, service, count=40)
     assert not before.errors and set(before.by_site(site_of)) == {"fra1", "ams1"}
     assert set(before.by_host) <= announcing - {"ams1-r02-cmp1", "ams1-r02-cmp2"}  # planned rack: no image
-    services = LabServices(lambda d: vault.credential(d.site, d.role.value))
+    services = WithdrawAndMark(lambda d: vault.credential(d.site, d.role.value))
     fra1 = [devices[h] for h in announcing if h.startswith("fra1")]
     for host in fra1:
         services.drain(host)

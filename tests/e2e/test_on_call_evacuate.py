@@ -13,11 +13,12 @@ from prefect.flow_runs import resume_flow_run
 
 from atlas.core.model import Device
 from atlas.lab.lab import Lab
+from atlas.runbooks.evacuation import EvacuationRefused
 from atlas.runbooks.traffic import Answers, probe
 from atlas.secrets import Vault
 from atlas.sot.read import read_site, site_names
-from atlas.workloads.lab import LabServices
-from flows.evacuate import EvacuationRefused, NotApproved, evacuate, restore
+from atlas.workloads.services import WithdrawAndMark
+from flows.evacuate import NotApproved, evacuate, restore
 from tests.e2e.runs import kill_when, paused_runs, run_answering
 from tests.e2e.setups import serving
 
@@ -49,7 +50,7 @@ def sites_of(answers: Answers, devices: dict[str, Device]) -> set[str]:
 
 def state(nb: pynetbox.api, lab: Lab, devices: dict[str, Device], vault: Vault) -> dict[str, object]:
     """Everything an evacuation of fra1-r01 would change."""
-    services = LabServices(lambda d: vault.credential(d.site, d.role.value))
+    services = WithdrawAndMark(lambda d: vault.credential(d.site, d.role.value))
     records = {n: nb.dcim.devices.get(name=n) for n in [*RACK, "fra1-r01-leaf1", "fra1-r01-leaf2"]}
     return {
         "netbox": {

@@ -9,6 +9,7 @@ from pathlib import Path
 from atlas.core.model import Device, Site
 from atlas.lab.lab import Lab
 from atlas.net.lldp import CablingProblem, Neighbours, check_cabling
+from atlas.net.platforms import platform_of
 from atlas.net.sessions import lldp_neighbours, ssh_exec, switch_cli
 from atlas.secrets import Vault
 
@@ -24,7 +25,7 @@ def servers(sites: list[Site]) -> list[Device]:
 def test_every_switch_answers_netmiko_with_credentials_from_openbao(sites: list[Site], vault: Vault) -> None:
     def probe(device: Device) -> tuple[str, str]:
         cred = vault.credential(device.site, device.role.value)
-        with switch_cli(device, cred) as cli:
+        with switch_cli(device, cred, platform_of(device).device_type) as cli:
             return cli.find_prompt(), cli.send_command("show running-config")
 
     devices = switches(sites)

@@ -7,7 +7,16 @@ import pytest
 from atlas.ceph.cluster import PgSummary, crush_location, osd_host_conf
 from atlas.core.model import Device, DeviceStatus
 from atlas.lab.config import DEFAULT_TOPOLOGY
-from atlas.runbooks.ceph_enroll import EPSILON, cluster_problems, host_problems, ramp_steps
+from atlas.runbooks.ceph_enroll import (
+    EPSILON,
+    EnrollReport,
+    HostPlan,
+    artifact,
+    cluster_problems,
+    host_problems,
+    plan_lines,
+    ramp_steps,
+)
 from atlas.sot.topology import load_topology
 
 CLEAN = PgSummary(states={"active+clean": 17}, total=17)
@@ -106,3 +115,20 @@ def test_a_hosts_ceph_conf_places_its_osds_where_netbox_has_it() -> None:
     assert "initial_weight" not in osd_host_conf(
         minimal, host.model_copy(update={"status": DeviceStatus.ACTIVE}), None
     )
+
+
+def test_the_plan_is_logged_host_by_host_with_its_disks() -> None:
+    host = devices()["fra1-r01-sto1"]
+    plans = [HostPlan(host=host.name, osds={3: 0.5}, to_create=len(host.disks) - 1)]
+    [line] = plan_lines(plans, {host.name: host})
+    assert line.startswith("fra1-r01-sto1: 1 OSD(s) now {3: 0.5}, ") and "/dev/loop0" in line
+
+
+def test_a_run_that_changed_nothing_says_so_and_lists_every_osd() -> None:
+    report = EnrollReport(dry_run=False, osds={"fra1-r01-sto1": [3]}, created=[], steps=[], weights={3: 1.0})
+    key, title, summary, table = artifact(report)
+    assert (key, title) == ("ceph-osd-enroll-fra1-r01-sto1", "Ceph OSD enrollment")
+    assert summary[-1] == "no change: every OSD exists at its target weight"
+    assert table == [{"host": "fra1-r01-sto1", "osd": "osd.3", "weight": "1.000000"}]
+    planned = report.model_copy(update={"dry_run": True, "created": ["fra1-r01-sto1"], "steps": [0.5, 1.0]})
+    assert artifact(planned)[2][1:] == ["OSDs to create on: fra1-r01-sto1", "ramp steps: 50%, 100%"]

@@ -1,11 +1,26 @@
 """Evacuation decisions on plain data: what a rack or a site takes out, what must remain, one site
-at a time, and restoring exactly what an evacuation recorded."""
+at a time, restoring exactly what an evacuation recorded, and the verdicts of its steps (Ceph's
+noout flags, who answers the service) and its report."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 from atlas.core.model import DeviceStatus, Rack, RackStatus, Site
 from atlas.lab.config import DEFAULT_TOPOLOGY
-from atlas.runbooks.evacuation import EvacuationPlan, Scope, plan_evacuation, plan_markdown, plan_restore
+from atlas.runbooks.evacuation import (
+    EvacuationPlan,
+    Scope,
+    noout_differs,
+    plan_evacuation,
+    plan_markdown,
+    plan_restore,
+    plan_summary,
+    service_problems,
+    why,
+)
+from atlas.runbooks.evacuation_steps import EvacuationReport, Step
+from atlas.runbooks.traffic import Answers
 from atlas.sot.topology import load_topology
 
 
@@ -111,3 +126,56 @@ def test_an_unknown_scope_is_named() -> None:
     assert plan_restore(lab_sites(), Scope("fra1", "fra1-r99")).problems == [
         "rack 'fra1-r99' is not in site fra1"
     ]
+
+
+def answers(by_host: dict[str, int], errors: dict[str, int] | None = None) -> Answers:
+    return Answers(by_host=Counter(by_host), errors=Counter(errors or {}))
+
+
+RACK_SERVERS = ["fra1-r01-cmp1", "fra1-r01-cmp2"]
+
+
+def test_evacuated_means_nobody_in_the_scope_answers_and_no_request_fails() -> None:
+    assert service_problems(answers({"ams1-r01-cmp1": 40}), RACK_SERVERS, back=False) == []
+    assert service_problems(
+        answers({"ams1-r01-cmp1": 30, "fra1-r01-cmp2": 10}), RACK_SERVERS, back=False
+    ) == ["still answered by fra1-r01-cmp2"]
+    assert service_problems(answers({"ams1-r01-cmp1": 38}, {"URLError": 2}), RACK_SERVERS, back=False) == [
+        "2 request(s) failed ({'URLError': 2})"
+    ]
+
+
+def test_restored_means_every_server_of_the_scope_answers_again() -> None:
+    both = answers({"ams1-r01-cmp1": 20, "fra1-r01-cmp1": 10, "fra1-r01-cmp2": 10})
+    assert service_problems(both, RACK_SERVERS, back=True) == []
+    assert service_problems(answers({"ams1-r01-cmp1": 30, "fra1-r01-cmp1": 10}), RACK_SERVERS, back=True) == [
+        "not answered by fra1-r01-cmp2 yet"
+    ]
+
+
+def test_noout_is_set_only_where_it_differs() -> None:
+    flags = {"fra1-r01": {"noout"}, "fra1-r02": set[str]()}
+    assert noout_differs(["fra1-r01", "fra1-r02", "fra1"], flags, on=True) == ["fra1-r02", "fra1"]
+    assert noout_differs(["fra1-r01", "fra1-r02"], flags, on=False) == ["fra1-r01"]
+
+
+def test_the_report_lists_the_plan_the_approval_and_says_when_nothing_changed() -> None:
+    plan = plan_evacuation(lab_sites(), Scope("fra1", "fra1-r01"))
+    summary = plan_summary(plan)
+    assert summary["switches"] == ["fra1-r01-leaf1", "fra1-r01-leaf2"] and summary["already done"] == []
+    report = EvacuationReport(scope=str(plan.scope), action="evacuate", dry_run=False, plan=summary)
+    report.approval = "approved by on-call: go"
+    assert "servers: fra1-r01-cmp1, fra1-r01-cmp2, fra1-r01-sto1" in report.summary()
+    assert "already done: none" in report.summary() and "approved by on-call: go" in report.summary()
+    assert report.summary()[-1] == "no change: the scope was already in that state"
+    report.timeline.append(Step(at="03:00:01", step="drain", changed=["fra1-r01-cmp1"], verified="read back"))
+    report.timeline.append(Step(at="03:00:09", step="cost out", changed=[], verified="traffic avoids"))
+    assert report.changed == ["fra1-r01-cmp1"] and report.summary()[-1] == "approved by on-call: go"
+    assert report.rows()[1] == {
+        "at": "03:00:09",
+        "step": "cost out",
+        "changed": "-",
+        "verified": "traffic avoids",
+    }
+    assert report.title == "evacuate rack fra1-r01"
+    assert why("evacuate", "CHG-1", "power work") == "evacuate CHG-1: power work"

@@ -3,10 +3,9 @@ the reads are given, no host)."""
 
 from __future__ import annotations
 
-from atlas.core.run import Result
+from atlas.core.run import Readings, Result
 from atlas.hosts.baseline import PLAYBOOK, settle
 from atlas.hosts.runner import Host
-from atlas.net.sessions import DeviceUnreachable
 
 HOSTS = [Host(name=n, address="198.18.0.1") for n in ("cmp1", "cmp2", "sto1", "cmp3")]
 RESULTS = [
@@ -18,16 +17,21 @@ RESULTS = [
 
 
 class Reads:
-    """Each read answers with the next of `answers` (the last one again once they run out)."""
+    """Each read answers with the next of `answers` (the last one again once they run out): a host's
+    differences, or (a string) why it could not be read."""
 
-    def __init__(self, *answers: dict[str, list[str] | DeviceUnreachable]) -> None:
+    def __init__(self, *answers: dict[str, list[str] | str]) -> None:
         self.answers = list(answers)
         self.asked_about: list[list[str]] = []
 
-    def __call__(self, hosts: list[Host]) -> dict[str, list[str] | DeviceUnreachable]:
+    def __call__(self, hosts: list[Host]) -> Readings[list[str]]:
         self.asked_about.append([h.name for h in hosts])
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
-        return {h.name: answer.get(h.name, []) for h in hosts}
+        found = {h.name: answer.get(h.name, []) for h in hosts}
+        return Readings(
+            values={n: a for n, a in found.items() if isinstance(a, list)},
+            errors={n: a for n, a in found.items() if isinstance(a, str)},
+        )
 
 
 def test_only_changed_hosts_are_read_again_until_their_adjacencies_are_full() -> None:
@@ -47,7 +51,7 @@ def test_a_host_that_never_matches_fails_naming_how_and_keeps_what_changed() -> 
 
 
 def test_a_host_lost_after_the_playbook_fails_with_why() -> None:
-    lost = Reads({"cmp1": DeviceUnreachable("cmp1: TimeoutError: timed out")})
+    lost = Reads({"cmp1": "cmp1: TimeoutError: timed out"})
     settled = {r.target: r for r in settle(HOSTS, RESULTS, lost, timeout=0, pause=0)}
     assert settled["cmp1"].failed and "cmp1: TimeoutError: timed out" in settled["cmp1"].detail
 

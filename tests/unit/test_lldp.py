@@ -6,9 +6,15 @@ import pytest
 
 from atlas.core.model import Cable, Endpoint
 from atlas.net.lldp import check_cabling, parse_neighbours
-from atlas.net.verify import parse_routing
+from atlas.net.platforms.frr import FRR
+from atlas.net.routing import RoutingState
+from atlas.net.routing.ospf import OSPF
 
 DATA = Path(__file__).parent / "data"
+
+
+def parse_routing(output: str) -> tuple[RoutingState, str]:
+    return FRR.parse_routing(OSPF, output)
 
 
 def ep(text: str) -> Endpoint:
@@ -54,7 +60,7 @@ def test_swapped_missing_and_unexpected_links_are_named_by_device_and_port() -> 
 
 
 def test_a_switchs_routing_and_running_config_come_apart_from_one_vtysh() -> None:
-    """`vtysh -c` of ROUTING_COMMANDS then `show running-config`, as a lab leaf answered it."""
+    """`vtysh -c` of FRR's OSPF routing commands then `show running-config`, as a lab leaf answered it."""
     state, running = parse_routing((DATA / "vtysh_fra1-r02-leaf1_state.txt").read_text())
     assert state.full_neighbours_on == {"swp1", "swp2", "swp3", "swp4"}
     assert IPv4Network("198.19.16.2/32") in state.routes  # fra1-spine1's loopback

@@ -1,5 +1,5 @@
-"""Rendering against golden files (scrapli-style), and hier-config diffs against a lab switch's real
-running configuration."""
+"""Rendering against golden files (scrapli-style), and hier-config diffs under FRR's rules against a
+lab switch's real running configuration."""
 
 from __future__ import annotations
 
@@ -8,12 +8,17 @@ from pathlib import Path
 import pytest
 
 from atlas.lab.config import DEFAULT_TOPOLOGY
-from atlas.net.config import comparable, diff
+from atlas.net.config import ConfigDiff
+from atlas.net.config import diff as diff_under
+from atlas.net.platforms.frr import FRR, comparable, missing_daemons
 from atlas.net.render import RenderError, render, render_host, switch_intent
-from atlas.net.switch import missing_daemons
 from atlas.sot.topology import load_topology
 
 GOLDEN = Path(__file__).parent / "golden"
+
+
+def diff(running: str, intended: str) -> ConfigDiff:
+    return diff_under(running, intended, FRR)
 
 
 def intended(device: str) -> str:

@@ -6,9 +6,23 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from atlas.core.model import Device, DeviceStatus, Rack, Role, Site
 from atlas.lab.images import build
-from atlas.runbooks.rollout import hosts_in_scope, plan_rollout, scope_problems, stops_rollout
+from atlas.runbooks.rollout import (
+    RolloutRefused,
+    WaveOutcome,
+    approval_question,
+    artifact,
+    hosts_in_scope,
+    plan_rollout,
+    scope_problems,
+    scoped_hosts,
+    start_report,
+    stops_rollout,
+    wave_stops,
+)
 
 
 def server(name: str, rack: str, version: str | None = None, role: Role = Role.COMPUTE) -> Device:
@@ -95,3 +109,42 @@ def test_lab_images_are_byte_for_byte_reproducible(tmp_path: Path) -> None:
     first, again = build("v1", tmp_path / "a.tar.gz"), build("v1", tmp_path / "b.tar.gz")
     assert first.read_bytes() == again.read_bytes()
     assert build("v1", tmp_path / "c.tar.gz", broken=True).read_bytes() != first.read_bytes()
+
+
+def test_a_scope_without_an_active_server_is_refused() -> None:
+    site = Site(name="fra1", racks=(Rack(name="r1", site="fra1"),), devices=(server("r1-cmp1", "r1"),))
+    assert [d.name for d in scoped_hosts(site, "r1", None)] == ["r1-cmp1"]
+    with pytest.raises(RolloutRefused, match="no active server in fra1 rack r1 role storage"):
+        scoped_hosts(site, "r1", "storage")
+
+
+def test_the_report_follows_each_wave_and_a_stop_leaves_the_rest_not_reached() -> None:
+    hosts = [server("r1-cmp1", "r1", "v1"), server("r1-cmp2", "r1", "v1"), server("r2-cmp1", "r2", "v2")]
+    plan = plan_rollout(hosts, "v2", canary=1, wave_size=1)
+    report = start_report(plan, hosts, dry_run=False)
+    assert {h: o.result for h, o in report.hosts.items()} == {
+        "r1-cmp1": "planned",
+        "r1-cmp2": "planned",
+        "r2-cmp1": "already on version",
+    }
+    canary = WaveOutcome(moved=["r1-cmp1"])
+    report.after_wave(canary, plan.waves[0])
+    assert wave_stops(0, canary, failed=0, budget=0) is None
+    failing = WaveOutcome(failed={"r1-cmp2": "health check"}, rolled_back=["r1-cmp2"])
+    report.after_wave(failing, plan.waves[1])
+    assert report.changed == ["r1-cmp1"] and report.hosts["r1-cmp1"].after == "v2"
+    assert report.hosts["r1-cmp2"].result == "rolled back" and report.hosts["r1-cmp2"].after == "v1"
+    assert wave_stops(1, failing, failed=1, budget=0) == "wave 1 failed: r1-cmp2: health check"
+    planned = start_report(plan, hosts, dry_run=False)
+    planned.stop("canary failed: r1-cmp1: x")
+    assert planned.hosts["r1-cmp2"].result == "not reached" and planned.stopped == "canary failed: r1-cmp1: x"
+
+
+def test_the_report_artifact_has_every_hosts_before_and_after() -> None:
+    hosts = [server("r1-cmp1", "r1", "v1"), server("r2-cmp1", "r2", "v2")]
+    plan = plan_rollout(hosts, "v2", canary=1, wave_size=1)
+    key, title, summary, table = artifact(start_report(plan, hosts, dry_run=True), "fra1")
+    assert (key, title) == ("image-rollout-fra1", "Image rollout of v2 (dry run: plan)")
+    assert summary == ["canary: r1-cmp1", "1 already on version, 1 planned"]
+    assert table[0] == {"host": "r1-cmp1", "rack": "r1", "before": "v1", "after": "v1", "result": "planned"}
+    assert "* r1-cmp1: moved\n" in approval_question({"r1-cmp1": "moved"}, ["r2-cmp1"])

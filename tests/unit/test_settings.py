@@ -9,7 +9,15 @@ import pytest
 from atlas.core.settings import SettingsProblem, load_settings
 from atlas.secrets import SecretError, VaultSettings
 
-NAMES = ("VAULT_ADDR", "VAULT_TOKEN", "NETBOX_URL", "NETBOX_TOKEN", "CEPH_CONF", "NETBOX_TIMEOUT")
+NAMES = (
+    "VAULT_ADDR",
+    "VAULT_TOKEN",
+    "NETBOX_URL",
+    "NETBOX_TOKEN",
+    "CEPH_CONF",
+    "NETBOX_TIMEOUT",
+    *(f"{prefix}WORKLOADS{what}" for prefix in ("", "ATLAS_") for what in ("", "_URL", "_TOKEN", "_CA_FILE")),
+)
 
 
 @pytest.fixture

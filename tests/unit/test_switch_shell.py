@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from atlas.lab.network import SWITCH_SHELL
+from atlas.net.platforms.frr import FRR, vtysh
+from atlas.net.routing.ospf import OSPF
 
 
 @pytest.fixture
@@ -55,6 +57,18 @@ CONF = "[--vty_socket][/run/x][--config_dir][/etc/frr]"
 )
 def test_show_commands_reach_their_program_as_sent(shell: Path, command: str, runs: str) -> None:
     assert login(shell, command) == (0, runs)
+
+
+def test_the_reads_the_frr_platform_sends_reach_vtysh_as_sent(shell: Path) -> None:
+    for commands in [
+        (*FRR.routing_commands(OSPF), FRR.running_config_command),
+        (FRR.running_config_command,),
+        (FRR.daemons_command,),
+    ]:
+        assert login(shell, vtysh(*commands)) == (
+            0,
+            f"[vtysh]{CONF}" + "".join(f"[-c][{c}]" for c in commands),
+        )
 
 
 @pytest.mark.parametrize(

@@ -1,18 +1,24 @@
 """The Kubernetes and Mesos adapters' logic against transports that answer as those APIs document.
 These check which calls are made, in which order and with which bodies; no Kubernetes or Mesos runs
-here, so they do not claim the adapters work against a live scheduler."""
+here, so they do not claim the adapters work against a live scheduler. And the registry: which adapter
+the settings choose, built from plain settings; a name Atlas does not know refused with the value."""
 
 from __future__ import annotations
 
 from ipaddress import IPv4Interface
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from atlas.core.model import Device, DeviceStatus, Role
-from atlas.workloads import DrainFailed
+from atlas.core.errors import Refused
+from atlas.core.model import Credential, Device, DeviceStatus, Role
+from atlas.core.settings import AtlasSettings, SettingsProblem, load_settings
+from atlas.secrets import Endpoint, SecretError
+from atlas.workloads import WORKLOADS, DrainFailed, Sources, workloads_from
 from atlas.workloads.kubernetes import KubernetesNodes
 from atlas.workloads.mesos import MesosMaintenance
+from atlas.workloads.services import WithdrawAndMark
 
 HOST = Device(
     name="fra1-r01-cmp1",
@@ -128,3 +134,94 @@ def test_mesos_drain_schedules_then_downs_and_undrain_reverses_without_touching_
     assert [w["machine_ids"] for w in master.windows] == [
         [{"hostname": "ams1-r01-cmp1", "ip": "198.18.0.20"}]
     ]
+
+
+# --- the registry: the adapter the settings choose ------------------------------------------------
+NOWHERE = "http://127.0.0.1:1"  # a Vault that never answers: an adapter that reads it fails loudly
+
+
+def cred_of(device: Device) -> Credential:
+    return Credential(username="root", ssh_private_key="key")
+
+
+@pytest.fixture
+def no_ambient_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Nothing from this machine's environment or /etc/atlas: only what a test sets."""
+    for prefix in ("", "ATLAS_"):
+        for what in ("", "_URL", "_TOKEN", "_CA_FILE"):
+            monkeypatch.delenv(f"{prefix}WORKLOADS{what}", raising=False)
+    for name in ("VAULT_ADDR", "VAULT_TOKEN", "NETBOX_URL", "NETBOX_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    path = tmp_path / "atlas.toml"
+    monkeypatch.setenv("ATLAS_SETTINGS", str(path))
+    return path
+
+
+def settings(**values: Any) -> AtlasSettings:
+    return AtlasSettings(vault_addr=NOWHERE, vault_token="t", **values)
+
+
+@pytest.mark.usefixtures("no_ambient_settings")
+def test_by_default_services_on_hosts_are_drained() -> None:
+    assert settings().workloads == "services"
+    assert isinstance(workloads_from(settings(), cred_of), WithdrawAndMark)
+
+
+@pytest.mark.usefixtures("no_ambient_settings")
+@pytest.mark.parametrize(
+    ("name", "adapter"),
+    [("services", WithdrawAndMark), ("kubernetes", KubernetesNodes), ("mesos", MesosMaintenance)],
+)
+def test_each_known_name_builds_its_adapter_from_plain_settings(name: str, adapter: type) -> None:
+    chosen = settings(
+        workloads=name, workloads_url="https://scheduler.example.net:6443", workloads_token="tk"
+    )
+    assert isinstance(workloads_from(chosen, cred_of), adapter)  # Vault (NOWHERE) never asked
+
+
+def test_every_registered_name_is_one_of_those() -> None:
+    assert WORKLOADS.names == ["kubernetes", "mesos", "services"]
+
+
+@pytest.mark.usefixtures("no_ambient_settings")
+def test_the_schedulers_api_comes_from_the_settings_or_else_from_vault() -> None:
+    named = settings(
+        workloads="kubernetes",
+        workloads_url="https://k8s.example.net:6443/",
+        workloads_token="tk",
+        workloads_ca_file="/etc/atlas/k8s-ca.pem",
+    )
+    api = Sources(named, cred_of).endpoint("kubernetes")
+    assert api == Endpoint("https://k8s.example.net:6443/", "tk", "/etc/atlas/k8s-ca.pem")
+    assert "tk" not in repr(api)
+    with pytest.raises(SecretError, match=f"Vault at {NOWHERE} did not answer"):
+        workloads_from(settings(workloads="mesos"), cred_of)
+
+
+def test_an_unknown_adapter_in_the_environment_is_refused_when_settings_load(
+    no_ambient_settings: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VAULT_ADDR", NOWHERE)
+    monkeypatch.setenv("VAULT_TOKEN", "t")
+    monkeypatch.setenv("ATLAS_WORKLOADS", "nomad")
+    with pytest.raises(SettingsProblem) as e:
+        load_settings()
+    assert "ATLAS_WORKLOADS" in str(e.value)
+    assert "workload adapter 'nomad' (the setting ATLAS_WORKLOADS / workloads in atlas.toml)" in str(e.value)
+    assert "is not one Atlas knows (known: kubernetes, mesos, services)" in str(e.value)
+
+
+def test_an_unknown_adapter_in_the_file_is_refused_too(no_ambient_settings: Path) -> None:
+    no_ambient_settings.write_text(f'vault_addr = "{NOWHERE}"\nvault_token = "t"\nworkloads = "Kubernetes"\n')
+    no_ambient_settings.chmod(0o600)
+    with pytest.raises(SettingsProblem, match="workload adapter 'Kubernetes'"):
+        load_settings()
+    no_ambient_settings.write_text(f'vault_addr = "{NOWHERE}"\nvault_token = "t"\nworkloads = "mesos"\n')
+    assert load_settings().workloads == "mesos"
+
+
+@pytest.mark.usefixtures("no_ambient_settings")
+def test_settings_made_without_validation_are_refused_when_the_adapter_is_built() -> None:
+    unchecked = AtlasSettings.model_construct(vault_addr=NOWHERE, vault_token="t", workloads="nomad")
+    with pytest.raises(Refused, match="settings: workload adapter 'nomad'"):
+        workloads_from(unchecked, cred_of)

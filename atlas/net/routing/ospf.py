@@ -1,0 +1,126 @@
+"""OSPF, the first routing design (site custom field routing_design empty or `ospf`): area 0 on
+point-to-point fabric links, loopbacks and servers' routes announced, fast timers.
+
+- Adjacencies: every fabric port of a switch has a Full neighbour.
+- Cost-out: a switch whose custom field `ospf_cost_out` is true renders `max-metric router-lsa
+  administrative` (the platform's template does), so it carries no transit traffic while another
+  path exists; the field is part of the intent, so the sweep and fabric-apply keep it.
+- Servers that announce service addresses run FRR with OSPF to their leaves as stub routers
+  (templates/frr/ospf-host.j2 of the FRR platform); their facts are OSPF's neighbours and FRR's
+  running configuration, read in one vtysh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from atlas.core.model import Device, Site
+from atlas.core.safety import name_problem
+from atlas.net.config import diff
+from atlas.net.platforms import frr
+from atlas.net.routing import DESIGNS, RoutingState
+from atlas.sot.schema import COST_OUT_FIELD
+
+if TYPE_CHECKING:
+    from atlas.net.render import HostIntent
+
+HOST_TEMPLATE = "ospf-host.j2"
+# One vtysh on the host (each start costs ~25 ms): the adjacencies as JSON, then the configuration.
+HOST_FACTS_COMMAND = frr.vtysh("show ip ospf neighbor json", "show running-config") + " 2>/dev/null"
+
+
+@dataclass(frozen=True)
+class Timers:
+    """OSPF's timers on fabric and server links, in seconds: a lost neighbour is noticed in `dead`."""
+
+    hello: int = 1
+    dead: int = 4
+
+
+class Ospf:
+    """OSPF as a RoutingDesign."""
+
+    name = "ospf"
+    cost_out_field = COST_OUT_FIELD
+    host_facts_command = HOST_FACTS_COMMAND
+
+    def __init__(self, timers: Timers | None = None) -> None:
+        self.timers = timers or Timers()
+
+    # --- switches -------------------------------------------------------------------------------
+    def switch_variables(self) -> Mapping[str, object]:
+        return {"timers": self.timers}
+
+    def adjacency_problems(
+        self, device: Device, state: RoutingState, fabric_ports: Iterable[str]
+    ) -> list[str]:
+        return [
+            f"{device.name}:{port}: OSPF adjacency is not Full"
+            for port in sorted(fabric_ports)
+            if port not in state.full_neighbours_on
+        ]
+
+    # --- cost-out -------------------------------------------------------------------------------
+    def is_costed_out(self, device: Device) -> bool:
+        return device.custom_fields.get(COST_OUT_FIELD) is True
+
+    def with_cost_out(
+        self, site: Site, devices: Mapping[str, Device], name: str, cost_out: bool
+    ) -> tuple[Site, dict[str, Device]]:
+        device = devices[name]
+        changed = device.model_copy(
+            update={"custom_fields": device.custom_fields | {COST_OUT_FIELD: cost_out}}
+        )
+        site = site.model_copy(
+            update={"devices": tuple(changed if d.name == name else d for d in site.devices)}
+        )
+        return site, {**devices, name: changed}
+
+    # --- servers that route ---------------------------------------------------------------------
+    def host_problems(self, host: HostIntent) -> list[str]:
+        d = host.device
+        if not d.anycast:
+            return []
+        problems = [name_problem(f"{d.name} name", d.name)]
+        if d.loopback is None:
+            problems.append(f"{d.name}: announcing anycast addresses needs a loopback (OSPF router id)")
+        problems += [name_problem(f"{d.name} interface", u) for u in host.uplinks]
+        return [p for p in problems if p]
+
+    def host_config(self, host: HostIntent) -> str | None:
+        """OSPF on every cabled uplink, the service interface passive; None for a server that
+        announces nothing (its loopback is a static route on its leaves)."""
+        if not host.device.anycast:
+            return None
+        return frr.template(HOST_TEMPLATE).render(
+            device=host.device,
+            uplinks=host.uplinks,
+            service_interface=host.service_interface,
+            timers=self.timers,
+        )
+
+    def host_drift(self, intended: str, facts: str, uplinks: Iterable[str]) -> list[str]:
+        neighbours, running = split_host_facts(facts)
+        if not running.strip():
+            return ["FRR is not running"]
+        drift = [f"FRR running: {line}" for line in diff(running, intended, frr.FRR).summary]
+        full = frr.ospf_full_interfaces(neighbours or {})
+        drift += [
+            f"OSPF adjacency on {uplink} is not Full" for uplink in sorted(uplinks) if uplink not in full
+        ]
+        return drift
+
+
+def split_host_facts(text: str) -> tuple[Any, str]:
+    """HOST_FACTS_COMMAND's output: OSPF's neighbours as JSON, then the running configuration; no
+    JSON when ospfd does not answer, nothing at all when FRR is not running."""
+    try:
+        [neighbours], running = frr.split_json(text, 1)
+    except ValueError:
+        return None, text
+    return neighbours, running
+
+
+OSPF = DESIGNS.register("ospf", Ospf())

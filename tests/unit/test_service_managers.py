@@ -1,0 +1,133 @@
+"""The service manager seam on plain data: which manager a server has, preflight refusing one Atlas
+does not know (device and value named, before anything is touched), supervisord's read parser, and
+the playbooks' side of every registered manager."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from atlas.core.errors import Refused
+from atlas.core.model import Device, Site
+from atlas.hosts import baseline
+from atlas.hosts.runner import PLAYBOOKS
+from atlas.hosts.services import (
+    SERVICE_MANAGERS,
+    manager_of,
+    playbook_variables,
+    service_problems,
+)
+from atlas.hosts.services.supervisord import Supervisord
+from atlas.lab.config import DEFAULT_TOPOLOGY
+from atlas.runbooks.bringup import RackScope, preflight
+from atlas.runbooks.ceph_enroll import host_problems
+from atlas.runbooks.rollout import scope_problems
+from atlas.sot.schema import SERVICE_MANAGER_FIELD
+from atlas.sot.topology import load_topology
+
+RACK = "fra1-r02"
+RUNIT = "fra1-r02-cmp1: service manager 'runit' (the server's custom field service_manager in NetBox)"
+
+
+def site(managers: dict[str, object] | None = None) -> tuple[Site, dict[str, Device]]:
+    """The default lab's fra1, its servers' custom field service_manager set as `managers` says."""
+    topo = load_topology(DEFAULT_TOPOLOGY)
+    fra1 = next(s for s in topo.sites if s.name == "fra1")
+    fra1 = fra1.model_copy(
+        update={
+            "devices": tuple(
+                d.model_copy(update={"custom_fields": {SERVICE_MANAGER_FIELD: managers[d.name]}})
+                if managers and d.name in managers
+                else d
+                for d in fra1.devices
+            )
+        }
+    )
+    return fra1, {d.name: d for d in topo.all_devices()} | {d.name: d for d in fra1.devices}
+
+
+def test_an_empty_field_means_supervisord() -> None:
+    fra1, devices = site({"fra1-r02-cmp1": None, "fra1-r02-cmp2": ""})
+    for name in ("fra1-r02-cmp1", "fra1-r02-cmp2", "fra1-r02-sto1"):
+        assert isinstance(manager_of(devices[name]), Supervisord)
+        assert playbook_variables(devices[name]) == {"atlas_service_manager": "supervisord"}
+    assert service_problems(fra1.devices) == []
+    assert preflight(RackScope(site=fra1, rack=RACK, devices=devices)) == []
+
+
+def test_an_unknown_manager_is_refused_in_bringup_preflight_naming_device_and_value() -> None:
+    fra1, devices = site({"fra1-r02-cmp1": "runit"})
+    problems = preflight(RackScope(site=fra1, rack=RACK, devices=devices))
+    assert problems == [f"{RUNIT} is not one Atlas knows (known: supervisord)"]
+
+
+def test_a_switch_carries_no_service_manager() -> None:
+    fra1, _ = site({"fra1-r02-leaf1": "runit"})
+    assert service_problems(fra1.devices) == []
+
+
+def test_image_rollout_and_ceph_enrollment_refuse_it_too() -> None:
+    fra1, devices = site({"fra1-r01-cmp1": "runit", "fra1-r01-sto1": "s6"})
+    assert scope_problems(fra1, "fra1-r01", None) == [
+        "fra1-r01-cmp1: service manager 'runit' (the server's custom field service_manager in NetBox) "
+        "is not one Atlas knows (known: supervisord)",
+        "fra1-r01-sto1: service manager 's6' (the server's custom field service_manager in NetBox) "
+        "is not one Atlas knows (known: supervisord)",
+    ]
+    assert scope_problems(fra1, "fra1-r02", None) == []  # another rack's servers are not in scope
+    sto1 = devices["fra1-r01-sto1"].model_copy(
+        update={"disk_paths": {d: f"/dev/loop{i}" for i, d in enumerate(devices["fra1-r01-sto1"].disks)}}
+    )
+    assert host_problems(["fra1-r01-sto1"], {"fra1-r01-sto1": sto1}) == [
+        "fra1-r01-sto1: service manager 's6' (the server's custom field service_manager in NetBox) "
+        "is not one Atlas knows (known: supervisord)"
+    ]
+
+
+def test_the_baseline_inventory_refuses_an_unknown_manager_too() -> None:
+    fra1, devices = site({"fra1-r02-cmp1": "runit"})
+    with pytest.raises(Refused, match="fra1-r02-cmp1: service manager 'runit'"):
+        baseline.inventory(fra1, devices, [devices["fra1-r02-cmp1"]])
+    [host] = baseline.inventory(fra1, devices, [devices["fra1-r02-cmp2"]])
+    assert host.variables["atlas_service_manager"] == "supervisord"
+
+
+SUPERVISORCTL_STATUS = """\
+atlas-app                        RUNNING   pid 4242, uptime 0:12:03
+frr-ospfd                        RUNNING   pid 311, uptime 1:02:03
+frr-zebra                        FATAL     Exited too quickly (process log may have details)
+web:web-1                        BACKOFF   Exited too quickly (process log may have details)
+idle                             STOPPED   Not started
+starting                         STARTING
+"""
+
+
+def test_supervisord_status_is_parsed_program_by_program() -> None:
+    found = Supervisord().parse_status(SUPERVISORCTL_STATUS)
+    assert sorted(found) == ["atlas-app", "frr-ospfd", "frr-zebra", "idle", "starting", "web:web-1"]
+    assert [n for n, s in found.items() if s.running] == ["atlas-app", "frr-ospfd"]
+    assert found["frr-zebra"].state == "FATAL"
+    assert found["frr-zebra"].detail == "Exited too quickly (process log may have details)"
+    assert found["atlas-app"].detail == "pid 4242, uptime 0:12:03"
+    assert found["starting"].state == "STARTING" and found["starting"].detail == ""
+
+
+def test_supervisorctl_complaints_are_no_programs() -> None:
+    assert Supervisord().parse_status("unix:///var/run/supervisor.sock no such file\n") == {}
+    assert Supervisord().parse_status("") == {}
+    assert "'" not in Supervisord().status_command  # a constant, quoted nowhere
+
+
+@pytest.mark.parametrize("name", SERVICE_MANAGERS.names)
+def test_every_manager_has_its_side_of_the_playbooks(name: str) -> None:
+    """host-baseline.yml and image-apply.yml include these files by the manager's name."""
+    assert SERVICE_MANAGERS.get("test", name).playbook_variables()["atlas_service_manager"] == name
+    folder = PLAYBOOKS / "services" / name
+    for task_file in ("vars.yml", "frr.yml", "image-services.yml", "image-services-removed.yml"):
+        assert (folder / task_file).is_file(), folder / task_file
+
+
+def test_the_playbooks_assume_no_service_manager_themselves() -> None:
+    top_level: list[Path] = sorted(PLAYBOOKS.glob("*.yml"))
+    assert top_level and all("supervisor" not in p.read_text().lower() for p in top_level)
