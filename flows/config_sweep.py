@@ -19,14 +19,13 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
 from atlas.core.errors import Failed
-from atlas.core.run import Events, Result, Results
+from atlas.core.run import Events, Result, Results, TargetMap
 from atlas.hosts import baseline
 from atlas.prefect.forms import Names, form
 from atlas.prefect.progress import RunEvents
 from atlas.prefect.reports import publish
 from atlas.prefect.sources import sources
 from atlas.runbooks import fabric, sweep
-from atlas.runbooks.bringup import TargetMap
 from atlas.runbooks.site import SiteView, read_view
 from atlas.runbooks.sweep import Area
 from atlas.sot.read import site_names

@@ -25,7 +25,7 @@ from pydantic import Field
 
 from atlas.core.errors import Refused
 from atlas.core.model import Credential, Device, Site
-from atlas.core.run import Target
+from atlas.core.run import Target, TargetMap
 from atlas.core.settings import load_settings
 from atlas.images.catalog import VERSION_PATTERN, AwsSettings, Catalog, ImageError, Manifest
 from atlas.prefect.approvals import Approval, NotApproved, ask
@@ -35,7 +35,6 @@ from atlas.prefect.progress import Progress, RunEvents
 from atlas.prefect.reports import publish
 from atlas.prefect.sources import run_name, sources
 from atlas.runbooks import rollout
-from atlas.runbooks.bringup import TargetMap
 from atlas.runbooks.rollout import RolloutRefused as RolloutRefused
 from atlas.runbooks.rollout import RolloutReport as RolloutReport
 from atlas.runbooks.rollout import RolloutStopped as RolloutStopped

@@ -17,8 +17,8 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
-from atlas.core.run import Events, Results
-from atlas.net.sessions import one_connection_per_device
+from atlas.core.run import Events, Results, TargetMap
+from atlas.net.sessions import one_connection_per_device, wait_reachable
 from atlas.prefect.forms import NAME_PATTERN, DryRun, SiteName, form
 from atlas.prefect.locks import exclusive, rack_limit_name
 from atlas.prefect.progress import Progress, RunEvents
@@ -27,7 +27,7 @@ from atlas.prefect.sources import run_name, sources
 from atlas.runbooks import bringup
 from atlas.runbooks.bringup import BringupFailed as BringupFailed
 from atlas.runbooks.bringup import BringupReport as BringupReport
-from atlas.runbooks.bringup import DeviceState, RackScope, TargetMap
+from atlas.runbooks.bringup import DeviceState, RackScope
 from atlas.secrets import Vault
 
 # The progress bar's milestones, up to NetBox: each update is an API call (~40 ms), so quick steps
@@ -60,7 +60,7 @@ def credentials(scope: RackScope, vault: Vault) -> TargetMap:
 
 @task(name="reachability", cache_policy=NO_CACHE)
 def reachability(devices: TargetMap) -> None:
-    problems = bringup.wait_reachable(devices.values())
+    problems = wait_reachable(devices.values())
     if problems:
         raise BringupFailed("unreachable before any change:\n" + "\n".join(problems.values()))
 

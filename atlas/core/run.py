@@ -16,7 +16,7 @@ and Processors are the model).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -61,6 +61,29 @@ def targets(devices: Iterable[Device], credential_of: Callable[[Device], Credent
     if problems:
         raise Refused(problems)
     return found
+
+
+Targets = Mapping[str, Target]  # a run's targets by device name
+
+
+class TargetMap(Mapping[str, Target]):
+    """A run's targets by device name, in order. A Mapping and not a dict on purpose: Prefect walks a
+    task's dict, list, dataclass and model arguments looking for futures, and every device's models
+    cost it milliseconds per task (a second of a re-run at a full site); this it passes as one object."""
+
+    __slots__ = ("_by_name",)
+
+    def __init__(self, found: Iterable[Target]) -> None:
+        self._by_name = {t.name: t for t in found}
+
+    def __getitem__(self, name: str) -> Target:
+        return self._by_name[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_name)
+
+    def __len__(self) -> int:
+        return len(self._by_name)
 
 
 # --- results ----------------------------------------------------------------------------------------

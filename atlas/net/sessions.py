@@ -10,7 +10,7 @@ import io
 import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,6 +19,7 @@ from netmiko import BaseConnection, ConnectHandler
 
 from atlas.core.errors import Unreachable
 from atlas.core.model import Credential, Device
+from atlas.core.run import Target, poll_until, read_each
 from atlas.net.lldp import Neighbours, parse_neighbours
 
 
@@ -171,3 +172,26 @@ def ssh_exec(device: Device, cred: Credential, command: str, timeout: float = 15
 
 def lldp_neighbours(device: Device, cred: Credential) -> Neighbours:
     return parse_neighbours(json.loads(ssh_exec(device, cred, "lldpcli -f json0 show neighbors")))
+
+
+def _answers(address: str, port: int) -> None:
+    with socket.create_connection((address, port), timeout=2):
+        pass
+
+
+def wait_reachable(devices: Iterable[Target], timeout: float = 30.0, port: int = 22) -> dict[str, str]:
+    """The targets whose SSH port did not answer within `timeout`, each with its problem line; the
+    ones still waiting are tried again each second."""
+    waiting = list(devices)
+
+    def still_waiting() -> list[Target]:
+        nonlocal waiting
+        answered = read_each(lambda t: _answers(t.address, port), waiting)
+        waiting = [t for t in waiting if t.name not in answered.values]
+        return waiting
+
+    left = poll_until(still_waiting, lambda w: not w, timeout=timeout, pause=1.0)
+    return {
+        t.name: f"{t.name}: SSH ({t.address}:{port}) not reachable within {timeout:.0f} s"
+        for t in sorted(left, key=lambda t: t.name)
+    }

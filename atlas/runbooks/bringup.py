@@ -8,8 +8,7 @@ changes them with `run_each` and waits with `poll_until` (atlas.core.run).
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 
@@ -34,6 +33,8 @@ from atlas.core.run import (
     Result,
     Results,
     Target,
+    TargetMap,
+    Targets,
     poll_until,
     read_each,
     run_each,
@@ -54,28 +55,6 @@ from atlas.runbooks.site import read_view
 from atlas.secrets import Vault
 from atlas.sot.read import NotInNetBox
 from atlas.sot.write import add_journal_entries, set_rack_status, set_statuses
-
-Targets = Mapping[str, Target]  # a run's targets by device name
-
-
-class TargetMap(Mapping[str, Target]):
-    """A run's targets by device name, in order. A Mapping and not a dict on purpose: Prefect walks a
-    task's dict, list, dataclass and model arguments looking for futures, and every device's models
-    cost it milliseconds per task (a second of a re-run at a full site); this it passes as one object."""
-
-    __slots__ = ("_by_name",)
-
-    def __init__(self, found: Iterable[Target]) -> None:
-        self._by_name = {t.name: t for t in found}
-
-    def __getitem__(self, name: str) -> Target:
-        return self._by_name[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._by_name)
-
-    def __len__(self) -> int:
-        return len(self._by_name)
 
 
 class PreflightError(Refused):
@@ -207,29 +186,6 @@ def rack_targets(scope: RackScope, vault: Vault) -> TargetMap:
 def targets_of(found: Targets, devices: Iterable[Device]) -> list[Target]:
     """The targets of `devices`, in their order."""
     return [found[d.name] for d in devices]
-
-
-def _answers(address: str, port: int) -> None:
-    with socket.create_connection((address, port), timeout=2):
-        pass
-
-
-def wait_reachable(devices: Iterable[Target], timeout: float = 30.0, port: int = 22) -> dict[str, str]:
-    """The targets whose SSH port did not answer within `timeout`, each with its problem line; the
-    ones still waiting are tried again each second."""
-    waiting = list(devices)
-
-    def still_waiting() -> list[Target]:
-        nonlocal waiting
-        answered = read_each(lambda t: _answers(t.address, port), waiting)
-        waiting = [t for t in waiting if t.name not in answered.values]
-        return waiting
-
-    left = poll_until(still_waiting, lambda w: not w, timeout=timeout, pause=1.0)
-    return {
-        t.name: f"{t.name}: SSH ({t.address}:{port}) not reachable within {timeout:.0f} s"
-        for t in sorted(left, key=lambda t: t.name)
-    }
 
 
 # --- device state, read once ---------------------------------------------------------------------

@@ -25,7 +25,7 @@ from atlas.core.run import Events, Results, Target, poll_until, targets
 from atlas.core.safety import device_path_problem, name_problem
 from atlas.hosts.runner import Host, run_playbook
 from atlas.hosts.services import service_problems
-from atlas.runbooks.bringup import wait_reachable
+from atlas.net.sessions import wait_reachable
 from atlas.runbooks.site import credentials
 from atlas.secrets import Vault
 from atlas.sot.schema import DISK_PATH_FIELD, OSD_IDS_FIELD

@@ -17,12 +17,12 @@ from pydantic import BaseModel
 
 from atlas.core.errors import Failed, Refused
 from atlas.core.model import Credential, Device, DeviceStatus, Role, Site
-from atlas.core.run import Events, Result, Results, Target, run_each, targets
+from atlas.core.run import Events, Result, Results, Target, TargetMap, run_each, targets
 from atlas.hosts import baseline
 from atlas.hosts.runner import Host, run_playbook
 from atlas.hosts.services import playbook_variables, service_problems
 from atlas.images.catalog import Manifest
-from atlas.runbooks.bringup import TargetMap, wait_reachable
+from atlas.net.sessions import wait_reachable
 from atlas.runbooks.site import credentials
 from atlas.secrets import Vault
 from atlas.sot.schema import IMAGE_VERSION_FIELD

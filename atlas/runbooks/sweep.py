@@ -16,7 +16,7 @@ import pynetbox
 
 from atlas.core.errors import Refused
 from atlas.core.model import Device, DeviceStatus
-from atlas.core.run import Result, Results, Target, read_each, run_each, targets
+from atlas.core.run import Result, Results, Target, TargetMap, Targets, read_each, run_each, targets
 from atlas.hosts import baseline
 from atlas.net.config import diff
 from atlas.net.lldp import check_cabling
@@ -24,7 +24,6 @@ from atlas.net.platforms import platform_of
 from atlas.net.routing import design_problem
 from atlas.net.sessions import lldp_neighbours
 from atlas.net.switch import STEP
-from atlas.runbooks.bringup import TargetMap, Targets
 from atlas.runbooks.site import SiteView, credentials
 from atlas.secrets import Vault
 from atlas.sot.schema import CHECKED_AT_FIELD, COMPLIANCE_FIELD

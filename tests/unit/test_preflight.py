@@ -12,14 +12,14 @@ from prefect.utilities.collections import visit_collection
 
 from atlas.core.errors import Refused
 from atlas.core.model import Cable, Credential, Endpoint, Site
-from atlas.core.run import Result, Results, Target, targets
+from atlas.core.run import Result, Results, Target, TargetMap, targets
 from atlas.lab.config import DEFAULT_TOPOLOGY
 from atlas.net.render import render, switch_intent
 from atlas.net.routing import RoutingState
+from atlas.net.sessions import wait_reachable
 from atlas.runbooks.bringup import (
     DeviceState,
     RackScope,
-    TargetMap,
     check_rack_cabling,
     configure_switches,
     expected_routes,
@@ -29,7 +29,6 @@ from atlas.runbooks.bringup import (
     preflight,
     report_rows,
     verify_routing,
-    wait_reachable,
 )
 from atlas.runbooks.bringup import report as bringup_report
 from atlas.sot.topology import load_topology
