@@ -45,8 +45,8 @@ def read_site(site: str | None, switch: str | None = None) -> tuple[pynetbox.api
 
 
 @task(name="read live OSPF state", cache_policy=NO_CACHE)
-def live_state(creds: Creds, switches: list[Device]) -> Readings[RoutingState]:
-    return fabric.read_states(creds, switches)
+def live_state(view: SiteView, creds: Creds, switches: list[Device]) -> Readings[RoutingState]:
+    return fabric.read_states(view, creds, switches)
 
 
 @task(name="push the intent", cache_policy=NO_CACHE)
@@ -104,7 +104,7 @@ def fabric_apply(
     if problems:
         raise SelectionError(problems)
     with exclusive(*rack_limits(chosen)):
-        before = Readings[RoutingState]({}, {}) if dry_run else live_state(creds, chosen)
+        before = Readings[RoutingState]({}, {}) if dry_run else live_state(view, creds, chosen)
         results = push(view, chosen, creds, dry_run)
         changed = results.changed_targets
         if not dry_run and changed:
@@ -131,7 +131,7 @@ def cost(switch: str, reason: str, cost_out: bool, force: bool, dry_run: bool) -
     """The switch's site and its live switches' state read once, the change decided on them, made,
     and reported."""
     nb, view, creds = read_site(None, switch)
-    states = live_state(creds, live_switches(view))
+    states = live_state(view, creds, live_switches(view))
     change = decide(view, states, switch, reason, cost_out, force)
     result = change_cost(nb, change, creds, dry_run)
     verb = change.verb

@@ -167,7 +167,7 @@ def plan(run: Run, reason: str, ticket: str, headroom: float) -> EvacuationPlan:
     if not the_plan.problems and the_plan.switches:
         view = view_from(run.sites, run.scope.site)
         live = live_switches(view)
-        states = fabric.read_states(credentials(run.vault, live), live)
+        states = fabric.read_states(view, credentials(run.vault, live), live)
         the_plan.problems += fabric.last_path_problems(
             view, set(the_plan.switches), states, leaving=frozenset(the_plan.devices)
         )
@@ -269,7 +269,7 @@ def switches(run: Run, names: list[str], cost_out: bool, reason: str, leaving: f
         live = live_switches(view)
         creds = credentials(run.vault, live)
         changes = fabric.plan_costs(
-            view, fabric.read_states(creds, live), names, reason, cost_out, leaving=leaving
+            view, fabric.read_states(view, creds, live), names, reason, cost_out, leaving=leaving
         )
         changed = [
             r.target for r in fabric.change_costs(run.nb, changes, creds, run.name, run.events).changed

@@ -24,11 +24,10 @@ from atlas.core.model import Device, DeviceStatus, Role
 from atlas.core.run import Events, Readings, Result, Results, poll_until, read_each, run_each
 from atlas.core.safety import text_problem
 from atlas.net.render import intent_problems, switch_intent
-from atlas.net.routing import RoutingDesign, RoutingState, default_design, design_of
+from atlas.net.routing import RoutingDesign, RoutingState, design_of
 from atlas.net.switch import STEP, apply_config
 from atlas.net.verify import read_routing, routing_problems
 from atlas.runbooks.site import Creds, SiteView
-from atlas.sot.schema import COST_OUT_FIELD
 from atlas.sot.write import add_journal_entry, set_custom_fields
 
 # Who a device's traffic leaves by: a device keeps at least one of these or it is cut off.
@@ -82,9 +81,11 @@ def config_problems(view: SiteView, switches: Iterable[Device]) -> list[str]:
 
 
 # --- reading and pushing ------------------------------------------------------------------------
-def read_states(creds: Creds, devices: Iterable[Device]) -> Readings[RoutingState]:
-    """Live OSPF state per switch, or why a switch's could not be read."""
-    return read_each(lambda d: read_routing(d, creds[(d.site, d.role.value)]), devices)
+def read_states(view: SiteView, creds: Creds, devices: Iterable[Device]) -> Readings[RoutingState]:
+    """Live routing state per switch as the site's routing design reads it, or why a switch's could
+    not be read."""
+    design = design_of(view.site)
+    return read_each(lambda d: read_routing(d, creds[(d.site, d.role.value)], design), devices)
 
 
 def not_read(states: Readings[RoutingState], name: str, what: str) -> str:
@@ -146,16 +147,16 @@ def verify_adjacencies(
 ) -> list[str]:
     """`adjacency_problems`, read again until there are none or `timeout` has passed: what is left."""
     return poll_until(
-        lambda: adjacency_problems(view, switches, before, read_states(creds, switches)),
+        lambda: adjacency_problems(view, switches, before, read_states(view, creds, switches)),
         lambda problems: not problems,
         timeout,
     )
 
 
 # --- cost-out / cost-in (pure) ------------------------------------------------------------------
-def is_costed_out(device: Device, design: RoutingDesign | None = None) -> bool:
-    """As NetBox records it, by the routing design (omitted: the default design)."""
-    return (design or default_design()).is_costed_out(device)
+def is_costed_out(view: SiteView, device: Device) -> bool:
+    """In routing maintenance, as NetBox records it for the site's routing design."""
+    return design_of(view.site).is_costed_out(device)
 
 
 def with_cost_out(view: SiteView, name: str, cost_out: bool) -> SiteView:
@@ -173,7 +174,7 @@ def last_path_problems(
     """Every active device of the site that would keep no working path upstream. A path works when
     its switch is not costed out (NetBox), answers, and, between switches, the link's adjacency is
     Full as the device itself sees it. Devices `leaving` (an evacuation's own scope) are meant to."""
-    down = costing_out | {d.name for d in view.active_switches if is_costed_out(d)}
+    down = costing_out | {d.name for d in view.active_switches if is_costed_out(view, d)}
     problems = []
     for d in view.devices.values():
         wanted = UPSTREAM.get(d.role)
@@ -206,7 +207,7 @@ def reachable_without(view: SiteView, start: str, avoid: str, past_costed_out: b
     seen, todo = {start}, deque([start])
     while todo:
         for _, peer in view.peers(todo.popleft()):
-            if peer.name in seen or peer.name == avoid or (not past_costed_out and is_costed_out(peer)):
+            if peer.name in seen or peer.name == avoid or (not past_costed_out and is_costed_out(view, peer)):
                 continue
             seen.add(peer.name)
             if peer.role.is_switch:
@@ -286,6 +287,7 @@ class CostChange:
     neighbours: tuple[Device, ...]
     forced: tuple[str, ...]  # last-path problems overridden by force
     intended: SiteView
+    design: RoutingDesign
 
     @property
     def verb(self) -> str:
@@ -294,7 +296,7 @@ class CostChange:
     @property
     def recorded(self) -> bool:
         """NetBox already records it: a re-run, or a run stopped after recording it."""
-        return is_costed_out(self.switch) == self.cost_out
+        return self.design.is_costed_out(self.switch) == self.cost_out
 
 
 def plan_costs(
@@ -328,7 +330,9 @@ def plan_costs(
             )
         neighbours = tuple(adjacent_neighbours(view, device.name, states))
         intended = with_cost_out(view, device.name, cost_out)
-        changes.append(CostChange(device, cost_out, reason, neighbours, tuple(cut), intended))
+        changes.append(
+            CostChange(device, cost_out, reason, neighbours, tuple(cut), intended, design_of(view.site))
+        )
         view = intended
     return changes
 
@@ -346,7 +350,7 @@ def verify_traffic(
     moment to flood the new LSA and rerun SPF): what is left."""
     todo = list(neighbours)
     return poll_until(
-        lambda: traffic_problems(view, target, todo, read_states(creds, todo), costed_out=cost_out),
+        lambda: traffic_problems(view, target, todo, read_states(view, creds, todo), costed_out=cost_out),
         lambda problems: not problems,
         timeout,
     )
@@ -375,7 +379,7 @@ def change_cost(
         if problems:
             raise FabricFailed(f"{name} is recorded as {verb} but traffic disagrees: " + "; ".join(problems))
         return preview.model_copy(update={"detail": f"already {verb}; traffic verified"})
-    recorded = set_custom_fields(nb, name, {COST_OUT_FIELD: change.cost_out})
+    recorded = set_custom_fields(nb, name, {change.design.cost_out_field: change.cost_out})
     [pushed] = logged(apply_intent(change.intended, [device], creds, False), events)
     if pushed.failed:
         raise FabricFailed(f"{name}: {pushed.detail} (NetBox records {verb}; a re-run converges)")

@@ -173,7 +173,9 @@ def test_a_cost_out_is_decided_from_one_reading_and_says_who_verifies_it() -> No
     assert change.switch.name == SPINE1 and change.verb == "cost-out" and not change.recorded
     assert [n.name for n in change.neighbours] == [LEAF1, LEAF2]  # fra1-r02 is planned
     assert change.forced == () and change.reason == "optics swap"
-    assert is_costed_out(change.intended.devices[SPINE1]) and not is_costed_out(v.devices[SPINE1])
+    assert is_costed_out(change.intended, change.intended.devices[SPINE1]) and not is_costed_out(
+        v, v.devices[SPINE1]
+    )
     # a neighbour whose adjacency to the spine is down carries none of its traffic: it verifies nothing
     states = all_full(v)
     states.values[LEAF2] = RoutingState(full_neighbours_on=frozenset({"swp2"}), routes={})
@@ -195,7 +197,11 @@ def test_a_cost_in_needs_no_guard_and_knows_when_netbox_already_records_it() -> 
     v = with_cost_out(view(), SPINE1, True)
     states = unreadable(all_full(v), SPINE2, f"{SPINE2}: TimeoutError: timed out")
     [back] = plan_costs(v, states, [SPINE1], "optics swapped", cost_out=False)
-    assert back.verb == "cost-in" and not back.recorded and not is_costed_out(back.intended.devices[SPINE1])
+    assert (
+        back.verb == "cost-in"
+        and not back.recorded
+        and not is_costed_out(back.intended, back.intended.devices[SPINE1])
+    )
     [again] = plan_costs(back.intended, states, [SPINE1], "optics swapped", cost_out=False)
     assert again.recorded  # a re-run: NetBox has it, only the switch and the traffic are checked
 
@@ -220,8 +226,10 @@ def test_an_evacuations_switches_are_decided_in_a_row_from_one_reading() -> None
         v, states, [LEAF1, LEAF2], "evacuate CHG-1: power", cost_out=True, leaving=rack
     )
     assert [first.switch.name, second.switch.name] == [LEAF1, LEAF2]
-    assert not is_costed_out(first.intended.devices[LEAF2])
-    assert is_costed_out(second.intended.devices[LEAF1]) and is_costed_out(second.intended.devices[LEAF2])
+    assert not is_costed_out(first.intended, first.intended.devices[LEAF2])
+    assert is_costed_out(second.intended, second.intended.devices[LEAF1]) and is_costed_out(
+        second.intended, second.intended.devices[LEAF2]
+    )
     assert [n.name for n in second.neighbours] == [SPINE1, SPINE2]
     # without the servers leaving, the second leaf cuts them off: refused before the first is touched
     with pytest.raises(CostOutRefused, match=f"cost-out of {LEAF2} refused") as info:

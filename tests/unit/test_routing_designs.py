@@ -109,7 +109,7 @@ def test_a_cost_out_is_the_custom_field_and_the_view_with_it_renders_max_metric(
     assert not OSPF.is_costed_out(spine.model_copy(update={"custom_fields": {COST_OUT_FIELD: "true"}}))
     site, devices = OSPF.with_cost_out(v.site, v.devices, spine.name, True)
     assert OSPF.is_costed_out(devices[spine.name]) and is_costed_out(
-        device(SiteView(site, devices), spine.name)
+        SiteView(site, devices), device(SiteView(site, devices), spine.name)
     )
     assert not OSPF.is_costed_out(v.devices[spine.name])  # the view it was made from is unchanged
     costed = with_cost_out(v, spine.name, True)
