@@ -18,6 +18,7 @@ from typing import Any
 
 from atlas.core.errors import Failed
 from atlas.core.model import Device
+from atlas.core.run import poll_until
 
 EBUSY = 16
 
@@ -156,9 +157,11 @@ class Ceph:
         """Until every PG is active+clean and the OSD map epoch has not moved for `stable` seconds:
         PG states come from the mgr and lag the map, so "clean" right after a change means nothing.
         `abort` is asked on every poll; a reason from it stops the wait with that reason."""
-        deadline = time.monotonic() + timeout
         epoch, clean_since = -1, None
-        while True:
+
+        def clean_for() -> tuple[float, PgSummary]:
+            """How long the PGs have been clean on an unchanged OSD map, and the PGs as read now."""
+            nonlocal epoch, clean_since
             reason = abort() if abort is not None else None
             if reason:
                 raise CephError(reason)
@@ -168,11 +171,11 @@ class Ceph:
                 epoch, clean_since = now_epoch, None
             if pgs.clean and clean_since is None:
                 clean_since = now
-            if clean_since is not None and now - clean_since >= stable:
-                return
-            if now > deadline:
-                raise CephError(f"PGs not clean within {timeout:.0f} s: {pgs}")
-            time.sleep(poll)
+            return (now - clean_since if clean_since is not None else -1.0), pgs
+
+        seconds, pgs = poll_until(clean_for, lambda found: found[0] >= stable, timeout, pause=poll)
+        if seconds < stable:
+            raise CephError(f"PGs not clean within {timeout:.0f} s: {pgs}")
 
 
 def crush_location(host: Device) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +25,7 @@ from pydantic import Field
 
 from atlas.core.errors import Failed
 from atlas.core.model import Frozen
+from atlas.core.run import poll_until
 
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 ARTIFACT = "image.tar.gz"
@@ -107,15 +107,17 @@ class ImportSnapshot:
                 "UserBucket": {"S3Bucket": bucket, "S3Key": manifest.artifact_key},
             },
         )["ImportTaskId"]
-        deadline = time.monotonic() + self.timeout_s
-        while time.monotonic() < deadline:
-            detail = ec2.describe_import_snapshot_tasks(ImportTaskIds=[task])["ImportSnapshotTasks"][0]
-            status = detail["SnapshotTaskDetail"]
-            if status.get("Status") == "completed":
-                return str(status["SnapshotId"])
-            if status.get("Status") in ("deleted", "deleting"):
-                raise ImageError(f"import of {manifest.version} failed: {status.get('StatusMessage', '')}")
-            time.sleep(self.poll_s)
+
+        def status() -> dict[str, Any]:
+            tasks = ec2.describe_import_snapshot_tasks(ImportTaskIds=[task])["ImportSnapshotTasks"]
+            return dict(tasks[0]["SnapshotTaskDetail"])
+
+        ended = ("completed", "deleted", "deleting")
+        found = poll_until(status, lambda s: s.get("Status") in ended, self.timeout_s, pause=self.poll_s)
+        if found.get("Status") == "completed":
+            return str(found["SnapshotId"])
+        if found.get("Status") in ended:
+            raise ImageError(f"import of {manifest.version} failed: {found.get('StatusMessage', '')}")
         raise ImageError(f"import of {manifest.version} did not finish in {self.timeout_s:.0f} s")
 
 

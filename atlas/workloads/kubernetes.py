@@ -9,11 +9,11 @@ with `kubectl drain --ignore-daemonsets`.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 from urllib.parse import quote
 
 from atlas.core.model import Device
+from atlas.core.run import poll_until
 from atlas.workloads import DrainFailed, Sources
 from atlas.workloads.http import RequestsTransport, Transport
 
@@ -56,29 +56,32 @@ class KubernetesNodes:
 
     def drain(self, host: Device) -> None:
         self._cordon(host, True)
-        deadline = time.monotonic() + self._timeout
-        while pods := self._evictable(host):
-            for namespace, name in pods:
-                status, answer = self._http(
-                    "POST",
-                    f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}/eviction",
-                    {
-                        "apiVersion": "policy/v1",
-                        "kind": "Eviction",
-                        "metadata": {"name": name, "namespace": namespace},
-                    },
-                    None,
+        left = poll_until(lambda: self._evict(host), lambda pods: not pods, self._timeout, pause=self._poll)
+        if left:
+            shown = ", ".join(f"{ns}/{n}" for ns, n in left)
+            raise DrainFailed(f"{host.name}: pods still on the node after {self._timeout:.0f} s: {shown}")
+
+    def _evict(self, host: Device) -> list[tuple[str, str]]:
+        """Asks for every evictable pod's eviction; the pods that were still there."""
+        pods = self._evictable(host)
+        for namespace, name in pods:
+            status, answer = self._http(
+                "POST",
+                f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}/eviction",
+                {
+                    "apiVersion": "policy/v1",
+                    "kind": "Eviction",
+                    "metadata": {"name": name, "namespace": namespace},
+                },
+                None,
+            )
+            # 429: a PodDisruptionBudget says not now; 404: already gone. Both: ask again later.
+            if status >= 300 and status not in (404, 429):
+                message = answer.get("message", "") if isinstance(answer, dict) else ""
+                raise DrainFailed(
+                    f"{host.name}: evicting {namespace}/{name}: HTTP {status} {message}".strip()
                 )
-                # 429: a PodDisruptionBudget says not now; 404: already gone. Both: ask again later.
-                if status >= 300 and status not in (404, 429):
-                    message = answer.get("message", "") if isinstance(answer, dict) else ""
-                    raise DrainFailed(
-                        f"{host.name}: evicting {namespace}/{name}: HTTP {status} {message}".strip()
-                    )
-            if time.monotonic() > deadline:
-                left = ", ".join(f"{ns}/{n}" for ns, n in pods)
-                raise DrainFailed(f"{host.name}: pods still on the node after {self._timeout:.0f} s: {left}")
-            time.sleep(self._poll)
+        return pods
 
     def undrain(self, host: Device) -> None:
         self._cordon(host, False)
