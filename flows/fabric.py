@@ -22,7 +22,7 @@ from pydantic import Field
 
 from atlas.core.model import Device
 from atlas.core.run import Readings, Result, Results
-from atlas.net.routing import RoutingState
+from atlas.net.intent import RoutingState
 from atlas.prefect.forms import NAME_PATTERN, OPTIONAL_NAME_PATTERN, DryRun, Names, SiteName, form
 from atlas.prefect.locks import exclusive, rack_limits
 from atlas.prefect.progress import RunEvents

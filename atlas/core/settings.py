@@ -24,7 +24,6 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
-    field_validator,
     model_validator,
 )
 from pydantic_settings import (
@@ -68,18 +67,6 @@ class AtlasSettings(BaseSettings):
     workloads_url: AnyHttpUrl | None = Field(default=None, validation_alias=_named("workloads_url"))
     workloads_token: SecretStr | None = Field(default=None, validation_alias=_named("workloads_token"))
     workloads_ca_file: Path | None = Field(default=None, validation_alias=_named("workloads_ca_file"))
-
-    @field_validator("workloads")
-    @classmethod
-    def _known_workloads(cls, name: str) -> str:
-        """Refused at load, so before a flow touches anything (the default is never checked, so
-        loading settings imports no adapter)."""
-        from atlas.workloads import WORKLOADS  # the adapters register there; they import these settings
-
-        problem = WORKLOADS.problem("settings", name)
-        if problem is not None:
-            raise ValueError(problem)
-        return name
 
     @model_validator(mode="after")
     def _netbox_both_or_neither(self) -> AtlasSettings:

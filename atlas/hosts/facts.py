@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from atlas.net.routing import SERVICE_INTERFACE, RoutingDesign, default_design
+from atlas.net.intent import SERVICE_INTERFACE
+from atlas.net.routing import RoutingDesign, default_design
 
 SYSCTL_FILE = "/etc/sysctl.d/90-atlas.conf"
 FACTS_FILE = "/etc/atlas/facts.json"

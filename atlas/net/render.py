@@ -9,16 +9,15 @@ refuses the run; `render` refusing again is the last line of defence.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Interface
 
 from atlas.core.errors import AtlasError
-from atlas.core.model import Device, Endpoint, InterfaceKind, Site
+from atlas.core.model import Device, InterfaceKind, Site
 from atlas.core.safety import name_problem, text_problem
+from atlas.net.intent import HostIntent, Link, StaticRoute, SwitchIntent
 from atlas.net.platforms import PLATFORMS, platform_of
 from atlas.net.routing import (
     DESIGNS,
-    SERVICE_INTERFACE,
     design_name,
     design_of,
     design_problem,
@@ -28,43 +27,6 @@ from atlas.net.routing import (
 
 class RenderError(AtlasError, ValueError):
     pass
-
-
-@dataclass(frozen=True)
-class Link:
-    interface: str
-    address: IPv4Interface
-    peer: Endpoint
-    routed: bool = False  # the server on the other end routes (it announces anycast addresses)
-
-    @property
-    def description(self) -> str:
-        return f"to {self.peer}"
-
-
-@dataclass(frozen=True)
-class StaticRoute:
-    prefix: IPv4Network
-    next_hop: IPv4Address
-
-
-@dataclass(frozen=True)
-class SwitchIntent:
-    device: Device
-    fabric_links: tuple[Link, ...]
-    server_links: tuple[Link, ...]
-    server_routes: tuple[StaticRoute, ...]
-    cost_out: bool  # routing maintenance: the switch carries no transit traffic while another path exists
-    design: str  # the site's routing design, by name (intent_problems names one Atlas does not know)
-
-
-@dataclass(frozen=True)
-class HostIntent:
-    """What a server's routing configuration is made of."""
-
-    device: Device
-    uplinks: tuple[str, ...]  # its cabled interfaces, in order
-    service_interface: str = SERVICE_INTERFACE
 
 
 def _address(device: Device, interface: str) -> IPv4Interface | None:

@@ -9,8 +9,9 @@ from collections.abc import Iterable
 from ipaddress import IPv4Network
 
 from atlas.core.model import Credential, Device
+from atlas.net.intent import RoutingState
 from atlas.net.platforms import platform_of
-from atlas.net.routing import RoutingDesign, RoutingState, default_design
+from atlas.net.routing import RoutingDesign, default_design
 from atlas.net.sessions import DeviceUnreachable
 
 

@@ -7,14 +7,20 @@ from typing import Any
 from prefect.runtime import flow_run
 
 from atlas.ceph.cluster import Ceph
+from atlas.core.errors import Refused
 from atlas.core.settings import load_settings
 from atlas.secrets import Vault, VaultSettings
 from atlas.sot.client import connect
+from atlas.workloads import workloads_problem
 
 
 def sources() -> tuple[Any, Vault]:
-    """Vault from the worker's settings, NetBox from the settings or else from Vault."""
+    """Vault from the worker's settings, NetBox from the settings or else from Vault; settings that
+    name a workload adapter Atlas does not know are refused here, before the flow touches anything."""
     settings = load_settings()
+    problem = workloads_problem(settings)
+    if problem is not None:
+        raise Refused([problem])
     vault = Vault(VaultSettings.from_settings(settings))
     url, token = settings.netbox or vault.netbox()
     return connect(url, token, settings.netbox_timeout), vault

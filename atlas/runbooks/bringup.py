@@ -44,10 +44,11 @@ from atlas.core.safety import name_problem, text_problem
 from atlas.hosts import baseline
 from atlas.hosts.facts import baseline_drift, facts_command
 from atlas.hosts.services import service_problems
+from atlas.net.intent import RoutingState
 from atlas.net.lldp import Neighbours, check_cabling
 from atlas.net.platforms import platform_problem
 from atlas.net.render import intent_problems, render, switch_intent
-from atlas.net.routing import RoutingState, design_of, design_problem
+from atlas.net.routing import design_of, design_problem
 from atlas.net.sessions import DeviceUnreachable, lldp_neighbours, ssh_exec
 from atlas.net.switch import STEP, apply_config
 from atlas.net.verify import read_routing, read_switch_state, routing_problems

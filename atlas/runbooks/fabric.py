@@ -23,8 +23,9 @@ from atlas.core.errors import Failed, Refused
 from atlas.core.model import Device, DeviceStatus, Role
 from atlas.core.run import Events, Readings, Result, Results, poll_until, read_each, run_each
 from atlas.core.safety import text_problem
+from atlas.net.intent import RoutingState
 from atlas.net.render import intent_problems, switch_intent
-from atlas.net.routing import RoutingDesign, RoutingState, design_of
+from atlas.net.routing import RoutingDesign, design_of
 from atlas.net.switch import STEP, apply_config
 from atlas.net.verify import read_routing, routing_problems
 from atlas.runbooks.site import Creds, SiteView

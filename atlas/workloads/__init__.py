@@ -9,7 +9,7 @@ atlas.toml):
 
 A scheduler's API (url, token, CA) comes from the settings (ATLAS_WORKLOADS_URL, ...) or else from
 Vault's secret/atlas/workloads/<adapter>. `workloads_from` builds the chosen adapter; a name Atlas does
-not know is refused when the settings load, before a flow touches anything.
+not know is refused when a flow reads its sources (atlas.prefect.sources), before it touches anything.
 """
 
 from __future__ import annotations
@@ -68,6 +68,12 @@ WorkloadsFactory = Callable[[Sources], Workloads]
 WORKLOADS = Registry[WorkloadsFactory](
     "workload adapter", "the setting ATLAS_WORKLOADS / workloads in atlas.toml"
 )
+
+
+def workloads_problem(settings: AtlasSettings) -> str | None:
+    """Why the settings' adapter cannot be built, or None: checked when a flow reads its sources,
+    before it touches anything."""
+    return WORKLOADS.problem("settings", settings.workloads)
 
 
 def workloads_from(settings: AtlasSettings, cred_of: CredentialOf, vault: Vault | None = None) -> Workloads:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from atlas.core.model import Credential, Device
-from atlas.net.routing import SERVICE_INTERFACE
+from atlas.net.intent import SERVICE_INTERFACE
 from atlas.net.sessions import DeviceUnreachable, ssh_exec
 from atlas.workloads import DrainFailed, Sources
 

@@ -8,7 +8,7 @@ import pytest
 
 from atlas.core.run import Readings
 from atlas.lab.config import DEFAULT_TOPOLOGY
-from atlas.net.routing import RoutingState
+from atlas.net.intent import RoutingState
 from atlas.runbooks.fabric import (
     CostOutRefused,
     SelectionError,

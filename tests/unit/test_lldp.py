@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from atlas.core.model import Cable, Endpoint
+from atlas.net.intent import RoutingState
 from atlas.net.lldp import check_cabling, parse_neighbours
 from atlas.net.platforms.frr import FRR
-from atlas.net.routing import RoutingState
 from atlas.net.routing.ospf import OSPF
 
 DATA = Path(__file__).parent / "data"

@@ -14,8 +14,8 @@ from atlas.core.errors import Refused
 from atlas.core.model import Cable, Credential, Endpoint, Site
 from atlas.core.run import Result, Results, Target, TargetMap, targets
 from atlas.lab.config import DEFAULT_TOPOLOGY
+from atlas.net.intent import RoutingState
 from atlas.net.render import render, switch_intent
-from atlas.net.routing import RoutingState
 from atlas.net.sessions import wait_reachable
 from atlas.runbooks.bringup import (
     DeviceState,

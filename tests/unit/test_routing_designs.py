@@ -13,8 +13,9 @@ from atlas.core.errors import Refused
 from atlas.core.model import Credential, Device, Site
 from atlas.core.run import targets
 from atlas.lab.config import DEFAULT_TOPOLOGY
-from atlas.net.render import HostIntent, RenderError, render, render_host, switch_intent
-from atlas.net.routing import DESIGNS, RoutingState, default_design, design_of, design_problem
+from atlas.net.intent import HostIntent, RoutingState
+from atlas.net.render import RenderError, render, render_host, switch_intent
+from atlas.net.routing import DESIGNS, default_design, design_of, design_problem
 from atlas.net.routing.ospf import OSPF
 from atlas.net.verify import routing_problems
 from atlas.runbooks.bringup import RackScope, preflight

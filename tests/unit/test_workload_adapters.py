@@ -13,9 +13,10 @@ import pytest
 
 from atlas.core.errors import Refused
 from atlas.core.model import Credential, Device, DeviceStatus, Role
-from atlas.core.settings import AtlasSettings, SettingsProblem, load_settings
+from atlas.core.settings import AtlasSettings, load_settings
+from atlas.prefect.sources import sources
 from atlas.secrets import Endpoint, SecretError
-from atlas.workloads import WORKLOADS, DrainFailed, Sources, workloads_from
+from atlas.workloads import WORKLOADS, DrainFailed, Sources, workloads_from, workloads_problem
 from atlas.workloads.kubernetes import KubernetesNodes
 from atlas.workloads.mesos import MesosMaintenance
 from atlas.workloads.services import WithdrawAndMark
@@ -198,26 +199,27 @@ def test_the_schedulers_api_comes_from_the_settings_or_else_from_vault() -> None
         workloads_from(settings(workloads="mesos"), cred_of)
 
 
-def test_an_unknown_adapter_in_the_environment_is_refused_when_settings_load(
+def test_an_unknown_adapter_in_the_environment_is_refused_when_a_flow_reads_its_sources(
     no_ambient_settings: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("VAULT_ADDR", NOWHERE)
     monkeypatch.setenv("VAULT_TOKEN", "t")
     monkeypatch.setenv("ATLAS_WORKLOADS", "nomad")
-    with pytest.raises(SettingsProblem) as e:
-        load_settings()
-    assert "ATLAS_WORKLOADS" in str(e.value)
-    assert "workload adapter 'nomad' (the setting ATLAS_WORKLOADS / workloads in atlas.toml)" in str(e.value)
-    assert "is not one Atlas knows (known: kubernetes, mesos, services)" in str(e.value)
+    problem = workloads_problem(load_settings())
+    assert problem is not None
+    assert "workload adapter 'nomad' (the setting ATLAS_WORKLOADS / workloads in atlas.toml)" in problem
+    assert "is not one Atlas knows (known: kubernetes, mesos, services)" in problem
+    with pytest.raises(Refused, match="workload adapter 'nomad'"):
+        sources()  # refused before Vault (NOWHERE) or NetBox is asked anything
 
 
 def test_an_unknown_adapter_in_the_file_is_refused_too(no_ambient_settings: Path) -> None:
     no_ambient_settings.write_text(f'vault_addr = "{NOWHERE}"\nvault_token = "t"\nworkloads = "Kubernetes"\n')
     no_ambient_settings.chmod(0o600)
-    with pytest.raises(SettingsProblem, match="workload adapter 'Kubernetes'"):
-        load_settings()
+    assert "workload adapter 'Kubernetes'" in str(workloads_problem(load_settings()))
     no_ambient_settings.write_text(f'vault_addr = "{NOWHERE}"\nvault_token = "t"\nworkloads = "mesos"\n')
     assert load_settings().workloads == "mesos"
+    assert workloads_problem(load_settings()) is None
 
 
 @pytest.mark.usefixtures("no_ambient_settings")

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Protocol
 from atlas.core.model import Credential, Device
 from atlas.core.registry import Registry
 from atlas.net.config import ComparisonRules
+from atlas.net.intent import RoutingState, SwitchIntent
 
 if TYPE_CHECKING:
-    from atlas.net.render import SwitchIntent
-    from atlas.net.routing import RoutingDesign, RoutingState
+    from atlas.net.routing.design import RoutingDesign
 
 
 class SwitchPlatform(ComparisonRules, Protocol):
@@ -96,7 +96,7 @@ def platform_of(device: Device) -> SwitchPlatform:
     return PLATFORMS.get(device.name, device.platform)
 
 
-# The platforms Atlas ships, registered on import (each module registers itself). The routing
-# designs are loaded first: a design's servers run FRR, so ospf imports frr in turn.
-import atlas.net.routing  # noqa: E402, F401
-from atlas.net.platforms import frr as frr  # noqa: E402
+# The platforms Atlas ships.
+from atlas.net.platforms.frr import FRR  # noqa: E402
+
+PLATFORMS.register(FRR.name, FRR)

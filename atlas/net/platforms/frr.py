@@ -25,13 +25,11 @@ from hier_config import Platform
 
 from atlas.core.errors import Refused
 from atlas.core.model import Credential, Device
-from atlas.net.platforms import PLATFORMS
-from atlas.net.routing import RoutingState
+from atlas.net.intent import RoutingState, SwitchIntent
 from atlas.net.sessions import ssh_exec
 
 if TYPE_CHECKING:
-    from atlas.net.render import SwitchIntent
-    from atlas.net.routing import RoutingDesign
+    from atlas.net.routing.design import RoutingDesign
 
 TEMPLATES = Path(__file__).with_name("templates") / "frr"
 
@@ -205,4 +203,4 @@ class Frr:
         )
 
 
-FRR = PLATFORMS.register("frr", Frr())
+FRR = Frr()

@@ -14,17 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from atlas.core.model import Device, Site
 from atlas.core.safety import name_problem
 from atlas.net.config import diff
+from atlas.net.intent import HostIntent, RoutingState
 from atlas.net.platforms import frr
-from atlas.net.routing import DESIGNS, RoutingState
 from atlas.sot.schema import COST_OUT_FIELD
-
-if TYPE_CHECKING:
-    from atlas.net.render import HostIntent
 
 HOST_TEMPLATE = "ospf-host.j2"
 # One vtysh on the host (each start costs ~25 ms): the adjacencies as JSON, then the configuration.
@@ -123,4 +120,4 @@ def split_host_facts(text: str) -> tuple[Any, str]:
     return neighbours, running
 
 
-OSPF = DESIGNS.register("ospf", Ospf())
+OSPF = Ospf()

@@ -1,0 +1,63 @@
+"""The RoutingDesign protocol: what a routing design decides, on plain data (atlas.net.routing
+holds the registry of the designs Atlas ships)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Protocol
+
+from atlas.core.model import Device, Site
+from atlas.net.intent import HostIntent, RoutingState
+
+
+class RoutingDesign(Protocol):
+    """What a routing design decides, on plain data; reading and rendering are the platform's."""
+
+    @property
+    def name(self) -> str:
+        """As the site's custom field routing_design names it."""
+        ...
+
+    # --- switches -------------------------------------------------------------------------------
+    def switch_variables(self) -> Mapping[str, object]:
+        """What a platform's template for this design needs besides the switch's intent."""
+        ...
+
+    def adjacency_problems(
+        self, device: Device, state: RoutingState, fabric_ports: Iterable[str]
+    ) -> list[str]:
+        """Each of `fabric_ports` whose adjacency is not up, named."""
+        ...
+
+    # --- cost-out -------------------------------------------------------------------------------
+    @property
+    def cost_out_field(self) -> str:
+        """The switch's custom field in NetBox that records it is costed out."""
+        ...
+
+    def is_costed_out(self, device: Device) -> bool: ...
+
+    def with_cost_out(
+        self, site: Site, devices: Mapping[str, Device], name: str, cost_out: bool
+    ) -> tuple[Site, dict[str, Device]]:
+        """The site and devices as they will be once NetBox records switch `name` costed out (or in)."""
+        ...
+
+    # --- servers that route ---------------------------------------------------------------------
+    def host_problems(self, host: HostIntent) -> list[str]:
+        """Why the server's routing configuration cannot be rendered (empty: it can)."""
+        ...
+
+    def host_config(self, host: HostIntent) -> str | None:
+        """The server's routing daemon's configuration; None for a server that does not route."""
+        ...
+
+    @property
+    def host_facts_command(self) -> str:
+        """A shell command, a constant, whose output is the routing part of a host's facts."""
+        ...
+
+    def host_drift(self, intended: str, facts: str, uplinks: Iterable[str]) -> list[str]:
+        """How a routing server's state (`host_facts_command`'s output) differs from `intended`,
+        its routing configuration, with an adjacency up on every one of `uplinks`."""
+        ...
