@@ -3,7 +3,7 @@
 fabric-apply: chosen switches (a site, a rack of it, or named switches) -> their NetBox intent:
 render, diff, push only the difference, verify adjacencies. Dry run shows the diff only.
 
-fabric-cost-out / fabric-cost-in: read the site and the live OSPF state -> refuse to cut anything off
+fabric-cost-out / fabric-cost-in: read the site and the live routing state -> refuse to cut anything off
 its last working path (unless forced) -> record the maintenance state in NetBox (it is part of the
 intent) -> push `max-metric router-lsa administrative` (or remove it) -> verify from the neighbours'
 routing tables that traffic avoids the switch (or uses it again) -> journal entry -> report.
@@ -44,7 +44,7 @@ def read_site(site: str | None, switch: str | None = None) -> tuple[pynetbox.api
     return nb, view, credentials(vault, live_switches(view))
 
 
-@task(name="read live OSPF state", cache_policy=NO_CACHE)
+@task(name="read live routing state", cache_policy=NO_CACHE)
 def live_state(view: SiteView, creds: Creds, switches: list[Device]) -> Readings[RoutingState]:
     return fabric.read_states(view, creds, switches)
 

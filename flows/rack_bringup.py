@@ -2,7 +2,7 @@
 
 Runbook: read the rack from NetBox -> preflight (nothing touched on any problem) -> credentials ->
 reachability -> every device's state, read once -> cabling (LLDP vs NetBox; a mismatch stops before
-any config) -> switch config (diff, push only the difference) -> verify OSPF and routes -> host
+any config) -> switch config (diff, push only the difference) -> verify adjacencies and routes -> host
 baseline (Ansible) -> verify a server reaches another rack -> NetBox: planned -> active, journal ->
 report. The steps are atlas.runbooks.bringup's; this module sequences them and decides.
 """
@@ -90,7 +90,7 @@ def switches(scope: RackScope, devices: TargetMap, states: States, dry_run: bool
     return results
 
 
-@task(name="verify OSPF and routes", cache_policy=NO_CACHE)
+@task(name="verify adjacencies and routes", cache_policy=NO_CACHE)
 def verify_routing(scope: RackScope, devices: TargetMap, states: States, switches_changed: bool) -> None:
     problems = bringup.verify_routing(scope, devices, states, switches_changed)
     if problems:
@@ -149,7 +149,7 @@ def rack_bringup(
         routing_checked = not dry_run and not results.failed
         if routing_checked:
             verify_routing(scope, devices, states, switches_changed)
-        events.step_done("switch configuration" + (", OSPF Full, routes present" if routing_checked else ""))
+        events.step_done("switch configuration" + (", adjacencies up, routes present" if routing_checked else ""))
         if not results.failed:
             results += hosts(scope, devices, states, dry_run, switches_changed, events)
             events.step_done("host baseline")

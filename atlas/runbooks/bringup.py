@@ -340,7 +340,7 @@ def configure_hosts(
         return found[d.name].credential
 
     drift = (
-        baseline.read_drift(hosts, scope.devices, cred_of)
+        baseline.read_drift(hosts, scope.devices, cred_of, design=design)
         if switches_changed
         else Readings(
             values={
@@ -349,7 +349,7 @@ def configure_hosts(
             errors={},
         )
     )
-    return baseline.converge(hosts, scope.devices, cred_of, drift, dry_run, events.info)
+    return baseline.converge(hosts, scope.devices, cred_of, drift, dry_run, events.info, design)
 
 
 def verify_server_paths(scope: RackScope, found: Targets) -> Results:

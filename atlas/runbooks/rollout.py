@@ -22,6 +22,7 @@ from atlas.hosts import baseline
 from atlas.hosts.runner import Host, run_playbook
 from atlas.hosts.services import playbook_variables, service_problems
 from atlas.images.catalog import Manifest
+from atlas.net.routing import design_of
 from atlas.net.sessions import wait_reachable
 from atlas.runbooks.site import credentials
 from atlas.secrets import Vault
@@ -179,7 +180,9 @@ def routing_problems(site: Site, hosts: Sequence[Target]) -> dict[str, str]:
     devices = {d.name: d for d in site.devices}
     by_name = {h.name: h for h in hosts}
     inventory = baseline.inventory(site, devices, [h.device for h in hosts])
-    drift = baseline.read_drift(inventory, devices, lambda d: by_name[d.name].credential)
+    drift = baseline.read_drift(
+        inventory, devices, lambda d: by_name[d.name].credential, design=design_of(site)
+    )
     return {
         h.name: f"state not readable: {drift.errors[h.name]}"
         if h.name in drift.errors

@@ -21,7 +21,7 @@ from atlas.hosts import baseline
 from atlas.net.config import diff
 from atlas.net.lldp import check_cabling
 from atlas.net.platforms import platform_of
-from atlas.net.routing import design_problem
+from atlas.net.routing import design_of, design_problem
 from atlas.net.sessions import lldp_neighbours
 from atlas.net.switch import STEP
 from atlas.runbooks.site import SiteView, credentials
@@ -117,7 +117,9 @@ def check_hosts(view: SiteView, found: Targets, limit: int) -> Results:
     if unknown is not None:
         return Results(Result.failure(t.name, step, unknown) for t in servers)
     hosts = baseline.inventory(view.site, view.devices, [t.device for t in servers])
-    drift = baseline.read_drift(hosts, view.devices, lambda d: found[d.name].credential, limit)
+    drift = baseline.read_drift(
+        hosts, view.devices, lambda d: found[d.name].credential, limit, design_of(view.site)
+    )
 
     def finding(name: str) -> Result:
         if name in drift.errors:
