@@ -149,7 +149,9 @@ def rack_bringup(
         routing_checked = not dry_run and not results.failed
         if routing_checked:
             verify_routing(scope, devices, states, switches_changed)
-        events.step_done("switch configuration" + (", adjacencies up, routes present" if routing_checked else ""))
+        events.step_done(
+            "switch configuration" + (", adjacencies up, routes present" if routing_checked else "")
+        )
         if not results.failed:
             results += hosts(scope, devices, states, dry_run, switches_changed, events)
             events.step_done("host baseline")

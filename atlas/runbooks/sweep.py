@@ -18,6 +18,7 @@ from atlas.core.errors import Refused
 from atlas.core.model import Device, DeviceStatus
 from atlas.core.run import Result, Results, Target, TargetMap, Targets, read_each, run_each, targets
 from atlas.hosts import baseline
+from atlas.hosts.services import service_problems
 from atlas.net.config import diff
 from atlas.net.lldp import check_cabling
 from atlas.net.platforms import platform_of
@@ -116,6 +117,10 @@ def check_hosts(view: SiteView, found: Targets, limit: int) -> Results:
     unknown = design_problem(view.site)  # a routing design Atlas does not know: no baseline to check
     if unknown is not None:
         return Results(Result.failure(t.name, step, unknown) for t in servers)
+    # a server whose service manager Atlas does not know has no baseline either: not checked, named
+    managers = {t.name: p for t in servers for p in service_problems([t.device])}
+    servers = [t for t in servers if t.name not in managers]
+    not_checked = Results(Result.failure(name, step, problem) for name, problem in managers.items())
     hosts = baseline.inventory(view.site, view.devices, [t.device for t in servers])
     drift = baseline.read_drift(
         hosts, view.devices, lambda d: found[d.name].credential, limit, design_of(view.site)
@@ -133,7 +138,7 @@ def check_hosts(view: SiteView, found: Targets, limit: int) -> Results:
             detail=f"{len(differs)} difference(s) from the baseline" if differs else "as the baseline",
         )
 
-    return Results(finding(t.name) for t in servers)
+    return not_checked + Results(finding(t.name) for t in servers)
 
 
 def check_cabling_of(view: SiteView, found: Targets, limit: int) -> Results:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from atlas.core.errors import Refused
-from atlas.core.model import Device, Site
+from atlas.core.model import Credential, Device, Site
+from atlas.core.run import targets
 from atlas.hosts import baseline
 from atlas.hosts.runner import PLAYBOOKS
 from atlas.hosts.services import (
@@ -23,6 +24,8 @@ from atlas.lab.config import DEFAULT_TOPOLOGY
 from atlas.runbooks.bringup import RackScope, preflight
 from atlas.runbooks.ceph_enroll import host_problems
 from atlas.runbooks.rollout import scope_problems
+from atlas.runbooks.site import SiteView
+from atlas.runbooks.sweep import check_hosts
 from atlas.sot.schema import SERVICE_MANAGER_FIELD
 from atlas.sot.topology import load_topology
 
@@ -131,3 +134,12 @@ def test_every_manager_has_its_side_of_the_playbooks(name: str) -> None:
 def test_the_playbooks_assume_no_service_manager_themselves() -> None:
     top_level: list[Path] = sorted(PLAYBOOKS.glob("*.yml"))
     assert top_level and all("supervisor" not in p.read_text().lower() for p in top_level)
+
+
+def test_the_sweep_leaves_a_server_with_an_unknown_manager_not_checked_naming_it() -> None:
+    fra1, devices = site({"fra1-r02-cmp1": "runit"})
+    server = devices["fra1-r02-cmp1"]
+    found = {t.name: t for t in targets([server], lambda d: Credential(username="never-used"))}
+    [result] = check_hosts(SiteView(site=fra1, devices=devices), found, limit=1)  # no SSH: refused first
+    assert result.target == "fra1-r02-cmp1" and result.failed
+    assert result.detail.startswith(RUNIT) and "is not one Atlas knows (known: supervisord)" in result.detail
