@@ -53,7 +53,8 @@ Rack = Annotated[
 
 
 def workloads(run: Run) -> Workloads:
-    """The adapter that drains and undrains the scope's servers."""
+    """The adapter that drains and undrains the scope's servers, built before anything changes (a
+    scheduler's API comes from the settings or Vault: a missing one stops the run here)."""
     return workloads_from(load_settings(), run.cred, run.vault)
 
 
@@ -104,8 +105,8 @@ def ceph_noout(run: Run, buckets: list[str], on: bool) -> None:
 
 
 @task(name="drain or undrain the servers", cache_policy=NO_CACHE)
-def drain(run: Run, servers: list[str], drain: bool) -> None:
-    steps.drain(run, workloads(run), servers, drain)
+def drain(run: Run, adapter: Workloads, servers: list[str], drain: bool) -> None:
+    steps.drain(run, adapter, servers, drain)
 
 
 @task(name="cost the switches out or in", cache_policy=NO_CACHE)
@@ -165,6 +166,7 @@ def evacuate(
     run.report.plan = plan_summary(the_plan)
     if dry_run:
         return publish_report(run.report)
+    adapter = workloads(run)
     # a run resuming an approved evacuation has nothing left to mark
     events.progress = Progress(f"evacuate {run.scope}", total=STEPS if the_plan.to_do else STEPS - 1)
     if the_plan.to_do:
@@ -174,7 +176,7 @@ def evacuate(
         mark_scope(run, the_plan.to_do, ticket)
     try:
         ceph_noout(run, the_plan.ceph_buckets, on=True)
-        drain(run, the_plan.servers, drain=True)
+        drain(run, adapter, the_plan.servers, drain=True)
         switches(run, the_plan.switches, True, why("evacuate", ticket, reason), frozenset(the_plan.devices))
         verify_service(run, the_plan.service_addresses, the_plan.announcing, back=False)
         servers_offline(run, the_plan.servers, ticket, reason)
@@ -197,12 +199,13 @@ def restore(
     run.report.plan = {"servers": back.servers, "switches": back.switches, "ceph noout": back.ceph_buckets}
     if dry_run or not back.devices:
         return publish_report(run.report)
+    adapter = workloads(run)
     addresses = sorted({str(a.ip) for n in back.announcing for a in run.devices[n].anycast})
     events.progress = Progress(f"restore {run.scope}", total=STEPS)
     try:
         servers_active(run, back.servers)
         switches(run, back.switches, False, why("restore", ticket, reason), frozenset())
-        drain(run, back.servers, drain=False)
+        drain(run, adapter, back.servers, drain=False)
         verify_service(run, addresses, back.announcing, back=True)
         ceph_noout(run, back.ceph_buckets, on=False)
         clear_marks(run, back.devices)
