@@ -71,7 +71,8 @@ def remediate(
         creds = {(t.device.site, t.device.role.value): t.credential for t in devices.values()}
         done += fabric.apply_intent(view, sweep.drifted(view, findings, Area.SWITCHES), creds, dry_run)
     if Area.HOSTS in areas:
-        hosts = baseline.inventory(view.site, view.devices, sweep.drifted(view, findings, Area.HOSTS))
+        drifted = [devices[d.name] for d in sweep.drifted(view, findings, Area.HOSTS)]
+        hosts = baseline.inventory(view.site, view.devices, drifted)
         done += baseline.run(
             hosts, view.devices, lambda d: devices[d.name].credential, check=dry_run, forks=limit
         )

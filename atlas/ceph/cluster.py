@@ -183,11 +183,10 @@ def crush_location(host: Device) -> str:
     return f"root=default datacenter={host.site} rack={host.rack} host={host.name}"
 
 
-def osd_host_conf(minimal_conf: str, host: Device, initial_weight: float | None) -> str:
+def osd_host_conf(minimal_conf: str, host: Device, address: str, initial_weight: float | None) -> str:
     """A storage host's /etc/ceph/ceph.conf: the cluster's minimal conf (`config generate-minimal-conf`),
-    the host's own address and CRUSH location, and the weight its new OSDs join with (0 keeps data off
+    the host's own address (its management address) and CRUSH location, and the weight its new OSDs join with (0 keeps data off
     them until the ramp)."""
-    assert host.mgmt_address is not None  # preflight
     osd = [
         "[osd]",
         "keyring = $osd_data/keyring",
@@ -197,7 +196,7 @@ def osd_host_conf(minimal_conf: str, host: Device, initial_weight: float | None)
     ]
     if initial_weight is not None:
         osd.append(f"osd_crush_initial_weight = {initial_weight}")
-    ip = host.mgmt_address.ip
+    ip = address
     return "\n".join(
         [
             minimal_conf.strip(),

@@ -45,8 +45,7 @@ class Registry[T]:
 
     def get(self, owner: str, name: str | None) -> T:
         """The implementation, or Refused naming the owner and the value."""
-        problem = self.problem(owner, name)
-        if problem is not None:
-            raise Refused([problem])
-        assert name is not None
-        return self._known[name]
+        found = self._known.get(name) if name is not None else None
+        if found is None:
+            raise Refused([str(self.problem(owner, name))])
+        return found

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from atlas.core.model import Credential, Device, InterfaceKind, Site
-from atlas.core.run import MAX_SESSIONS, Log, Readings, Result, Results, poll_until, read_each
+from atlas.core.run import MAX_SESSIONS, Log, Readings, Result, Results, Target, poll_until, read_each
 from atlas.hosts.facts import SYSCTLS, baseline_drift, facts_command
 from atlas.hosts.runner import Host, run_playbook
 from atlas.hosts.services import playbook_variables
@@ -26,11 +26,12 @@ Drift = Readings[list[str]]  # per host: how it differs from its baseline, or wh
 DriftReader = Callable[[list[Host]], Drift]
 
 
-def inventory(site: Site, devices: dict[str, Device], servers: Iterable[Device]) -> list[Host]:
+def inventory(site: Site, devices: dict[str, Device], servers: Iterable[Target]) -> list[Host]:
     """Each server's playbook variables: addresses, the ECMP default route over the leaves it is
     cabled to (their addresses on those cables), sysctls, hostname, facts, its service manager's."""
     hosts = []
-    for s in servers:
+    for target in servers:
+        s = target.device
         addresses: dict[str, list[str]] = {"lo": ["127.0.0.1/8"]}
         gateways = []
         for i in s.interfaces:
@@ -44,11 +45,10 @@ def inventory(site: Site, devices: dict[str, Device], servers: Iterable[Device])
             port = leaf.interface(far.interface) if leaf else None
             if port is not None and port.addresses:
                 gateways.append({"gateway": str(port.addresses[0].ip), "ifname": mine.interface})
-        assert s.mgmt_address is not None  # preflight
         hosts.append(
             Host(
                 name=s.name,
-                address=str(s.mgmt_address.ip),
+                address=target.address,
                 variables={
                     "atlas_hostname": s.name,
                     "atlas_sysctls": SYSCTLS,

@@ -243,7 +243,8 @@ class CephLab:
     def create_osd(self, host: Device) -> set[int]:
         """One OSD per disk NetBox lists on `host`, the way the ceph_osd role makes them (the same
         script, the same conf); starts the stopped ones. The ids of the OSDs on its disks."""
-        conf = osd_host_conf(self.ceph.minimal_conf(), host, initial_weight=None)
+        assert host.mgmt_address is not None  # every lab server has one (the topology check)
+        conf = osd_host_conf(self.ceph.minimal_conf(), host, str(host.mgmt_address.ip), initial_weight=None)
         self._on_host(host, "mkdir -p /etc/ceph && cat > /etc/ceph/ceph.conf", "ceph.conf", conf)
         keyring = self.ceph.keyring("client.bootstrap-osd")
         write_key = "mkdir -p -m 0700 /var/lib/ceph/bootstrap-osd && umask 077 && cat > /var/lib/ceph/bootstrap-osd/ceph.keyring"

@@ -334,7 +334,10 @@ def configure_hosts(
 ) -> Results:
     """The host baseline on the rack's servers that differ from it; the others as they are. A
     host's OSPF adjacencies follow its leaves: after the run changed a switch, hosts are read again."""
-    hosts, design = baseline.inventory(scope.site, scope.devices, scope.servers), design_of(scope.site)
+    hosts, design = (
+        baseline.inventory(scope.site, scope.devices, [found[d.name] for d in scope.servers]),
+        design_of(scope.site),
+    )
 
     def cred_of(d: Device) -> Credential:
         return found[d.name].credential

@@ -169,7 +169,7 @@ def create_osds(
     groups: dict[Credential, list[Host]] = {}
     for t in hosts:
         variables = {
-            "ceph_conf": osd_host_conf(minimal, t.device, initial_weight=0),
+            "ceph_conf": osd_host_conf(minimal, t.device, t.address, initial_weight=0),
             "ceph_bootstrap_keyring": keyring,
             "ceph_osd_disks": [t.device.disk_paths[d] for d in t.device.disks],  # preflight: all present
             "ceph_osd_allow_loop_devices": allow_loop_devices,

@@ -179,7 +179,7 @@ def routing_problems(site: Site, hosts: Sequence[Target]) -> dict[str, str]:
     """A host whose addresses or routes are no longer what NetBox says did not survive its image."""
     devices = {d.name: d for d in site.devices}
     by_name = {h.name: h for h in hosts}
-    inventory = baseline.inventory(site, devices, [h.device for h in hosts])
+    inventory = baseline.inventory(site, devices, hosts)
     drift = baseline.read_drift(
         inventory, devices, lambda d: by_name[d.name].credential, design=design_of(site)
     )

@@ -121,7 +121,7 @@ def check_hosts(view: SiteView, found: Targets, limit: int) -> Results:
     managers = {t.name: p for t in servers for p in service_problems([t.device])}
     servers = [t for t in servers if t.name not in managers]
     not_checked = Results(Result.failure(name, step, problem) for name, problem in managers.items())
-    hosts = baseline.inventory(view.site, view.devices, [t.device for t in servers])
+    hosts = baseline.inventory(view.site, view.devices, servers)
     drift = baseline.read_drift(
         hosts, view.devices, lambda d: found[d.name].credential, limit, design_of(view.site)
     )

@@ -107,13 +107,14 @@ def test_the_ramp_goes_through_a_fixed_grid(
 def test_a_hosts_ceph_conf_places_its_osds_where_netbox_has_it() -> None:
     host = devices()["fra1-r02-sto1"]
     minimal = "# minimal\n[global]\n\tfsid = f\n\tmon_host = [v2:198.18.0.1:28009/0]\n"
-    conf = osd_host_conf(minimal, host, initial_weight=0)
+    assert host.mgmt_address is not None
+    conf = osd_host_conf(minimal, host, str(host.mgmt_address.ip), initial_weight=0)
     assert crush_location(host) == "root=default datacenter=fra1 rack=fra1-r02 host=fra1-r02-sto1"
     assert f"crush_location = {crush_location(host)}" in conf
     assert "osd_crush_initial_weight = 0" in conf
-    assert host.mgmt_address is not None and f"public_addr = {host.mgmt_address.ip}" in conf
+    assert f"public_addr = {host.mgmt_address.ip}" in conf
     assert "initial_weight" not in osd_host_conf(
-        minimal, host.model_copy(update={"status": DeviceStatus.ACTIVE}), None
+        minimal, host.model_copy(update={"status": DeviceStatus.ACTIVE}), str(host.mgmt_address.ip), None
     )
 
 

@@ -30,6 +30,7 @@ from atlas.sot.schema import SERVICE_MANAGER_FIELD
 from atlas.sot.topology import load_topology
 
 RACK = "fra1-r02"
+CRED = Credential(username="never-used")
 RUNIT = "fra1-r02-cmp1: service manager 'runit' (the server's custom field service_manager in NetBox)"
 
 
@@ -91,8 +92,8 @@ def test_image_rollout_and_ceph_enrollment_refuse_it_too() -> None:
 def test_the_baseline_inventory_refuses_an_unknown_manager_too() -> None:
     fra1, devices = site({"fra1-r02-cmp1": "runit"})
     with pytest.raises(Refused, match="fra1-r02-cmp1: service manager 'runit'"):
-        baseline.inventory(fra1, devices, [devices["fra1-r02-cmp1"]])
-    [host] = baseline.inventory(fra1, devices, [devices["fra1-r02-cmp2"]])
+        baseline.inventory(fra1, devices, targets([devices["fra1-r02-cmp1"]], lambda d: CRED))
+    [host] = baseline.inventory(fra1, devices, targets([devices["fra1-r02-cmp2"]], lambda d: CRED))
     assert host.variables["atlas_service_manager"] == "supervisord"
 
 
