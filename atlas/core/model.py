@@ -129,12 +129,6 @@ class Prefix(Frozen):
     description: str = ""
 
 
-class IPAddress(Frozen):
-    address: IPv4Interface
-    device: str
-    interface: str
-
-
 class Site(Frozen):
     """A site as a flow sees it: everything in it, and the cables that leave it."""
 

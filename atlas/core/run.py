@@ -10,7 +10,7 @@ and Processors are the model).
 - `read_each`: the same for reads: every target's value, or why it could not be read.
 - `poll_until`: every bounded wait (OSPF converging, LLDP advertising, a host settling).
 - `Events`: where a run says what it does (log lines, progress); the Prefect logger and the run's
-  progress bar implement it (atlas.prefect.events), plain callables in tests.
+  progress bar implement it (atlas.prefect.progress.RunEvents); Recorded keeps the lines for tests.
 """
 
 from __future__ import annotations
@@ -283,7 +283,7 @@ class Events(Protocol):
 
 @dataclass
 class Recorded:
-    """Events kept as lines: for tests, and for code run outside a flow (the CLI prints them)."""
+    """Events kept as lines, to read afterwards: what a unit test of runbook code checks."""
 
     lines: list[str] = field(default_factory=list)
 
