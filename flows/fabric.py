@@ -62,8 +62,8 @@ def verify_adjacencies(
 
 
 @task(name="journal the changed switches", cache_policy=NO_CACHE)
-def journal_applied(nb: pynetbox.api, results: Results) -> None:
-    fabric.journal_applied(nb, results, run_name())
+def journal_applied(nb: pynetbox.api, view: SiteView, results: Results) -> None:
+    fabric.journal_applied(nb, view, results, run_name())
 
 
 @task(name="decide the cost change", cache_policy=NO_CACHE)
@@ -112,7 +112,7 @@ def fabric_apply(
             results += [
                 Result.failure(site, "verify", p) for p in verify_adjacencies(view, pushed, creds, before)
             ]
-            journal_applied(nb, results)
+            journal_applied(nb, view, results)
     diffs = diff_of(results)
     publish(
         f"fabric-apply-{site}" + (f"-{rack}" if rack else ""),

@@ -51,9 +51,6 @@ def facts_command(design: RoutingDesign | None = None) -> str:
     )
 
 
-FACTS_COMMAND = facts_command()  # a server of a site with the default routing design
-
-
 def parse_sections(output: str) -> dict[str, str]:
     sections: dict[str, list[str]] = {}
     current: list[str] | None = None

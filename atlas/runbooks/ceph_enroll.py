@@ -21,12 +21,12 @@ from pydantic import BaseModel
 from atlas.ceph.cluster import Ceph, CephError, PgSummary, osd_host_conf
 from atlas.core.errors import Failed, Refused
 from atlas.core.model import Credential, Device, DeviceStatus, Role
-from atlas.core.run import Events, Results, Target, poll_until, targets
+from atlas.core.run import Events, Results, Target, poll_until
 from atlas.core.safety import device_path_problem, name_problem
 from atlas.hosts.runner import Host, run_playbook
 from atlas.hosts.services import service_problems
 from atlas.net.sessions import wait_reachable
-from atlas.runbooks.site import credentials
+from atlas.runbooks.site import vault_targets
 from atlas.secrets import Vault
 from atlas.sot.schema import DISK_PATH_FIELD, OSD_IDS_FIELD
 from atlas.sot.write import add_journal_entries, set_devices_custom_fields
@@ -127,8 +127,7 @@ def preflight(names: list[str], found: dict[str, Device], ceph: Ceph, vault: Vau
     cluster is clean and not held; EnrollRefused naming every problem otherwise."""
     problems = host_problems(names, found)
     servers = [found[n] for n in names if n in found and found[n].role.is_server and found[n].mgmt_address]
-    creds = credentials(vault, servers)
-    hosts = targets(servers, lambda d: creds.get((d.site, d.role.value)))
+    hosts = vault_targets(vault, servers)
     problems += wait_reachable(hosts, timeout=20).values()
     # a ramp step that an interrupted run left may still be settling: give it a moment; if it does
     # not settle, cluster_problems below names what is wrong

@@ -37,7 +37,12 @@ from atlas.runbooks.site import Creds, credentials, live_switches, read_view, vi
 from atlas.runbooks.traffic import Answers, ProbeFailed, probe
 from atlas.secrets import Vault
 from atlas.sot.schema import EVACUATION_FIELD
-from atlas.sot.write import add_journal_entry, add_object_journal_entry, set_custom_fields, set_device_status
+from atlas.sot.write import (
+    add_journal_entries,
+    add_object_journal_entry,
+    set_devices_custom_fields,
+    set_statuses,
+)
 from atlas.workloads import Workloads
 
 VERIFY_TIMEOUT_S = 60.0  # routing moves the service within seconds of a withdrawal or a cost change
@@ -109,12 +114,20 @@ class Run:
         self.events, self.name = events, name
         self.report = EvacuationReport(scope=str(scope), action=action, dry_run=dry_run, plan={})
         self.devices = {d.name: d for s in sites.values() for d in s.devices}
+        self._switch_creds: Creds = {}
 
     @cached_property
     def creds(self) -> Creds:
         """Of the servers and the client, read once when first needed; switches' are read by the
         switch step, with the site it reads."""
         return credentials(self.vault, [d for d in self.devices.values() if not d.role.is_switch])
+
+    def switch_creds(self, switches: list[Device]) -> Creds:
+        """Of `switches`, each (site, role) read from Vault once per run: the plan and the switch
+        step ask for the same ones."""
+        missing = [d for d in switches if (d.site, d.role.value) not in self._switch_creds]
+        self._switch_creds |= credentials(self.vault, missing)
+        return self._switch_creds
 
     def cred(self, device: Device) -> Credential:
         return self.creds[(device.site, device.role.value)]
@@ -167,7 +180,7 @@ def plan(run: Run, reason: str, ticket: str, headroom: float) -> EvacuationPlan:
     if not the_plan.problems and the_plan.switches:
         view = view_from(run.sites, run.scope.site)
         live = live_switches(view)
-        states = fabric.read_states(view, credentials(run.vault, live), live)
+        states = fabric.read_states(view, run.switch_creds(live), live)
         the_plan.problems += fabric.last_path_problems(
             view, set(the_plan.switches), states, leaving=frozenset(the_plan.devices)
         )
@@ -187,13 +200,16 @@ def restore_plan(run: Run, reason: str, ticket: str) -> RestorePlan:
 
 # --- NetBox ----------------------------------------------------------------------------------------
 def mark(run: Run, names: list[str], value: str | None) -> list[str]:
-    """The `evacuation` custom field of each device set to `value`; the devices it changed."""
-    return [n for n in names if set_custom_fields(run.nb, n, {EVACUATION_FIELD: value}).changed]
+    """The `evacuation` custom field of each device set to `value`, in one bulk update (the devices
+    as this run read them: no step before it changes the field); the devices it changed."""
+    changes = set_devices_custom_fields(run.nb, [(run.devices[n], {EVACUATION_FIELD: value}) for n in names])
+    return [c.target for c in changes]
 
 
 def statuses(run: Run, servers: list[str], status: DeviceStatus) -> list[str]:
-    """Each server's NetBox status set to `status`; the servers it changed."""
-    return [n for n in servers if set_device_status(run.nb, n, status).changed]
+    """Each server's NetBox status set to `status`, in one bulk update (the servers as this run read
+    them: no step before it changes a status); the servers it changed."""
+    return [c.target for c in set_statuses(run.nb, [run.devices[n] for n in servers], status)]
 
 
 def mark_scope(run: Run, names: list[str], ticket: str) -> None:
@@ -206,8 +222,8 @@ def clear_marks(run: Run, names: list[str]) -> None:
 
 def servers_offline(run: Run, servers: list[str], ticket: str, reason: str) -> None:
     offline = statuses(run, servers, DeviceStatus.OFFLINE)
-    for name in offline:
-        add_journal_entry(run.nb, name, f"evacuate {ticket} {run.name}: offline ({reason})", kind="warning")
+    line = f"evacuate {ticket} {run.name}: offline ({reason})"
+    add_journal_entries(run.nb, [(run.devices[n], line) for n in offline], kind="warning")
     run.step("NetBox: servers offline", offline, "statuses written")
 
 
@@ -267,7 +283,7 @@ def switches(run: Run, names: list[str], cost_out: bool, reason: str, leaving: f
     if names:
         view = read_view(run.nb, run.scope.site)
         live = live_switches(view)
-        creds = credentials(run.vault, live)
+        creds = run.switch_creds(live)
         changes = fabric.plan_costs(
             view, fabric.read_states(view, creds, live), names, reason, cost_out, leaving=leaving
         )

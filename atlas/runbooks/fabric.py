@@ -1,8 +1,8 @@
 """Fabric maintenance on the switch-config machinery: chosen switches brought to their NetBox intent,
-and OSPF cost-out / cost-in.
+and cost-out / cost-in as the site's routing design does them (OSPF: `max-metric router-lsa`).
 
-A cost-out is part of the intent (the device's `ospf_cost_out` custom field renders `max-metric
-router-lsa administrative`), so the consistency sweep and fabric-apply keep it instead of undoing it.
+A cost-out is part of the intent (a custom field of the switch, the design's `cost_out_field`, that
+its template renders), so the consistency sweep and fabric-apply keep it instead of undoing it.
 Whether traffic really avoids a switch is read from its neighbours' routing tables, not assumed.
 
 A cost change is decided on the site view and one reading of the switches' routing state
@@ -29,7 +29,7 @@ from atlas.net.routing import RoutingDesign, design_of
 from atlas.net.switch import STEP, apply_config
 from atlas.net.verify import read_routing, routing_problems
 from atlas.runbooks.site import Creds, SiteView
-from atlas.sot.write import add_journal_entry, set_custom_fields
+from atlas.sot.write import add_journal_entries, add_journal_entry, set_custom_fields
 
 # Who a device's traffic leaves by: a device keeps at least one of these or it is cut off.
 UPSTREAM = {Role.COMPUTE: Role.LEAF, Role.STORAGE: Role.LEAF, Role.LEAF: Role.SPINE, Role.SPINE: Role.CORE}
@@ -112,11 +112,14 @@ def logged(results: Results, events: Events) -> Results:
     return results
 
 
-def journal_applied(nb: pynetbox.api, results: Results, run: str) -> None:
-    """A journal entry on every switch fabric-apply changed, with its diff."""
-    for r in results:
-        if r.changed and not r.failed:
-            add_journal_entry(nb, r.target, f"fabric-apply {run}:\n" + "\n".join(f"- `{x}`" for x in r.diff))
+def journal_applied(nb: pynetbox.api, view: SiteView, results: Results, run: str) -> None:
+    """A journal entry on every switch fabric-apply changed, with its diff: one read and one write."""
+    entries = [
+        (view.devices[r.target], f"fabric-apply {run}:\n" + "\n".join(f"- `{x}`" for x in r.diff))
+        for r in results
+        if r.changed and not r.failed
+    ]
+    add_journal_entries(nb, entries)
 
 
 # --- fabric-apply's verification ----------------------------------------------------------------
@@ -312,8 +315,9 @@ def plan_costs(
     """The cost change of each switch, in order, each decided on the view the ones before it leave.
     Refused (SelectionError) for an unsafe reason, a switch that is not an active switch of the
     site or one whose configuration cannot be rendered (`config_problems`); CostOutRefused, before
-    anything changed, when a cost-out would leave a device without a working path (unless `force`). `leaving`: devices an evacuation takes out with the switches, so
-    their lost paths are intended."""
+    anything changed, when a cost-out would leave a device without a working path (unless
+    `force`). `leaving`: devices an evacuation takes out with the switches, so their lost paths are
+    intended."""
     problem = text_problem("reason", reason)
     if problem:
         raise SelectionError([problem])

@@ -17,14 +17,14 @@ from pydantic import BaseModel
 
 from atlas.core.errors import Failed, Refused
 from atlas.core.model import Credential, Device, DeviceStatus, Role, Site
-from atlas.core.run import Events, Result, Results, Target, TargetMap, run_each, targets
+from atlas.core.run import Events, Result, Results, Target, TargetMap, run_each
 from atlas.hosts import baseline
 from atlas.hosts.runner import Host, run_playbook
 from atlas.hosts.services import playbook_variables, service_problems
 from atlas.images.catalog import Manifest
 from atlas.net.routing import design_of
 from atlas.net.sessions import wait_reachable
-from atlas.runbooks.site import credentials
+from atlas.runbooks.site import vault_targets
 from atlas.secrets import Vault
 from atlas.sot.schema import IMAGE_VERSION_FIELD
 from atlas.sot.write import JournalEntry, set_devices_custom_fields, write_journal
@@ -170,9 +170,7 @@ def _playbook(
 # --- hosts, as Targets ------------------------------------------------------------------------------
 def rollout_targets(vault: Vault, hosts: Iterable[Device]) -> TargetMap:
     """The hosts as Targets, credentials read once per site and role."""
-    todo = list(hosts)
-    creds = credentials(vault, todo)
-    return TargetMap(targets(todo, lambda d: creds.get((d.site, d.role.value))))
+    return TargetMap(vault_targets(vault, hosts))
 
 
 def routing_problems(site: Site, hosts: Sequence[Target]) -> dict[str, str]:

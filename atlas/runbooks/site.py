@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pynetbox
 
 from atlas.core.model import Credential, Device, DeviceStatus, Site
+from atlas.core.run import Target, targets
 from atlas.net.render import render, switch_intent
 from atlas.secrets import Vault
 from atlas.sot.read import NotInNetBox, read_devices, read_site_and_far_ends
@@ -64,9 +65,17 @@ def site_of_switch(nb: pynetbox.api, name: str) -> str:
     return found[0].site
 
 
-def credentials(vault: Vault, devices: Iterable[Device]) -> dict[tuple[str, str], Credential]:
+def credentials(vault: Vault, devices: Iterable[Device]) -> Creds:
     """By (site, role), read once per run; values never leave memory."""
     return {key: vault.credential(*key) for key in sorted({(d.site, d.role.value) for d in devices})}
+
+
+def vault_targets(vault: Vault, devices: Iterable[Device]) -> list[Target]:
+    """The devices as Targets, in order, their credentials read once per site and role (`credentials`);
+    Refused naming each device without a management address or a credential."""
+    todo = list(devices)
+    creds = credentials(vault, todo)
+    return targets(todo, lambda d: creds.get((d.site, d.role.value)))
 
 
 def live_switches(view: SiteView) -> list[Device]:

@@ -16,7 +16,7 @@ import pynetbox
 
 from atlas.core.errors import Refused
 from atlas.core.model import Device, DeviceStatus
-from atlas.core.run import Result, Results, Target, TargetMap, Targets, read_each, run_each, targets
+from atlas.core.run import Result, Results, Target, TargetMap, Targets, read_each, run_each
 from atlas.hosts import baseline
 from atlas.hosts.services import service_problems
 from atlas.net.config import diff
@@ -25,7 +25,7 @@ from atlas.net.platforms import platform_of
 from atlas.net.routing import design_of, design_problem
 from atlas.net.sessions import lldp_neighbours
 from atlas.net.switch import STEP
-from atlas.runbooks.site import SiteView, credentials
+from atlas.runbooks.site import SiteView, vault_targets
 from atlas.secrets import Vault
 from atlas.sot.schema import CHECKED_AT_FIELD, COMPLIANCE_FIELD
 from atlas.sot.write import JournalEntry, set_devices_custom_fields, write_journal
@@ -60,9 +60,7 @@ def checks(area: Area, device: Device) -> bool:
 def sweep_targets(view: SiteView, vault: Vault) -> TargetMap:
     """Every active device that has a management address, as a Target; credentials read once per
     site and role, their values never leave memory."""
-    devices = [d for d in active(view) if d.mgmt_address is not None]
-    creds = credentials(vault, devices)
-    return TargetMap(targets(devices, lambda d: creds.get((d.site, d.role.value))))
+    return TargetMap(vault_targets(vault, [d for d in active(view) if d.mgmt_address is not None]))
 
 
 def unaddressed(view: SiteView, areas: Iterable[Area]) -> Results:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from atlas.hosts.facts import FACTS_COMMAND, baseline_drift, facts_command, parse_sections
+from atlas.hosts.facts import baseline_drift, facts_command, parse_sections
 from atlas.net.routing.ospf import OSPF
 
 DATA = Path(__file__).parent / "data"
@@ -97,8 +97,8 @@ def test_each_kind_of_drift_is_named(intended: dict[str, Any], kind: str) -> Non
 
 def test_the_routing_part_of_the_facts_is_the_sites_design(intended: dict[str, Any]) -> None:
     """The converged output was read with the default design's command; OSPF's drift lines name it."""
-    assert facts_command(OSPF) == FACTS_COMMAND
-    assert f"echo @frr-routing; {OSPF.host_facts_command};" in FACTS_COMMAND
+    assert facts_command(OSPF) == facts_command()
+    assert f"echo @frr-routing; {OSPF.host_facts_command};" in facts_command()
     assert parse_sections(CONVERGED)["frr-routing"].lstrip().startswith("{")  # OSPF's neighbours, as JSON
     assert baseline_drift(intended, CONVERGED, OSPF) == []
 

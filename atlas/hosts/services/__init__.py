@@ -3,8 +3,8 @@ systemd next), chosen per server by its custom field service_manager in NetBox (
 
 Atlas does not start or stop services itself: the playbooks do, and they choose their tasks by the
 variables the server's manager gives them (`playbook_variables`: `atlas_service_manager` names the
-task files under playbooks/services/<name>/ they include). Atlas reads services' states over SSH with
-the manager's constant command and parses them with its parser.
+task files under playbooks/services/<name>/ they include). A server's services are read with the
+manager's constant status command and its parser (`parse_status`).
 
 Adding a manager: a module here with its class (name, playbook variables, status command and parser),
 registered below; its task files in playbooks/services/<name>/; a parser test on captured output.
@@ -16,9 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from atlas.core.model import Credential, Device
+from atlas.core.model import Device
 from atlas.core.registry import Registry
-from atlas.net.sessions import ssh_exec
 from atlas.sot.schema import DEFAULT_SERVICE_MANAGER, SERVICE_MANAGER_FIELD
 
 
@@ -79,12 +78,6 @@ def service_problems(devices: Iterable[Device]) -> list[str]:
 def playbook_variables(device: Device) -> dict[str, str]:
     """The variables every playbook run on this server gets from its service manager."""
     return manager_of(device).playbook_variables()
-
-
-def read_services(device: Device, cred: Credential) -> dict[str, ServiceState]:
-    """The server's services as its manager reports them, over one SSH command."""
-    manager = manager_of(device)
-    return manager.parse_status(ssh_exec(device, cred, manager.status_command))
 
 
 # --- the managers Atlas knows: one module each ----------------------------------------------------
