@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   frr frr-pythontools lldpd openssh-server openssh-client redis-server postgresql libpq-dev gcc
-  ceph-mon ceph-osd ceph-mgr ceph-common supervisor iproute2 util-linux procps iputils-ping
+  ceph-mon ceph-osd ceph-mgr ceph-common iproute2 util-linux procps iputils-ping
+  systemd-container debootstrap
   chromium udev
 )
 

@@ -4,12 +4,12 @@ Variables: VAULT_ADDR, VAULT_TOKEN (as every Vault tool reads them), NETBOX_URL 
 (optional: without them NetBox's address and token come from Vault's `secret/atlas/netbox`),
 CEPH_CONF, NETBOX_TIMEOUT (seconds one NetBox request may take; a hung NetBox fails the run after three
 tries instead of stalling it), CEPH_ALLOW_LOOP_DEVICES (ceph-volume may make OSDs on loop devices: the
-lab's disks; never in production), ATLAS_WORKLOADS (what drains a host's work: `services`, the default,
-for services run straight on hosts; `kubernetes`; `mesos`: atlas.workloads) with ATLAS_WORKLOADS_URL,
-ATLAS_WORKLOADS_TOKEN and ATLAS_WORKLOADS_CA_FILE (the scheduler's API; without them from Vault's
-`secret/atlas/workloads/<adapter>`). The settings file is TOML with the same names in lower case (the
-workloads ones without `atlas_`), at ATLAS_SETTINGS or /etc/atlas/atlas.toml; it holds tokens, so it
-must not be readable by group or others.
+lab's disks; never in production), ATLAS_WORKLOADS (what drains a host's work: `systemd-services`, the
+default, for services run straight on hosts as systemd units; `kubernetes`; `mesos`: atlas.workloads)
+with ATLAS_WORKLOADS_URL, ATLAS_WORKLOADS_TOKEN and ATLAS_WORKLOADS_CA_FILE (the scheduler's API;
+without them from Vault's `secret/atlas/workloads/<adapter>`). The settings file is TOML with the
+same names in lower case (the workloads ones without `atlas_`), at ATLAS_SETTINGS or
+/etc/atlas/atlas.toml; it holds tokens, so it must not be readable by group or others.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from pydantic_settings import (
 from atlas.core.errors import AtlasError
 
 DEFAULT_FILE = Path("/etc/atlas/atlas.toml")
-DEFAULT_WORKLOADS = "services"
+DEFAULT_WORKLOADS = "systemd-services"
 
 
 class SettingsProblem(AtlasError, RuntimeError):

@@ -1,9 +1,10 @@
 """The host baseline (playbooks/host-baseline.yml): its variables from NetBox, and converging hosts
 to it by reading their state first and running the playbook only where it differs.
 
-A server with anycast addresses in NetBox also runs FRR (zebra and ospfd under the host's service
-manager, atlas.hosts.services) and announces them from a dummy interface; whether that interface is
-up is the host's drain state (atlas.workloads), which the baseline never changes."""
+Its state is files the host applies at boot (atlas.hosts.files): what a run sets, a reboot restores.
+A server with anycast addresses in NetBox also runs FRR (Debian's frr.service, its daemons the site's
+routing design's) and announces them from a dummy interface; whether that interface is up is the
+host's drain state (atlas.workloads), which the baseline never changes."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from collections.abc import Callable, Iterable
 
 from atlas.core.model import Credential, Device, InterfaceKind, Site
 from atlas.core.run import MAX_SESSIONS, Log, Readings, Result, Results, Target, poll_until, read_each
-from atlas.hosts.facts import SYSCTLS, baseline_drift, facts_command
+from atlas.hosts.facts import baseline_drift, facts_command
+from atlas.hosts.files import KERNEL_LOOPBACK, SYSCTLS, Gateway, Server
+from atlas.hosts.files import variables as baseline_variables
 from atlas.hosts.runner import Host, run_playbook
 from atlas.hosts.services import playbook_variables
 from atlas.net.render import render_host
-from atlas.net.routing import RoutingDesign
+from atlas.net.routing import RoutingDesign, design_of
 from atlas.net.sessions import ssh_exec
 
 PLAYBOOK = "host-baseline.yml"
@@ -27,45 +30,47 @@ DriftReader = Callable[[list[Host]], Drift]
 
 
 def inventory(site: Site, devices: dict[str, Device], servers: Iterable[Target]) -> list[Host]:
-    """Each server's playbook variables: addresses, the ECMP default route over the leaves it is
-    cabled to (their addresses on those cables), sysctls, hostname, facts, its service manager's."""
+    """Each server's playbook variables: its baseline's files (atlas.hosts.files: addresses, the
+    ECMP default route over the leaves it is cabled to, sysctls, hostname, facts, FRR on a routing
+    host) and the data they come from, and its service manager's."""
     hosts = []
     for target in servers:
         s = target.device
-        addresses: dict[str, list[str]] = {"lo": ["127.0.0.1/8"]}
+        addresses: dict[str, list[str]] = {"lo": [KERNEL_LOOPBACK]}
         gateways = []
         for i in s.interfaces:
             if i.kind == InterfaceKind.LOOPBACK:
                 addresses["lo"] += [str(a) for a in i.addresses]
-            elif i.kind == InterfaceKind.PHYSICAL:
+            elif i.kind == InterfaceKind.PHYSICAL:  # never the management NIC: provisioning's
                 addresses[i.name] = [str(a) for a in i.addresses]
         for c in site.cables_of(s.name):
             mine, far = c.ends_from(s.name)
             leaf = devices.get(far.device)
             port = leaf.interface(far.interface) if leaf else None
             if port is not None and port.addresses:
-                gateways.append({"gateway": str(port.addresses[0].ip), "ifname": mine.interface})
+                gateways.append(Gateway(gateway=str(port.addresses[0].ip), ifname=mine.interface))
+        frr_config = render_host(site, s)  # announced by the host's own FRR; None: it does not route
+        server = Server(
+            hostname=s.name,
+            addresses=addresses,
+            gateways=sorted(gateways, key=lambda g: g.ifname),
+            service_addresses=[str(a) for a in s.anycast],
+            sysctls=SYSCTLS,
+            frr_config=frr_config,
+            frr_daemons=design_of(site).daemons if frr_config is not None else (),
+            facts={
+                "site": s.site,
+                "rack": s.rack,
+                "role": s.role.value,
+                "name": s.name,
+                "loopback": str(s.loopback) if s.loopback else None,
+            },
+        )
         hosts.append(
             Host(
                 name=s.name,
                 address=target.address,
-                variables={
-                    "atlas_hostname": s.name,
-                    "atlas_sysctls": SYSCTLS,
-                    "atlas_addresses": addresses,
-                    "atlas_gateways": sorted(gateways, key=lambda g: g["ifname"]),
-                    "atlas_service_addresses": [str(a) for a in s.anycast],
-                    # announced by the host's own FRR; None: the host does not route
-                    "atlas_frr_config": render_host(site, s),
-                    "atlas_facts": {
-                        "site": s.site,
-                        "rack": s.rack,
-                        "role": s.role.value,
-                        "name": s.name,
-                        "loopback": str(s.loopback) if s.loopback else None,
-                    },
-                    **playbook_variables(s),
-                },
+                variables={**baseline_variables(server), **playbook_variables(s)},
             )
         )
     return hosts

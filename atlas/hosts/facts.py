@@ -3,48 +3,61 @@
 As pyinfra does with facts: read first, and run the playbook only on hosts that differ, so a converged
 rack costs one short SSH session per host instead of a playbook run. The playbook stays the only thing
 that changes a host; this module only reads. The command is a constant: nothing from NetBox reaches
-the host's shell. Its routing part, and what differs there, are the site's routing design's
-(atlas.net.routing); `design` omitted is the default design.
+the host's shell. It prints every file of the baseline's definition (atlas.hosts.files: the fixed
+paths and patterns, each file with its mode and owner) and the live state those files make at boot:
+addresses, the default route, kernel parameters, frr.service, and the routing as the site's routing
+design reads it (atlas.net.routing; `design` omitted is the default design).
 """
 
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass
 from typing import Any
 
+from atlas.hosts.files import FACTS_FILE as FACTS_FILE
+from atlas.hosts.files import FRR_CONFIG as FRR_CONFIG
+from atlas.hosts.files import READ, owned
+from atlas.hosts.files import SYSCTL_FILE as SYSCTL_FILE
+from atlas.hosts.files import SYSCTLS as SYSCTLS
 from atlas.net.intent import SERVICE_INTERFACE
 from atlas.net.routing import RoutingDesign, default_design
 
-SYSCTL_FILE = "/etc/sysctl.d/90-atlas.conf"
-FACTS_FILE = "/etc/atlas/facts.json"
-FRR_CONFIG = "/etc/frr/frr.conf"
-SYSCTLS = {  # the baseline's kernel parameters
-    "net.ipv4.fib_multipath_hash_policy": "1",  # spread flows over both leaves by L4 hash
-    "net.ipv4.conf.all.rp_filter": "0",  # replies may come back over the other leaf
-}
-_SECTIONS = (
-    "hostname",
-    "sysctl-file",
-    "sysctl",
-    "addresses",
-    "default",
-    "facts",
-    "frr",
-    "frr-routing",
+FRR_SERVICE = "frr"  # Debian's frr.service
+_SECTIONS = ("hostname", "sysctl", "addresses", "default", "frr-active", "frr-routing")
+_FILE_END = "@end-of-file"
+# Each file: "@file PATH MODE OWNER GROUP", its content as it is, a line break, the end marker.
+_FILES = re.compile(
+    rf"^@file (?P<path>\S+) (?P<mode>[0-7]+) (?P<owner>\S+) (?P<group>\S+)\n(?P<content>.*?)\n{_FILE_END}$",
+    re.MULTILINE | re.DOTALL,
 )
+
+
+@dataclass(frozen=True)
+class FoundFile:
+    """A file as the facts read found it."""
+
+    content: str
+    mode: int
+    owner: str
+    group: str
 
 
 def facts_command(design: RoutingDesign | None = None) -> str:
     """The one command that reads a server's baseline state, its routing as `design` reads it."""
+    files = (
+        f'for f in {" ".join(READ)}; do [ -f "$f" ] || continue; '
+        f'echo "@file $f $(stat -c \'%a %U %G\' "$f")"; cat "$f"; echo; echo {_FILE_END}; done'
+    )
     return "; ".join(
         [
-            "echo @hostname; cat /etc/hostname 2>/dev/null",
-            f"echo @sysctl-file; cat {SYSCTL_FILE} 2>/dev/null",
+            files,
+            "echo @hostname; uname -n",
             f"echo @sysctl; sysctl {' '.join(SYSCTLS)} 2>/dev/null",
             "echo @addresses; ip -j -4 addr show",
             "echo @default; ip -j -4 route show default",
-            f"echo @facts; cat {FACTS_FILE} 2>/dev/null",
-            f"echo @frr; cat {FRR_CONFIG} 2>/dev/null",
+            f"echo @frr-active; systemctl is-active {FRR_SERVICE} 2>/dev/null",
             f"echo @frr-routing; {(design or default_design()).host_facts_command}",
             "true",
         ]
@@ -52,14 +65,23 @@ def facts_command(design: RoutingDesign | None = None) -> str:
 
 
 def parse_sections(output: str) -> dict[str, str]:
+    """The live sections of `facts_command`'s output, by name (the files are `parse_files`')."""
     sections: dict[str, list[str]] = {}
     current: list[str] | None = None
-    for line in output.splitlines():
+    for line in _FILES.sub("", output).splitlines():
         if line.startswith("@") and line[1:] in _SECTIONS:
             current = sections.setdefault(line[1:], [])
         elif current is not None:
             current.append(line)
     return {name: "\n".join(sections.get(name, [])) for name in _SECTIONS}
+
+
+def parse_files(output: str) -> dict[str, FoundFile]:
+    """The baseline's files the host has, by path, exactly as they are."""
+    return {
+        m["path"]: FoundFile(content=m["content"], mode=int(m["mode"], 8), owner=m["owner"], group=m["group"])
+        for m in _FILES.finditer(output)
+    }
 
 
 def _key_values(text: str) -> dict[str, str]:
@@ -84,16 +106,17 @@ def _gateways(routes: Any) -> list[tuple[str | None, str | None]]:
 
 
 def baseline_drift(intended: dict[str, Any], output: str, design: RoutingDesign | None = None) -> list[str]:
-    """Every way the host differs from the playbook's variables (atlas_*); empty when converged.
-    `output`: `facts_command(design)`'s."""
+    """Every way the host differs from the playbook's variables (atlas_*, from atlas.hosts.files);
+    empty when converged. `output`: `facts_command(design)`'s. Files first (each named by its path),
+    then live state that is not what the files make it."""
+    drift = file_drift(intended["atlas_files"], parse_files(output))
     have = parse_sections(output)
-    drift = []
     if have["hostname"].strip() != intended["atlas_hostname"]:
         drift.append(f"hostname {have['hostname'].strip()!r}, intended {intended['atlas_hostname']!r}")
-    live, saved = _key_values(have["sysctl"]), _key_values(have["sysctl-file"])
+    live = _key_values(have["sysctl"])
     for key, value in intended["atlas_sysctls"].items():
-        if live.get(key) != str(value) or saved.get(key) != str(value):
-            drift.append(f"sysctl {key}: {live.get(key)} (saved {saved.get(key)}), intended {value}")
+        if live.get(key) != str(value):
+            drift.append(f"sysctl {key}: {live.get(key)}, intended {value}")
     links = {link["ifname"]: link for link in _json(have["addresses"]) or []}
     for ifname, addresses in intended["atlas_addresses"].items():
         link = links.get(ifname, {})
@@ -105,9 +128,32 @@ def baseline_drift(intended: dict[str, Any], output: str, design: RoutingDesign 
     want = sorted((g["gateway"], g["ifname"]) for g in intended["atlas_gateways"])
     if _gateways(_json(have["default"])) != want:
         drift.append(f"default route {_gateways(_json(have['default']))}, intended {want}")
-    if _json(have["facts"]) != intended["atlas_facts"]:
-        drift.append(f"{FACTS_FILE} differs")
     drift += _routing_drift(intended, have, links, design or default_design())
+    return drift
+
+
+def file_drift(intended: list[dict[str, str]], found: dict[str, FoundFile]) -> list[str]:
+    """Each file of the definition that is missing or differs, and each file Atlas owns that the
+    definition no longer lists (the playbook removes it), named by path."""
+    drift = []
+    for spec in intended:
+        path, have = spec["path"], found.get(spec["path"])
+        if have is None:
+            drift.append(f"{path} is missing")
+            continue
+        if have.content != spec["content"]:
+            drift.append(f"{path} differs")
+        mode, owner, group = int(spec.get("mode", "0644"), 8), spec.get("owner"), spec.get("group")
+        if have.mode != mode:
+            drift.append(f"{path} mode {have.mode:04o}, intended {mode:04o}")
+        if (have.owner, have.group) != (owner or "root", group or "root"):
+            drift.append(
+                f"{path} owner {have.owner}:{have.group}, intended {owner or 'root'}:{group or 'root'}"
+            )
+    listed = {spec["path"] for spec in intended}
+    drift += [
+        f"{path} is not in the baseline" for path in sorted(found) if owned(path) and path not in listed
+    ]
     return drift
 
 
@@ -115,7 +161,7 @@ def _routing_drift(
     intended: dict[str, Any], have: dict[str, str], links: dict[str, Any], design: RoutingDesign
 ) -> list[str]:
     """Service addresses on their interface (up or down: that is the drain state) and, on a host that
-    routes, its FRR configuration and its routing as the design reads it."""
+    routes, frr.service active and its routing as the design reads it."""
     drift = []
     want = sorted(intended.get("atlas_service_addresses", []))
     service = links.get(SERVICE_INTERFACE)
@@ -126,8 +172,9 @@ def _routing_drift(
         drift.append(f"{SERVICE_INTERFACE} addresses {found}, intended {want}")
     config = intended.get("atlas_frr_config")
     if config is not None:
-        if have["frr"].strip() != config.strip():
-            drift.append(f"{FRR_CONFIG} differs")
+        state = have["frr-active"].strip() or "unknown"
+        if state != "active":
+            drift.append(f"{FRR_SERVICE}.service is {state}")
         uplinks = [g["ifname"] for g in intended["atlas_gateways"]]
         drift += design.host_drift(config, have["frr-routing"], uplinks)
     return drift

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from atlas.ceph.cluster import Ceph, CephError, osd_host_conf
 from atlas.core.model import Device
+from atlas.core.run import poll_until
 from atlas.lab import procs
 from atlas.lab.config import LabConfig
 from atlas.lab.network import Fabric
@@ -48,6 +49,20 @@ osd_max_pg_log_entries = 10
 osd_pg_log_trim_min = 5
 """
 POOL = "atlas"
+
+
+def poll_osds_up(ceph: Ceph, timeout: float) -> None:
+    """Until every OSD of the cluster is up (their servers' units start them as they boot)."""
+
+    def down() -> list[str]:
+        try:
+            return [f"osd.{i}" for i, o in ceph.osds().items() if not o["up"]]
+        except CephError as e:
+            return [str(e).splitlines()[0]]
+
+    left = poll_until(down, lambda d: not d, timeout=timeout, pause=2.0)
+    if left:
+        raise CephError(f"not up {timeout:.0f} s after their servers booted: {', '.join(left)}")
 
 
 class CephLab:
@@ -90,16 +105,17 @@ class CephLab:
             osds = self.ceph.osds()
         except CephError:
             return False
-        return all(o["up"] for o in osds.values()) and {o["host"] for o in osds.values()} >= {
-            h.name for h in hosts
-        }
+        if not (self.dir / "bootstrapped").exists():
+            return False
+        return all(o["up"] for o in osds.values())
 
     def _daemon_alive(self, name: str) -> bool:
         return procs.running(self.dir / "run" / f"ceph-{name}.pid", "ceph-") is not None
 
     def up(self, bridge: IPv4Address, hosts: list[Device]) -> bool:
-        """Boots the cluster, or restarts what is not running (the data survives); True if anything
-        was started. `hosts` are the storage servers that carry OSDs (those of active racks)."""
+        """Boots the cluster, or restarts its mon and mgr (the data survives) and waits for the OSDs
+        their servers start; True if anything was started. `hosts`: the storage servers that get the
+        first OSDs of a new cluster (those of active racks)."""
         if self.healthy(hosts):
             return False
         done = self.dir / "bootstrapped"
@@ -125,17 +141,15 @@ class CephLab:
             self.ceph.call("osd", "pool", "create", POOL, "16", "16", "replicated")
             self.ceph.call("osd", "pool", "application", "enable", POOL, "rbd")
             done.touch()
-        carried: set[int] = set()
-        for host in hosts:
-            if fresh:  # OSDs a server's disks kept from an earlier lab cluster cannot join this one
-                self.zap(host)
-            carried |= self.create_osd(host)  # creates what is missing, starts what is stopped
-        names = {h.name for h in hosts}
-        if not fresh and any(o["host"] in names and i not in carried for i, o in self.ceph.osds().items()):
-            # OSDs the cluster placed on these servers that no disk of theirs carries (new disks, or a
-            # lab from before its servers had disks): their data is gone, so the cluster starts over
-            self.down()
-            return self.up(bridge, hosts)
+        if fresh:
+            # A freshly booted lab's first OSDs, as a cluster's installer makes them; after that the
+            # lab never creates one: a server's OSDs live on its disks and its units start them at
+            # boot, and new ones come only from ceph-osd-enroll.
+            for host in hosts:
+                self.zap(host)  # OSDs a server's disks kept from an earlier lab cluster cannot join
+                self.create_osd(host)
+        else:
+            poll_osds_up(self.ceph, timeout=180)
         if hosts:  # without any OSD the PGs cannot become clean
             self.ceph.wait_clean(timeout=180, stable=2)
         return True
@@ -234,6 +248,7 @@ class CephLab:
         """Wipes the host's disks and OSD directories (ceph-volume zap), as a server re-racked in a new
         cluster would be."""
         script = (
+            "systemctl stop ceph-osd.target 'ceph-osd@*' 'atlas-osd-*' 2>/dev/null || true; "
             'for d in /var/lib/ceph/osd/ceph-*; do umount "$d" 2>/dev/null || true; done; '
             f"rm -rf /var/lib/ceph/osd /etc/ceph/ceph.conf; for disk in {self._disks(host)}; do "
             'ceph-volume lvm zap "$disk" >/dev/null; done'
@@ -253,8 +268,8 @@ class CephLab:
         return {int(i) for i in json.loads(out.strip().splitlines()[-1])["osds"].values()}
 
     def stop_osd(self, host: Device, osd_id: int) -> None:
-        """Stops one OSD on its host, as a failing disk or a killed daemon would."""
-        self._on_host(host, f"kill $(cat /run/ceph/ceph-osd.{osd_id}.pid)", f"stopping osd.{osd_id}")
+        """Stops one OSD on its host (its unit), as a failing disk would; it stays down until started."""
+        self._on_host(host, f"systemctl stop ceph-osd@{int(osd_id)}", f"stopping osd.{osd_id}")
 
     def down(self) -> None:
         """OSDs on the servers first (found in the lab's namespaces), then the mgr, the mon, the data."""

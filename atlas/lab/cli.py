@@ -78,10 +78,15 @@ def lab_up(
         err.print(f"[red]lab up failed:[/red] {e}")
         raise typer.Exit(1) from None
     if report.changed:
+        f = report.fabric
+        fabric = "; ".join(
+            f"{what}: {', '.join(names)}"
+            for what, names in (("built", f.built), ("removed", f.removed), ("brought back", f.restarted))
+            if names
+        ) + (f"; {f.cables} cable(s) plugged or pulled" if f.cables else "")
         console.print(
             f"lab {name} up in {report.seconds:.1f} s; started: {', '.join(report.started) or 'nothing'}"
-            f"; fabric {'rebuilt' if report.fabric_rebuilt else 'kept'}"
-            + (f"; imported {report.imported}" if report.imported else "")
+            f"; fabric {fabric or 'kept'}" + (f"; imported {report.imported}" if report.imported else "")
         )
     else:
         console.print(f"lab {name} was already up: nothing changed")
@@ -107,6 +112,43 @@ def lab_reset(name: LabName = "atlas", root: Root = DEFAULT_ROOT) -> None:
         report = lab.reset(progress=lambda step: status.update(f"[bold]{step}[/bold]"))
     console.print(f"lab {name} reset in {report.seconds:.1f} s")
     console.print(_status_table(lab))
+
+
+Node = Annotated[str, typer.Argument(help="A server of the lab, as NetBox names it")]
+
+
+@lab_app.command("reboot")
+def lab_reboot(node: Node, name: LabName = "atlas", root: Root = DEFAULT_ROOT) -> None:
+    """Power-cycle a server: a clean shutdown, its NICs reset, then it boots from its own disk."""
+    lab = Lab(_config(name, root))
+    try:
+        with console.status(f"rebooting {node}"):
+            lab.reboot(node)
+    except Exception as e:
+        err.print(f"[red]reboot of {node} failed:[/red] {e}")
+        raise typer.Exit(1) from None
+    console.print(f"{node} rebooted: it answers SSH again")
+
+
+@lab_app.command("power")
+def lab_power(
+    node: Node,
+    state: Annotated[str, typer.Argument(help="on or off")],
+    name: LabName = "atlas",
+    root: Root = DEFAULT_ROOT,
+) -> None:
+    """Power a server on (it boots and answers SSH) or off (a clean shutdown, then no power)."""
+    if state not in ("on", "off"):
+        err.print(f"[red]power state must be on or off, not {state!r}[/red]")
+        raise typer.Exit(2)
+    lab = Lab(_config(name, root))
+    try:
+        with console.status(f"powering {node} {state}"):
+            changed = lab.power(node, state == "on")
+    except Exception as e:
+        err.print(f"[red]power {state} of {node} failed:[/red] {e}")
+        raise typer.Exit(1) from None
+    console.print(f"{node} is powered {state}" + ("" if changed else " (it already was)"))
 
 
 @lab_app.command("status")

@@ -8,7 +8,6 @@ The fabric is always built from what NetBox holds after the topology import, nev
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import subprocess
 import time
@@ -27,7 +26,7 @@ from atlas.lab.ceph import CephLab
 from atlas.lab.config import CACHE_ROOT, LAB_DIR_VARIABLE, LabConfig
 from atlas.lab.credentials import LabSecrets
 from atlas.lab.netbox import NETBOX_VERSION, NetBoxLab
-from atlas.lab.network import Fabric
+from atlas.lab.network import Fabric, FabricChanges
 from atlas.lab.servers import PREFECT_DB, flow_run_env, http_ok, lab_servers
 from atlas.secrets import AWS_PATH, NETBOX_PATH, Vault, VaultSettings, site_role_path
 from atlas.sot.client import connect
@@ -57,6 +56,7 @@ class UpReport:
     started: list[str] = field(default_factory=list)
     imported: dict[str, int] = field(default_factory=dict)
     fabric_rebuilt: bool = False
+    fabric: FabricChanges = field(default_factory=FabricChanges)
     seconds: float = 0.0
 
     @property
@@ -80,7 +80,7 @@ class Lab:
         self.cfg = cfg
         self.fabric = Fabric(cfg)
         self.ceph = CephLab(cfg, self.fabric)
-        self.state_file = cfg.dir / "fabric.json"
+        self.state_file = self.fabric.state_file
 
     @property
     def secrets(self) -> LabSecrets:
@@ -155,21 +155,16 @@ class Lab:
         sites = [read_site(nb, name) for name in site_names(nb)]
         progress("credentials into OpenBao")
         self._seed_vault(sites, secrets)
-        health = self.fabric.health(sites)
-        if not self.state_file.exists() or not all(h.ok for h in health):
-            progress("fabric: namespaces, cables, FRR, sshd, lldpd")
-            self.fabric.teardown()
-            _, public = self.host_key()
-            mgmt = self._mgmt_prefix(nb, sites)
-            self.fabric.build(sites, mgmt, secrets.switch_password, public)
-            self.state_file.write_text(
-                json.dumps({"nodes": [n.name for n in Fabric.nodes(sites)], "mgmt": str(mgmt)}) + "\n"
-            )
-            report.fabric_rebuilt = True
-        else:
-            self.fabric.install_switch_shell()
-        # where each storage server's disks are, as whoever racks a server records it
+        # the storage servers' disks first: a server boots with its disks in it
         disk_paths = self.fabric.disks.attach(Fabric.storage_disks(sites))
+        progress("fabric: what NetBox holds (namespaces, cables, switches' FRR, servers booting systemd)")
+        _, public = self.host_key()
+        mgmt = self._mgmt_prefix(nb, sites)
+        report.fabric = self.fabric.reconcile(
+            sites, mgmt, secrets.switch_password, public, disk_paths, progress
+        )
+        report.fabric_rebuilt = report.fabric.changed
+        # where each storage server's disks are, as whoever racks a server records it
         set_disk_paths(nb, disk_paths)
         if any(d.role == Role.STORAGE for s in sites for d in s.devices):
             progress("ceph: mon, mgr, OSDs on the active racks' storage servers")
@@ -249,9 +244,23 @@ class Lab:
 
     # --- status -------------------------------------------------------------------------------
     def nodes_on_record(self) -> list[str]:
-        if not self.state_file.exists():
-            return []
-        return list(json.loads(self.state_file.read_text())["nodes"])
+        return self.fabric.nodes_on_record()
+
+    # --- power, as at the rack ------------------------------------------------------------------
+    def _sites_and_disks(self) -> tuple[list[Site], dict[str, dict[str, str]]]:
+        nb = connect(self.cfg.netbox_url, self.secrets.netbox_token)
+        sites = [read_site(nb, name) for name in site_names(nb)]
+        return sites, self.fabric.disks.attach(Fabric.storage_disks(sites))
+
+    def power(self, node: str, on: bool) -> bool:
+        """Powers a server on (it boots) or off (a clean shutdown; its NICs forget everything)."""
+        sites, disks = self._sites_and_disks()
+        return self.fabric.power(node, on, sites, disks)
+
+    def reboot(self, node: str) -> None:
+        """A power cycle: off, then on; what the server persisted is all it comes back with."""
+        sites, disks = self._sites_and_disks()
+        self.fabric.reboot(node, sites, disks)
 
     def status(self) -> list[ComponentStatus]:
         if not (self.cfg.dir / "lab.json").exists():
@@ -274,8 +283,7 @@ class Lab:
         spaces = set(self.fabric.namespaces())
         bad = []
         for name in names:
-            is_switch = (self.fabric.frr_dir(name)).exists()
-            daemons = self.fabric.daemon_pidfiles(name, is_switch)
+            daemons = self.fabric.daemons_on_record(name)
             dead = [d for d, (pf, marker) in daemons.items() if procs.running(pf, marker) is None]
             if self.cfg.netns(name) not in spaces:
                 dead.insert(0, "namespace")

@@ -1,13 +1,17 @@
 """The lab's fabric, built from NetBox: one node per device, one veth pair per cable.
 
-Each node is a network namespace plus a persistent UTS namespace (its own hostname, which FRR and
-lldpd take from uname) and a persistent mount namespace: a private /run and /tmp, and on servers
-overlays over /etc, /var, /root and /opt, so what a playbook changes on one server is seen by that
-server alone. Switches run FRR (zebra, ospfd, staticd) and an sshd whose every login lands in that
-switch's vtysh; servers run an sshd for Ansible and Debian's supervisord with its own configuration
-(/etc/supervisor in the server's overlay), which runs the services of the server's image; every node
-runs lldpd. Storage servers get a loop device per disk NetBox lists (atlas.lab.disks, attached by
-`lab up`, which records their paths in NetBox; a node whose disks are gone is not healthy).
+Every node has its own network namespace. Servers are real machines (atlas.lab.machines): Debian 12
+booting systemd inside their namespace, each on its own disk, reached over SSH as Ansible reaches a
+production server. Switches and the lab's traffic clients are a network namespace plus a persistent
+UTS namespace (their own hostname, which FRR and lldpd take from uname) and mount namespace (a private
+/run and /tmp); switches run FRR (zebra, ospfd, staticd) and an sshd whose every login lands in that
+switch's vtysh, clients an sshd; each runs lldpd on every cabled port. Storage servers get a loop
+device per disk NetBox lists (atlas.lab.disks), handed to the machine as its disks.
+
+The fabric follows NetBox as hardware would (`reconcile`): a device added there is built, one removed
+is torn down, a cable added or removed is plugged or pulled, and everything else keeps running with
+its state. A node whose processes are gone (a reboot of this machine, or CI ending them) comes back as
+after a power cycle.
 
 Switches come up with management only: fabric ports are cabled and up, but carry no address and no
 routing until a flow configures them.
@@ -16,9 +20,11 @@ routing until a flow configures them.
 from __future__ import annotations
 
 import errno
+import json
 import shutil
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
 
@@ -28,14 +34,16 @@ from atlas.core.model import Cable, Device, Role, Site
 from atlas.lab import procs
 from atlas.lab.config import LabConfig
 from atlas.lab.disks import LabDisks
+from atlas.lab.machines import Machine, Provisioning, base_rootfs, wait_all_booted
 
 FRR_BIN = Path("/usr/lib/frr")
 FRR_DAEMONS = ("zebra", "ospfd", "staticd")
 SWITCH_SHELL = Path(__file__).with_name("switch-shell.sh")
-# What each server sees at these places: the machine's files under its own changes. Its root home
-# starts as a new account's does (Debian's skeleton), not as this machine's: bash reads it on every
-# SSH command, and a shell setup in this machine's /root made each command cost 0.1 s.
-SERVER_OVERLAYS = {"etc": "/etc", "var": "/var", "root": "/etc/skel", "opt": "/opt"}
+CableKey = tuple[str, str, str, str]
+
+
+def _quiet(_: str) -> None:
+    pass
 
 
 class FabricError(RuntimeError):
@@ -64,6 +72,29 @@ class Node:
     @property
     def is_switch(self) -> bool:
         return self.device.role.is_switch
+
+    @property
+    def is_machine(self) -> bool:
+        """A server: a real machine booting systemd (switches and clients are namespaces)."""
+        return self.device.role.is_server
+
+
+def cable_key(cable: Cable) -> CableKey:
+    return (cable.a.device, cable.a.interface, cable.b.device, cable.b.interface)
+
+
+@dataclass
+class FabricChanges:
+    """What a reconcile did: nodes built, removed and brought back (a power cycle), cables changed."""
+
+    built: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    restarted: list[str] = field(default_factory=list)
+    cables: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.built or self.removed or self.restarted or self.cables)
 
 
 @dataclass(frozen=True)
@@ -95,7 +126,13 @@ class Fabric:
     def frr_dir(self, node: str) -> Path:
         return self.node_dir(node) / "frr"
 
+    def is_machine(self, node: str) -> bool:
+        return self.machine(node).upper.exists()
+
     def nsenter(self, node: str) -> list[str]:
+        """A command prefix that runs inside the node, as its root (a server must be powered on)."""
+        if self.is_machine(node):
+            return self.machine(node).enter()
         return [
             "nsenter",
             f"--net=/run/netns/{self.cfg.netns(node)}",
@@ -161,46 +198,242 @@ class Fabric:
                         f"this lab's; is another lab up? (`atlas lab down --name <it>`)"
                     )
 
-    def build(self, sites: list[Site], mgmt: IPv4Network, switch_password: str, host_pubkey: str) -> None:
+    # --- state on record --------------------------------------------------------------------
+    @property
+    def state_file(self) -> Path:
+        return self.cfg.dir / "fabric.json"
+
+    def _state(self) -> dict[str, object]:
+        if not self.state_file.exists():
+            return {}
+        return dict(json.loads(self.state_file.read_text()))
+
+    def nodes_on_record(self) -> list[str]:
+        return [str(n) for n in self._state().get("nodes", [])]  # type: ignore[attr-defined]
+
+    def _cables_on_record(self) -> set[CableKey]:
+        return {tuple(c) for c in self._state().get("cables", [])}  # type: ignore[attr-defined]
+
+    def _bridge_present(self) -> bool:
+        with IPRoute() as ipr:
+            return bool(ipr.link_lookup(ifname=self.cfg.bridge))
+
+    def machine(self, name: str) -> Machine:
+        return Machine(self.cfg, name, self.node_dir(name))
+
+    # --- reconcile ----------------------------------------------------------------------------
+    def reconcile(
+        self,
+        sites: list[Site],
+        mgmt: IPv4Network,
+        switch_password: str,
+        host_pubkey: str,
+        disks: dict[str, dict[str, str]],
+        progress: Callable[[str], None] = _quiet,
+    ) -> FabricChanges:
+        """Makes the fabric what NetBox holds, touching only what differs: new devices are built,
+        removed ones torn down, cables plugged or pulled, dead nodes brought back as after a power
+        cycle; the rest keeps running with its state. `disks`: storage server -> disk -> device."""
+        changes = FabricChanges()
         nodes = self.nodes(sites)
-        self.check_addresses_free(mgmt)
+        cables = self.cables(sites, nodes)
+        state = self._state()
+        if state.get("mgmt") != str(mgmt) or not self._bridge_present():
+            if state or self.namespaces():
+                progress("fabric: management network changed or gone, building it anew")
+            self.teardown(detach_disks=False)
+            self.check_addresses_free(mgmt)
+            self._bridge(mgmt)
         self._prepare_host(switch_password)
         self._private_ns_dir()
+        self.keys_dir.mkdir(parents=True, exist_ok=True)
+        (self.keys_dir / "authorized_keys").write_text(host_pubkey.strip() + "\n")
+        wanted = {n.name: n for n in nodes}
+        existing = set(self.namespaces())
+        for name in sorted(set(self.nodes_on_record()) | {n.removeprefix(self.cfg.prefix) for n in existing}):
+            if name not in wanted:
+                progress(f"fabric: {name} is gone from NetBox: tearing it down")
+                self.remove_node(name)
+                changes.removed.append(name)
+        new = [n for n in nodes if self.cfg.netns(n.name) not in existing]
+        if new:
+            progress(f"fabric: building {len(new)} node(s)")
+        for node in new:
+            self._create_node(node, mgmt)
+            changes.built.append(node.name)
+        new_names = {n.name for n in new}
+        recorded = self._cables_on_record()
+        wanted_cables = {cable_key(c): c for c in cables}
+        for key in sorted(recorded - set(wanted_cables)):
+            if key[0] in wanted and key[2] in wanted:
+                self._unplug(key)
+                changes.cables += 1
+        for key, cable in wanted_cables.items():
+            if key not in recorded or {cable.a.device, cable.b.device} & new_names:
+                self._cable(cable)
+                changes.cables += 1 if key not in recorded else 0
+        devices = {n.name: n.device for n in nodes}
+        for node in new:
+            if node.device.role == Role.CLIENT:
+                self._address_client(node, cables, devices)
+        ports = self._cabled_ports(cables)
+        self._save_state(nodes, cables, mgmt)
+        booting = []
+        base = base_rootfs() if any(n.is_machine for n in nodes) else None
+        for node in nodes:
+            if node.is_machine:
+                assert base is not None
+                started = self._machine_up(node, base, ports.get(node.name, ()), disks.get(node.name, {}))
+                if started:
+                    booting.append(node)
+            else:
+                started = self._namespace_node_up(node, ports.get(node.name, ()))
+            if started and node.name not in new_names:
+                changes.restarted.append(node.name)
+        if booting:
+            progress(f"fabric: {len(booting)} server(s) booting")
+            wait_all_booted([(self.machine(n.name), n.mgmt) for n in booting])
+        return changes
+
+    def _save_state(self, nodes: list[Node], cables: list[Cable], mgmt: IPv4Network) -> None:
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        self.state_file.write_text(
+            json.dumps(
+                {
+                    "nodes": [n.name for n in nodes],
+                    "cables": [list(cable_key(c)) for c in cables],
+                    "mgmt": str(mgmt),
+                }
+            )
+            + "\n"
+        )
+
+    @staticmethod
+    def _cabled_ports(cables: list[Cable]) -> dict[str, tuple[str, ...]]:
+        ports: dict[str, list[str]] = {}
+        for c in cables:
+            for end in (c.a, c.b):
+                ports.setdefault(end.device, []).append(end.interface)
+        return {d: tuple(sorted(p)) for d, p in ports.items()}
+
+    def _bridge(self, mgmt: IPv4Network) -> None:
         gateway = next(mgmt.hosts())
         with IPRoute() as ipr:
             ipr.link("add", ifname=self.cfg.bridge, kind="bridge")
             bridge = ipr.link_lookup(ifname=self.cfg.bridge)[0]
             ipr.addr("add", index=bridge, address=str(gateway), prefixlen=mgmt.prefixlen)
             ipr.link("set", index=bridge, state="up")
-            for node in nodes:
-                netns.create(self.cfg.netns(node.name))
-                veth = self.mgmt_veth(node)
-                ipr.link(
-                    "add",
-                    ifname=veth,
-                    kind="veth",
-                    peer={"ifname": "eth0", "net_ns_fd": self.cfg.netns(node.name)},
+
+    def _create_node(self, node: Node, mgmt: IPv4Network) -> None:
+        """The node's namespace and management cable; a server's management address is its own
+        (systemd-networkd), a switch's and a client's are set here."""
+        netns.create(self.cfg.netns(node.name))
+        veth = self.mgmt_veth(node)
+        with IPRoute() as ipr:
+            stale = ipr.link_lookup(ifname=veth)
+            if stale:
+                ipr.link("del", index=stale[0])
+            bridge = ipr.link_lookup(ifname=self.cfg.bridge)[0]
+            ipr.link(
+                "add",
+                ifname=veth,
+                kind="veth",
+                peer={"ifname": "eth0", "net_ns_fd": self.cfg.netns(node.name)},
+            )
+            ipr.link("set", index=ipr.link_lookup(ifname=veth)[0], master=bridge, state="up")
+        if node.is_machine:
+            self.machine(node.name).snapshot_sysctls()
+            return
+        with NetNS(self.cfg.netns(node.name)) as ns:
+            ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+            eth0 = ns.link_lookup(ifname="eth0")[0]
+            ns.addr("add", index=eth0, address=str(node.mgmt.ip), prefixlen=node.mgmt.network.prefixlen)
+            ns.link("set", index=eth0, state="up")
+
+    def _machine_up(self, node: Node, base: Path, ports: tuple[str, ...], disks: dict[str, str]) -> bool:
+        """Mounts, provisions and powers the server on unless it runs; True when it was started."""
+        m = self.machine(node.name)
+        running = m.pid() is not None
+        m.mount(base)
+        provisioning = Provisioning(
+            hostname=node.name,
+            mgmt=node.mgmt,
+            authorized_key=(self.keys_dir / "authorized_keys").read_text(),
+            ports=ports,
+            disks=tuple(disks[d] for d in sorted(disks)),
+        )
+        ports_changed = m.provision(provisioning)
+        if running:
+            if ports_changed:  # a cable plugged or pulled while it runs: its image re-reads its ports
+                procs.run(
+                    [*m.enter(), "sh", "-c", "networkctl reload; systemctl restart lldpd"],
+                    f"re-reading the ports of {node.name}",
                 )
-                ipr.link("set", index=ipr.link_lookup(ifname=veth)[0], master=bridge, state="up")
-        for node in nodes:
-            with NetNS(self.cfg.netns(node.name)) as ns:
-                ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
-                eth0 = ns.link_lookup(ifname="eth0")[0]
-                ns.addr("add", index=eth0, address=str(node.mgmt.ip), prefixlen=node.mgmt.network.prefixlen)
-                ns.link("set", index=eth0, state="up")
-        cables = self.cables(sites, nodes)
-        for cable in cables:
-            self._cable(cable)
-        for node in nodes:
-            if node.device.role == Role.CLIENT:
-                self._address_client(node, cables, {n.name: n.device for n in nodes})
-        (self.keys_dir).mkdir(parents=True, exist_ok=True)
-        (self.keys_dir / "authorized_keys").write_text(host_pubkey.strip() + "\n")
-        for node in nodes:
-            self._write_node_files(node)
+            return False
+        m.power_off()  # it was off, or died (what outlived it goes): it boots as after a power cycle
+        return m.power_on(provisioning.disks)
+
+    def _namespace_node_up(self, node: Node, ports: tuple[str, ...]) -> bool:
+        """A switch's or client's namespaces and daemons, started where they are not running; True
+        when anything was started."""
+        lldpd_changed = self._write_node_files(node, ports)
+        if not all(_is_mountpoint(self.ns_dir / f"{node.name}.{k}") for k in ("mnt", "uts")):
             self._enter_node_namespaces(node)
-        for node in nodes:
-            self._start_daemons(node)
+        dead = [
+            d
+            for d, (pidfile, marker) in self.daemon_pidfiles(node.name, node.device).items()
+            if procs.running(pidfile, marker) is None
+        ]
+        if lldpd_changed and "lldpd" not in dead:
+            procs.stop_pidfile(self.run_dir(node.name) / "lldpd.pid", "lldpd")
+            dead.append("lldpd")
+        if dead:
+            self._start_daemons(node, dead)
+        return bool(set(dead) - ({"lldpd"} if lldpd_changed else set()))
+
+    def _unplug(self, key: CableKey) -> None:
+        with NetNS(self.cfg.netns(key[0])) as ns:
+            found = ns.link_lookup(ifname=key[1])
+            if found:
+                ns.link("del", index=found[0])
+
+    def remove_node(self, name: str) -> None:
+        """A device gone from NetBox: its processes, disk, namespaces and directory."""
+        m = self.machine(name)
+        if m.pid() is not None:
+            procs.stop([p for p in [m.pid()] if p is not None], grace=20)
+        pids = procs.in_network_namespaces([Path("/run/netns") / self.cfg.netns(name)])
+        procs.stop(pids)
+        m.unmount()
+        for kind in ("mnt", "uts"):
+            f = self.ns_dir / f"{name}.{kind}"
+            if _is_mountpoint(f):
+                subprocess.run(["umount", str(f)], check=False)
+            f.unlink(missing_ok=True)
+        if self.cfg.netns(name) in self.namespaces():
+            netns.remove(self.cfg.netns(name))
+        shutil.rmtree(self.node_dir(name), ignore_errors=True)
+
+    # --- power, for servers: what a tech does at the rack -------------------------------------
+    def power(self, name: str, on: bool, sites: list[Site], disks: dict[str, dict[str, str]]) -> bool:
+        """Powers a server on or off; True when its state changed. Off: a clean shutdown, then its
+        NICs lose everything a power cycle takes."""
+        node = next((n for n in self.nodes(sites) if n.name == name), None)
+        if node is None or not node.is_machine:
+            known = ", ".join(n.name for n in self.nodes(sites) if n.is_machine)
+            raise FabricError(f"{name} is not a server of this lab (servers: {known})")
+        m = self.machine(name)
+        if not on:
+            return m.power_off()
+        ports = self._cabled_ports(self.cables(sites, self.nodes(sites))).get(name, ())
+        started = self._machine_up(node, base_rootfs(), ports, disks.get(name, {}))
+        if started:
+            wait_all_booted([(m, node.mgmt)])
+        return started
+
+    def reboot(self, name: str, sites: list[Site], disks: dict[str, dict[str, str]]) -> None:
+        self.power(name, False, sites, disks)
+        self.power(name, True, sites, disks)
 
     def _cable(self, cable: Cable) -> None:
         a_ns, b_ns = self.cfg.netns(cable.a.device), self.cfg.netns(cable.b.device)
@@ -272,20 +505,24 @@ class Fabric:
             procs.run(["mount", "--bind", str(self.ns_dir), str(self.ns_dir)], "binding the lab's ns dir")
         procs.run(["mount", "--make-private", str(self.ns_dir)], "making the lab's ns dir private")
 
-    def _write_node_files(self, node: Node) -> None:
+    def _write_node_files(self, node: Node, ports: tuple[str, ...]) -> bool:
+        """A switch's or client's files; True when lldpd's ports changed (a cable plugged or pulled)."""
         d = self.node_dir(node.name)
         run, log = d / "run", d / "log"
         for p in (run, log):
             p.mkdir(parents=True, exist_ok=True)
         (d / "hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {node.name}\n")
-        ports = "swp*" if node.is_switch else "eth*,!eth0"
-        (d / "lldpd.conf").write_text(
+        lldpd = d / "lldpd.conf"
+        before = lldpd.read_text() if lldpd.exists() else None
+        # every cabled port, whatever NetBox names it (a pattern of names would miss the others)
+        lldpd.write_text(
             f"configure system hostname {node.name}\n"
             "configure lldp tx-interval 5\n"
             "configure lldp portidsubtype ifname\n"
             f"configure system ip management pattern {node.mgmt.ip}\n"
-            f"configure system interface pattern {ports}\n"
+            + (f"configure system interface pattern {','.join(ports)}\n" if ports else "")
         )
+        changed = before is not None and before != lldpd.read_text()
         ssh = d / "ssh"
         ssh.mkdir(exist_ok=True)
         key = ssh / "ssh_host_ed25519_key"
@@ -324,6 +561,7 @@ class Fabric:
                 + f"AuthorizedKeysFile {self.keys_dir / 'authorized_keys'}\n"
                 + "Subsystem sftp internal-sftp\n"
             )
+        return changed
 
     def _enter_node_namespaces(self, node: Node) -> None:
         d = self.node_dir(node.name)
@@ -349,17 +587,8 @@ class Fabric:
                 # every hop, so all hops decide alike and some servers never get a flow.
                 "sysctl -qw net.ipv4.fib_multipath_hash_policy=3 net.ipv4.fib_multipath_hash_fields=0x0037",
                 f"sysctl -qw net.ipv4.fib_multipath_hash_seed={int(node.mgmt.ip) % 2**31 + 1} || true  # kernel >= 6.11",
-                f"mount --bind {d / 'hosts'} /etc/hosts",
             ]
-        else:
-            for top, lower in SERVER_OVERLAYS.items():
-                upper, work = d / "fs" / top, d / "fs" / f".work-{top}"
-                upper.mkdir(parents=True, exist_ok=True)
-                work.mkdir(parents=True, exist_ok=True)
-                lines.append(
-                    f"mount -t overlay atlas-{top} -o lowerdir={lower},upperdir={upper},workdir={work} /{top}"
-                )
-            lines += [f"cp {d / 'hosts'} /etc/hosts", f"echo {node.name} > /etc/hostname"]
+        lines.append(f"mount --bind {d / 'hosts'} /etc/hosts")
         procs.run(
             # unshare binds the new namespaces onto their files from the root mount namespace only if
             # it runs there: `ip netns exec` would hide the binds in a mount namespace of its own.
@@ -379,37 +608,25 @@ class Fabric:
             f"creating the namespaces of {node.name}",
         )
 
-    def _start_daemons(self, node: Node) -> None:
+    def _start_daemons(self, node: Node, which: list[str]) -> None:
+        """Starts the named daemons of a switch or client (FRR's all together: they share state)."""
         d, run, log = self.node_dir(node.name), self.run_dir(node.name), self.node_dir(node.name) / "log"
-        enter = self.nsenter(node.name)
-        if node.is_switch:
+        if node.is_switch and set(which) & set(FRR_DAEMONS):
+            for daemon in FRR_DAEMONS:
+                procs.stop_pidfile(run / f"{daemon}.pid", str(FRR_BIN / daemon), grace=2)
             for daemon in FRR_DAEMONS:
                 self._start_frr_daemon(node.name, daemon)
             self._apply_saved_config(node.name)
-        else:
-            procs.run(
-                # Debian's configuration: socket and includes resolve inside the server's own /run and /etc
-                [
-                    *enter,
-                    "/usr/bin/supervisord",
-                    "-c",
-                    "/etc/supervisor/supervisord.conf",
-                    "-j",
-                    str(run / "supervisord.pid"),
-                    "-l",
-                    str(log / "supervisord.log"),
-                ],
-                f"starting supervisord on {node.name}",
+        if "sshd" in which:
+            self.start_sshd(node.name)
+        if "lldpd" in which:
+            procs.spawn(
+                # the default socket, /run/lldpd.socket, is private to the node: plain `lldpcli` works there
+                [*self.nsenter(node.name), "/usr/sbin/lldpd", "-d", "-O", str(d / "lldpd.conf")],
+                run / "lldpd.pid",
+                log / "lldpd.log",
                 env=self.cfg.process_env(),
             )
-        self.start_sshd(node.name)
-        procs.spawn(
-            # the default socket, /run/lldpd.socket, is private to the node: plain `lldpcli` works there
-            [*enter, "/usr/sbin/lldpd", "-d", "-O", str(d / "lldpd.conf")],
-            run / "lldpd.pid",
-            log / "lldpd.log",
-            env=self.cfg.process_env(),
-        )
 
     def _start_frr_daemon(self, node: str, daemon: str) -> None:
         run = self.run_dir(node)
@@ -451,6 +668,9 @@ class Fabric:
         )
 
     def start_sshd(self, node: str) -> None:
+        if self.is_machine(node):
+            procs.run([*self.nsenter(node), "systemctl", "start", "ssh"], f"starting sshd on {node}")
+            return
         d = self.node_dir(node)
         procs.run(
             [
@@ -468,6 +688,10 @@ class Fabric:
     # --- faults, for tests and drills ---------------------------------------------------------
     def stop_sshd(self, node: str) -> bool:
         """The node's SSH listener goes away, as when a switch's management plane hangs."""
+        if self.is_machine(node):
+            # sessions keep running, as on a switch (ssh.service is KillMode=process)
+            procs.run([*self.nsenter(node), "systemctl", "stop", "ssh"], f"stopping sshd on {node}")
+            return True
         return procs.stop_pidfile(self.run_dir(node) / "sshd.pid", "sshd")
 
     def cut_ssh(self, node: str) -> int:
@@ -476,6 +700,7 @@ class Fabric:
         self.stop_sshd(node)
         inside = procs.in_network_namespaces([Path("/run/netns") / self.cfg.netns(node)])
         sessions = [pid for pid in inside if procs.cmdline(pid).startswith("sshd")]
+        sessions += [pid for pid in inside if procs.cmdline(pid).startswith("sshd: ")]  # systemd's sshd
         procs.stop(sessions, grace=0)
         return len(sessions)
 
@@ -500,13 +725,24 @@ class Fabric:
         return crossed
 
     # --- health and teardown ------------------------------------------------------------------
-    def daemon_pidfiles(self, node: str, is_switch: bool) -> dict[str, tuple[Path, str]]:
+    def daemon_pidfiles(self, node: str, device: Device) -> dict[str, tuple[Path, str]]:
+        """What must run for the node to be up: a server's machine; a switch's or client's daemons."""
+        if device.role.is_server:
+            return {"machine": (self.machine(node).pidfile, "systemd-nspawn")}
         run = self.run_dir(node)
         files = {"sshd": (run / "sshd.pid", "sshd"), "lldpd": (run / "lldpd.pid", "lldpd")}
-        if is_switch:
+        if device.role.is_switch:
             files |= {d: (run / f"{d}.pid", str(FRR_BIN / d)) for d in FRR_DAEMONS}
-        else:
-            files["supervisord"] = (run / "supervisord.pid", "supervisord")
+        return files
+
+    def daemons_on_record(self, node: str) -> dict[str, tuple[Path, str]]:
+        """What must run on a node of the lab's records, by what the node is on disk."""
+        if self.is_machine(node):
+            return {"machine": (self.machine(node).pidfile, "systemd-nspawn")}
+        run = self.run_dir(node)
+        files = {"sshd": (run / "sshd.pid", "sshd"), "lldpd": (run / "lldpd.pid", "lldpd")}
+        if self.frr_dir(node).exists():
+            files |= {d: (run / f"{d}.pid", str(FRR_BIN / d)) for d in FRR_DAEMONS}
         return files
 
     def namespaces(self) -> list[str]:
@@ -522,7 +758,7 @@ class Fabric:
                 namespace=self.cfg.netns(n.name) in existing,
                 daemons={
                     daemon: procs.running(pidfile, marker) is not None
-                    for daemon, (pidfile, marker) in self.daemon_pidfiles(n.name, n.is_switch).items()
+                    for daemon, (pidfile, marker) in self.daemon_pidfiles(n.name, n.device).items()
                 }
                 | (
                     {"disks": all(str(self.disks.backing_file(n.name, d)) in attached for d in disks[n.name])}
@@ -533,14 +769,19 @@ class Fabric:
             for n in self.nodes(sites)
         ]
 
-    def teardown(self) -> dict[str, int]:
+    def teardown(self, detach_disks: bool = True) -> dict[str, int]:
         """Removes every process, mount, namespace, link and loop device of this lab, found by its own records
-        and its prefix, so a half-dead lab (processes gone, namespaces left) is cleaned as well."""
+        and its prefix, so a half-dead lab (processes gone, namespaces left) is cleaned as well. The
+        servers' disks (overlays) are unmounted, not deleted."""
         pids = []
+        machines = []
         if self.nodes_dir.exists():
             for node_dir in self.nodes_dir.iterdir():
+                machine = self.machine(node_dir.name).pid()
+                if machine is not None:
+                    machines.append(machine)
                 for pidfile in (node_dir / "run").glob("*.pid"):
-                    marker = "lldpd" if pidfile.stem == "lldpd" else pidfile.stem
+                    marker = {"machine": "systemd-nspawn"}.get(pidfile.stem, pidfile.stem)
                     pid = procs.running(pidfile, marker)
                     if pid is not None:
                         pids.append(pid)
@@ -548,10 +789,14 @@ class Fabric:
         # sessions and children that have no PID file live in the lab's namespaces all the same
         spaces = self.namespaces()
         inside = procs.in_network_namespaces([Path("/run/netns") / n for n in spaces])
+        procs.stop(machines, grace=20)  # servers shut down cleanly first, all at once
         pids = sorted(set(pids) | set(inside))
         procs.stop(pids)
-        disks = self.disks.detach_all()
+        disks = self.disks.detach_all() if detach_disks else 0
         mounts = 0
+        if self.nodes_dir.exists():
+            for node_dir in self.nodes_dir.iterdir():
+                mounts += self.machine(node_dir.name).unmount()
         if self.ns_dir.exists():
             for f in self.ns_dir.iterdir():
                 if _is_mountpoint(f):

@@ -10,6 +10,11 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from atlas.core.model import Device, Endpoint
 
 SERVICE_INTERFACE = "anycast0"  # where a server's service addresses live; down = not announced
+# systemd-networkd's definition of it on a server (the host baseline writes both), and the drop-in a
+# drain adds so that the interface stays down across reboots until the host is undrained
+SERVICE_NETDEV_FILE = f"/etc/systemd/network/30-atlas-{SERVICE_INTERFACE}.netdev"
+SERVICE_NETWORK_FILE = f"/etc/systemd/network/30-atlas-{SERVICE_INTERFACE}.network"
+SERVICE_DRAINED_DROPIN = f"{SERVICE_NETWORK_FILE}.d/50-atlas-drained.conf"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ DISK_PATH_FIELD = "device_path"  # of a disk: its block device on the host
 ROUTING_DESIGN_FIELD = "routing_design"  # of a site: how its fabric routes (atlas.net.routing)
 SERVICE_MANAGER_FIELD = "service_manager"  # of a server: what starts its services (atlas.hosts.services)
 DEFAULT_ROUTING_DESIGN = "ospf"
-DEFAULT_SERVICE_MANAGER = "supervisord"
+DEFAULT_SERVICE_MANAGER = "systemd"  # what a production Debian server runs
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 with an adapter per way a shop runs its work, chosen by the setting ATLAS_WORKLOADS (`workloads` in
 atlas.toml):
 
-- `services` (the default, services.py): services run straight on hosts behind anycast addresses;
-  the host withdraws its addresses, then serves 503 under a drain mark.
+- `systemd-services` (the default, systemd_services.py): the host image's services run straight on
+  hosts as systemd units behind anycast addresses; the host withdraws its addresses, stops the image's
+  target (kept stopped across reboots) and sets a drain mark.
 - `kubernetes` (kubernetes.py): cordon the node, evict its pods.
 - `mesos` (mesos.py): the master's maintenance primitives.
 
@@ -82,8 +83,8 @@ def workloads_from(settings: AtlasSettings, cred_of: CredentialOf, vault: Vault 
 
 
 # --- the adapters Atlas knows: one module each --------------------------------------------------------
-from atlas.workloads import kubernetes, mesos, services  # noqa: E402  (they use the types above)
+from atlas.workloads import kubernetes, mesos, systemd_services  # noqa: E402  (they use the types above)
 
-WORKLOADS.register("services", services.from_sources)
+WORKLOADS.register("systemd-services", systemd_services.from_sources)
 WORKLOADS.register("kubernetes", kubernetes.from_sources)
 WORKLOADS.register("mesos", mesos.from_sources)

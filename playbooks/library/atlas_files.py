@@ -5,6 +5,8 @@ The baseline writes a handful of small files; as separate copy tasks each costs 
 a module run on the host (three SSH round trips and a Python start), a large part of a first
 bring-up's time on a rack. Reads every file first and writes only those that differ (atomically, by
 rename), so a converged host reports no change; in check mode it reports the diff it would apply.
+Files matching `remove_unlisted` (those Atlas owns outright) that are not among `files` are removed.
+Returns `paths`, every file written or removed, for the tasks that apply them.
 """
 
 import grp
@@ -27,6 +29,16 @@ options:
     type: list
     elements: dict
     required: true
+  remove_unlisted:
+    description: >-
+      absolute glob patterns of files Atlas owns outright: a file matching one that is not in
+      `files` is removed (a symbolic link itself, never a directory)
+    type: list
+    elements: str
+    default: []
+returns:
+  paths:
+    description: every path written or removed (or, in check mode, that would be)
 """
 
 
@@ -105,6 +117,26 @@ def diff(want, have):
     return items
 
 
+def unlisted(patterns, specs):
+    """Existing files matching `patterns` that `specs` do not list, sorted."""
+    listed = {w["path"] for w in specs}
+    found = {
+        str(path)
+        for pattern in patterns
+        for path in Path("/").glob(pattern.lstrip("/"))
+        if path.is_symlink() or path.is_file()  # a link is removed, never what it points to
+    }
+    return sorted(found - listed)
+
+
+def removal_diff(path):
+    try:
+        before = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        before = ""
+    return {"before_header": path, "after_header": f"{path} (removed)", "before": before, "after": ""}
+
+
 def _show(what, value):
     return f"{value:04o}" if what == "mode" else value
 
@@ -128,7 +160,10 @@ def write(want):
 
 def main():
     module = AnsibleModule(
-        argument_spec={"files": {"type": "list", "elements": "dict", "required": True}},
+        argument_spec={
+            "files": {"type": "list", "elements": "dict", "required": True},
+            "remove_unlisted": {"type": "list", "elements": "str", "default": []},
+        },
         supports_check_mode=True,
     )
     specs = [wanted(spec) for spec in module.params["files"]]
@@ -144,12 +179,14 @@ def main():
         found = [(want, current(want["path"])) for want in specs]
     except ValueError as e:
         module.fail_json(msg=str(e))
-    changes, diffs = [], []
+    stale = unlisted(module.params["remove_unlisted"], specs)
+    changes, diffs, paths = [], [], []
     for want, have in found:
         what = differences(want, have)
         if not what:
             continue
         changes.append(f"{want['path']}: {', '.join(what)}")
+        paths.append(want["path"])
         diffs += diff(want, have)
         if not module.check_mode:
             try:
@@ -158,7 +195,18 @@ def main():
                 module.fail_json(
                     msg=f"{want['path']}: {e.strerror}", changed=len(changes) > 1, commands=changes
                 )
-    module.exit_json(changed=bool(changes), commands=changes, diff=diffs)
+    for path in stale:
+        changes.append(f"{path}: removed")
+        paths.append(path)
+        diffs.append(removal_diff(path))
+        if not module.check_mode:
+            try:
+                Path(path).unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                module.fail_json(msg=f"{path}: {e.strerror}", changed=True, commands=changes)
+    module.exit_json(changed=bool(changes), commands=changes, diff=diffs, paths=paths)
 
 
 def _exists(lookup, name):

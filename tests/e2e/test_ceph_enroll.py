@@ -16,6 +16,7 @@ import pytest
 
 from atlas.ceph.cluster import Ceph
 from atlas.core.model import Device
+from atlas.lab.ceph import poll_osds_up
 from atlas.lab.lab import Lab
 from atlas.prefect.locks import rack_limit_name
 from atlas.runbooks.ceph_enroll import EnrollFailed
@@ -175,6 +176,20 @@ def test_a_rerun_changes_nothing(ceph: Ceph) -> None:
     report = ceph_osd_enroll(hosts=[HOST], dry_run=False)
     assert report.created == [] and report.steps == []
     assert ceph.osds() == before
+
+
+def test_a_rebooted_storage_server_brings_its_osds_back_by_itself(lab: Lab, ceph: Ceph) -> None:
+    before = osds_on(ceph, HOST)
+    assert before
+    lab.reboot(HOST)
+    # its units activate the OSD from its disk and start it: nobody enrolls anything
+    poll_osds_up(ceph, timeout=120)
+    ceph.wait_clean(timeout=120)
+    assert ceph.health()[0] == "HEALTH_OK"
+    assert osds_on(ceph, HOST) == before  # the same OSDs, at the same weights
+    assert all(ceph.osds()[i]["up"] and ceph.osds()[i]["in"] for i in before)
+    report = ceph_osd_enroll(hosts=[HOST], dry_run=False)
+    assert report.created == [] and report.steps == []
 
 
 def test_an_enrollment_waits_while_another_run_changes_its_rack(ceph: Ceph, host: Device) -> None:

@@ -18,8 +18,10 @@ import pytest
 
 from atlas.lab import procs
 from atlas.lab.lab import Lab
-from atlas.secrets import SecretError
+from atlas.net.sessions import ssh_exec
+from atlas.secrets import SecretError, Vault
 from atlas.sot.client import NetBoxUnreachable
+from atlas.sot.read import read_site
 from flows.rack_bringup import BringupFailed, rack_bringup
 from tests.e2e.faults import netbox_proxy
 from tests.e2e.runs import kill_when
@@ -145,6 +147,43 @@ def test_a_host_lost_mid_playbook_fails_its_row_and_a_rerun_completes(lab: Lab, 
     report = rack_bringup(site="ams1", rack="ams1-r02", dry_run=False)
     assert report.failed == 0
     assert nb.dcim.racks.get(name="ams1-r02").status.value == "active"
+
+
+def test_a_server_powered_off_mid_playbook_fails_alone_and_after_power_on_a_rerun_completes(
+    lab: Lab, nb: pynetbox.api, vault: Vault
+) -> None:
+    rack = "ams1-r02"
+    servers = [d for d in read_site(nb, "ams1").devices if d.rack == rack and d.role.is_server]
+    off = servers[0]
+    for server in servers:  # every host differs from its baseline: the playbook runs on each
+        ssh_exec(server, vault.credential("ams1", server.role.value), "echo by-hand > /etc/hostname")
+    outcome: dict[str, object] = {}
+
+    def bring_up() -> None:
+        try:
+            outcome["report"] = rack_bringup(site="ams1", rack=rack, dry_run=False)
+        except Exception as e:  # asserted below
+            outcome["error"] = e
+
+    worker = threading.Thread(target=contextvars.copy_context().run, args=(bring_up,))
+    worker.start()
+    try:
+        while not playbook_running("host-baseline.yml"):
+            assert worker.is_alive(), outcome
+            time.sleep(0.2)
+        assert lab.power(off.name, on=False)  # the playbook is under way on the rack's hosts
+        worker.join()
+    finally:
+        worker.join()
+    error = outcome.get("error")
+    assert isinstance(error, BringupFailed) and off.name in str(error), outcome
+    for server in servers[1:]:  # the others completed
+        cred = vault.credential("ams1", server.role.value)
+        assert ssh_exec(server, cred, "cat /etc/hostname").strip() == server.name
+    assert lab.power(off.name, on=True)
+    report = rack_bringup(site="ams1", rack=rack, dry_run=False)
+    assert report.failed == 0
+    assert ssh_exec(off, vault.credential("ams1", off.role.value), "cat /etc/hostname").strip() == off.name
 
 
 def test_a_dead_routing_daemon_fails_its_switch_before_any_push_and_a_rerun_after_restart_completes(

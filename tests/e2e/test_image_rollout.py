@@ -1,5 +1,6 @@
 """image-rollout end to end: images published to the lab's moto, installed A/B on the lab's servers by
-Ansible, their service run by each server's supervisord, NetBox updated. In file order, on fra1 with
+Ansible, their service a systemd unit on each server, NetBox updated; hosts rebooted after a rollout and
+after a rollback boot the version they were left on. In file order, on fra1 with
 both racks brought up first; at the end the image's service, announced by every compute server from
 its own FRR, is reached from the client behind the core."""
 
@@ -17,6 +18,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.sorting import ArtifactSort
 
 from atlas.core.model import Site
+from atlas.core.run import poll_until
 from atlas.images.catalog import AwsSettings, Catalog
 from atlas.lab import procs
 from atlas.lab.images import build
@@ -24,7 +26,7 @@ from atlas.lab.lab import Lab
 from atlas.prefect.locks import rack_limit_name
 from atlas.runbooks.traffic import probe
 from atlas.secrets import AWS_PATH, Vault
-from atlas.workloads.services import MARK, WithdrawAndMark
+from atlas.workloads.systemd_services import MARK, SystemdServices
 from flows.fabric import fabric_apply
 from flows.image_rollout import RolloutRefused, RolloutStopped, image_rollout
 from flows.rack_bringup import rack_bringup
@@ -69,6 +71,18 @@ def running(lab: Lab, host: str) -> dict[str, object] | None:
     return json.loads(out)  # type: ignore[no-any-return]
 
 
+def serving_after_boot(lab: Lab, host: str) -> dict[str, object] | None:
+    """What the host serves once its services are up again after a boot (None: not within a minute)."""
+
+    def read() -> dict[str, object] | None:
+        try:
+            return running(lab, host)
+        except procs.StartError:  # its service is not answering yet
+            return None
+
+    return poll_until(read, lambda r: r is not None, timeout=60)
+
+
 def versions(nb: pynetbox.api, hosts: list[str]) -> dict[str, str | None]:
     return {h: nb.dcim.devices.get(name=h).custom_fields.get("image_version") for h in hosts}
 
@@ -80,7 +94,7 @@ def test_a_corrupt_artifact_is_refused_before_any_host_is_drained(
     catalog._client("s3").put_object(Bucket=catalog.settings.bucket, Key=key, Body=b"not what was published")
     with pytest.raises(RolloutRefused, match="image corrupt is corrupt: its artifact has sha256"):
         image_rollout(version="corrupt", site="fra1", rack="fra1-r01", dry_run=False)
-    assert all(not lab.fabric.node_dir(h).joinpath("fs/etc/atlas/drained").exists() for h in R01)
+    assert all(not lab.fabric.machine(h).upper.joinpath("etc/atlas/drained").exists() for h in R01)
     assert all(running(lab, h) is None for h in R01)
     assert set(versions(nb, R01).values()) == {None}
 
@@ -128,6 +142,15 @@ def test_a_rack_rolls_out_host_by_host_and_netbox_follows(lab: Lab, nb: pynetbox
     assert artifacts and "fra1-r01-cmp1" in str(artifacts[0].data)
 
 
+def test_a_host_rebooted_after_the_rollout_boots_the_new_version_and_serves_it(lab: Lab) -> None:
+    host = R01[0]
+    lab.reboot(host)
+    now = serving_after_boot(lab, host)
+    assert now is not None, f"{host} serves nothing a minute after its reboot"
+    assert now["health"] == {"host": host, "version": "v1", "drained": False}
+    assert now["state"] == {"version": "v1", "slot": "a", "previous": None}
+
+
 def test_the_second_run_changes_nothing() -> None:
     report = image_rollout(version="v1", site="fra1", rack="fra1-r01", dry_run=False)
     assert report.waves == [] and report.changed == []
@@ -138,7 +161,8 @@ def test_a_canary_that_fails_its_health_check_goes_back_and_nothing_else_is_touc
     lab: Lab, nb: pynetbox.api
 ) -> None:
     before = {h: running(lab, h) for h in R01}
-    with pytest.raises(RolloutStopped, match="canary failed"):
+    # the unit's own last words, from its journal, name why the canary failed
+    with pytest.raises(RolloutStopped, match=rf"canary failed: {R01[0]}: .*cannot start: bad release"):
         image_rollout(version="bad", site="fra1", rack="fra1-r01", canary=1, failure_budget=5, dry_run=False)
     assert versions(nb, R01) == dict.fromkeys(R01, "v1")
     canary = R01[0]
@@ -151,6 +175,15 @@ def test_a_canary_that_fails_its_health_check_goes_back_and_nothing_else_is_touc
         assigned_object_type="dcim.device", assigned_object_id=device.id
     )
     assert any("bad failed" in e.comments and "rolled back" in e.comments for e in journal)
+
+
+def test_the_rolled_back_canary_boots_the_old_version_after_a_reboot(lab: Lab) -> None:
+    canary = R01[0]
+    lab.reboot(canary)
+    now = serving_after_boot(lab, canary)
+    assert now is not None, f"{canary} serves nothing a minute after its reboot"
+    assert now["health"] == {"host": canary, "version": "v1", "drained": False}
+    assert now["state"]["rolled_back_from"] == "bad"  # type: ignore[index]
 
 
 def test_a_failed_first_image_is_removed_again(lab: Lab, nb: pynetbox.api) -> None:
@@ -223,7 +256,7 @@ def test_the_service_is_answered_from_both_sites_and_a_drained_server_gets_no_re
     before = probe(client, cred, service, count=40)
     assert not before.errors and set(before.by_site(site_of)) == {"fra1", "ams1"}
     assert set(before.by_host) <= announcing - {"ams1-r02-cmp1", "ams1-r02-cmp2"}  # planned rack: no image
-    services = WithdrawAndMark(lambda d: vault.credential(d.site, d.role.value))
+    services = SystemdServices(lambda d: vault.credential(d.site, d.role.value))
     fra1 = [devices[h] for h in announcing if h.startswith("fra1")]
     for host in fra1:
         services.drain(host)

@@ -13,11 +13,13 @@ from prefect.flow_runs import resume_flow_run
 
 from atlas.core.model import Device
 from atlas.lab.lab import Lab
+from atlas.net.intent import SERVICE_INTERFACE
+from atlas.net.sessions import ssh_exec
 from atlas.runbooks.evacuation import EvacuationRefused
 from atlas.runbooks.traffic import Answers, probe
 from atlas.secrets import Vault
 from atlas.sot.read import read_site, site_names
-from atlas.workloads.services import WithdrawAndMark
+from atlas.workloads.systemd_services import IMAGE_TARGET, SystemdServices
 from flows.evacuate import NotApproved, evacuate, restore
 from tests.e2e.runs import kill_when, paused_runs, run_answering
 from tests.e2e.setups import serving
@@ -50,7 +52,7 @@ def sites_of(answers: Answers, devices: dict[str, Device]) -> set[str]:
 
 def state(nb: pynetbox.api, lab: Lab, devices: dict[str, Device], vault: Vault) -> dict[str, object]:
     """Everything an evacuation of fra1-r01 would change."""
-    services = WithdrawAndMark(lambda d: vault.credential(d.site, d.role.value))
+    services = SystemdServices(lambda d: vault.credential(d.site, d.role.value))
     records = {n: nb.dcim.devices.get(name=n) for n in [*RACK, "fra1-r01-leaf1", "fra1-r01-leaf2"]}
     return {
         "netbox": {
@@ -144,6 +146,20 @@ def test_evacuating_again_changes_nothing_and_asks_nobody(
 def test_the_other_site_cannot_be_evacuated_meanwhile() -> None:
     with pytest.raises(EvacuationRefused, match="site fra1 is evacuated: restore it first"):
         evacuate(site="ams1", dry_run=True, **WHY)
+
+
+def test_a_server_rebooted_while_evacuated_stays_out_of_service_until_restore(
+    lab: Lab, devices: dict[str, Device], vault: Vault
+) -> None:
+    host = devices[RACK[0]]
+    cred = vault.credential(host.site, host.role.value)
+    lab.reboot(host.name)
+    # nothing of its service came back by itself: units stopped, address withdrawn, no request
+    assert ssh_exec(host, cred, f"systemctl is-enabled {IMAGE_TARGET} || true").strip() == "disabled"
+    assert ssh_exec(host, cred, f"systemctl is-active {IMAGE_TARGET} || true").strip() == "inactive"
+    assert "DOWN" in ssh_exec(host, cred, f"ip -br link show {SERVICE_INTERFACE}")
+    after = who_answers(devices, vault)
+    assert not after.errors and not set(after.by_host) & set(RACK)
 
 
 def test_a_restore_dry_run_shows_the_plan_and_changes_nothing(

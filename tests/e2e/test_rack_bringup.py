@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pynetbox
@@ -16,11 +17,14 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from atlas.core.model import Site
+from atlas.core.run import poll_until
+from atlas.lab import procs
 from atlas.lab.lab import Lab
 from atlas.net.sessions import ssh_exec
 from atlas.prefect.locks import rack_limit_name
 from atlas.runbooks.bringup import PreflightError
 from atlas.secrets import Vault
+from flows.config_sweep import config_sweep
 from flows.rack_bringup import BringupFailed, rack_bringup
 from tests.e2e.runs import held_back
 
@@ -116,6 +120,45 @@ def test_the_second_run_changes_nothing_and_says_so(lab: Lab) -> None:
     assert report.changed == 0 and report.failed == 0
     assert {r["result"] for r in report.rows} == {"unchanged"}
     assert report.netbox_changes == []
+
+
+def boot_id(lab: Lab, server: str) -> str:
+    return procs.run(
+        [*lab.fabric.nsenter(server), "cat", "/proc/sys/kernel/random/boot_id"], "boot id"
+    ).stdout
+
+
+def test_every_server_of_the_rack_comes_back_from_a_power_cycle_as_it_was(
+    lab: Lab, sites: list[Site], vault: Vault
+) -> None:
+    fra1 = site(sites, "fra1")
+    servers = [d for d in fra1.devices if d.rack == "fra1-r02" and d.role.is_server]
+    booted = {s.name: boot_id(lab, s.name) for s in servers}
+    with ThreadPoolExecutor(len(servers)) as pool:
+        list(pool.map(lambda s: lab.reboot(s.name), servers))
+    assert all(boot_id(lab, s.name) != booted[s.name] for s in servers), "every server booted again"
+    for leaf in ("fra1-r02-leaf1", "fra1-r02-leaf2"):
+        # both spines and both compute servers, whose FRR came back by itself (frr.service)
+        full = poll_until(
+            lambda leaf=leaf: lab.fabric.vtysh(leaf, "show ip ospf neighbor").count("Full"),
+            lambda n: n == 4,
+            timeout=60,
+        )
+        assert full == 4, lab.fabric.vtysh(leaf, "show ip ospf neighbor")
+    for server in servers:
+        cred = vault.credential("fra1", server.role.value)
+        addresses = ssh_exec(server, cred, "ip -4 -o addr show")
+        for iface in server.interfaces:
+            for address in iface.addresses:
+                assert str(address) in addresses, (server.name, iface.name, addresses)
+        assert ssh_exec(server, cred, "ip -4 route show default").count("nexthop via") == 2
+        for service in server.anycast:  # announced again: each leaf routes it to the server
+            route = lab.fabric.vtysh("fra1-r02-leaf1", f"show ip route {service.ip}")
+            assert "ospf" in route.lower() and "Known via" in route, route
+    swept = config_sweep(sites=["fra1"], areas=["hosts"])
+    assert not any(r.changed or r.failed for r in swept), [r for r in swept if r.changed or r.failed]
+    again = rack_bringup(site="fra1", rack="fra1-r02", dry_run=False)
+    assert again.changed == 0 and again.failed == 0, again.rows
 
 
 def test_a_host_changed_by_hand_is_the_only_one_the_rerun_changes(sites: list[Site], vault: Vault) -> None:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 from ipaddress import IPv4Network
 from pathlib import Path
 
 from pyroute2 import IPRoute, netns
 
+from atlas.core.run import poll_until
 from atlas.lab import procs
 from atlas.lab.config import DEFAULT_ROOT, LAB_DIR_VARIABLE, LabConfig
 from atlas.lab.generate import LabShape, generate, write
 from atlas.lab.lab import Lab
+from atlas.sot.client import connect
 
 TINY = LabShape(
     sites=1,
@@ -106,3 +109,80 @@ def test_a_lab_refuses_to_boot_over_another_labs_addresses(lab: Lab, tmp_path: P
         clash.down()
     assert all(row.healthy for row in lab.status())
     assert lab.cfg.dir.exists()
+
+
+def boot_id(lab: Lab, server: str) -> str:
+    argv = [*lab.fabric.nsenter(server), "cat", "/proc/sys/kernel/random/boot_id"]
+    return procs.run(argv, f"boot id of {server}").stdout.strip()
+
+
+def test_the_lab_follows_netbox_as_hardware_would_and_keeps_the_rest_running(lab: Lab) -> None:
+    """A server racked in NetBox by hand (not in the topology files), cabled to a port of a name the
+    lab's files never use, is built on the next `lab up` and seen by LLDP there; removed from NetBox,
+    it is torn down. The rest keeps running: the same boot, the same files."""
+    topology = DEFAULT_ROOT / "afollow" / "topology"
+    Lab(LabConfig(name="afollow", port_base=29300)).down()
+    shape = replace(
+        TINY,
+        mgmt=IPv4Network("198.18.9.0/24"),
+        loopbacks=IPv4Network("198.19.9.0/24"),
+        fabric=IPv4Network("198.18.193.0/24"),
+    )
+    write(generate(shape), topology)
+    follow = Lab(LabConfig(name="afollow", port_base=29300, topology=topology))
+    try:
+        follow.up()
+        nb = connect(follow.cfg.netbox_url, follow.secrets.netbox_token)
+        [existing] = [d for d in nb.dcim.devices.filter(role="compute")]
+        leaf = nb.dcim.devices.get(name=f"{existing.rack.name}-leaf1")
+        kept = existing.name
+        procs.run([*follow.fabric.nsenter(kept), "sh", "-c", "echo mine > /root/kept"], "a file of its own")
+        before = boot_id(follow, kept)
+        free = next(
+            i for i in nb.dcim.interfaces.filter(device_id=leaf.id) if i.cable is None and not i.mgmt_only
+        )
+        new = nb.dcim.devices.create(
+            name=f"{existing.rack.name}-cmp9",
+            device_type=existing.device_type.id,
+            role=existing.role.id,
+            site=existing.site.id,
+            rack=existing.rack.id,
+            status="planned",
+        )
+        mgmt = nb.dcim.interfaces.create(device=new.id, name="eth0", type="1000base-t", mgmt_only=True)
+        port = nb.dcim.interfaces.create(device=new.id, name="ens1f0", type="25gbase-x-sfp28")
+        address = nb.ipam.ip_addresses.create(
+            address="198.18.9.200/24", assigned_object_type="dcim.interface", assigned_object_id=mgmt.id
+        )
+        new.primary_ip4 = address.id
+        new.save()
+        nb.dcim.cables.create(
+            a_terminations=[{"object_type": "dcim.interface", "object_id": free.id}],
+            b_terminations=[{"object_type": "dcim.interface", "object_id": port.id}],
+        )
+        grown = follow.up()
+        assert grown.fabric.built == [new.name] and not grown.fabric.removed, grown.fabric
+        assert grown.fabric.restarted == [], grown.fabric
+        assert boot_id(follow, kept) == before, "a server that was not changed kept running"
+        lldp = [*follow.fabric.nsenter(leaf.name), "lldpcli", "show", "neighbors", "-f", "json"]
+        seen = poll_until(
+            lambda: procs.run(lldp, "LLDP neighbours").stdout,
+            lambda out: new.name in out and "ens1f0" in out,
+            timeout=30,
+        )
+        assert new.name in seen and "ens1f0" in seen, seen
+        assert all(row.healthy for row in follow.status()), follow.status()
+
+        nb.dcim.devices.get(name=new.name).delete()
+        shrunk = follow.up()
+        assert shrunk.fabric.removed == [new.name] and not shrunk.fabric.built, shrunk.fabric
+        assert follow.cfg.netns(new.name) not in follow.fabric.namespaces()
+        assert not follow.fabric.node_dir(new.name).exists()
+        assert boot_id(follow, kept) == before
+        assert procs.run([*follow.fabric.nsenter(kept), "cat", "/root/kept"], "its file").stdout == "mine\n"
+        assert all(row.healthy for row in follow.status()), follow.status()
+    finally:
+        follow.down()
+    assert leftovers(follow.cfg) == {
+        k: [] for k in ("namespaces", "links", "mounts", "processes", "directory", "login")
+    }

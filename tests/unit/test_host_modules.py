@@ -22,8 +22,6 @@ def module(name: str) -> ModuleType:
 
 
 files = module("atlas_files")
-sysctl = module("atlas_sysctl")
-supervised = module("atlas_supervised")
 
 
 def test_a_file_is_written_whole_with_its_mode_and_a_second_pass_finds_nothing(tmp_path: Path) -> None:
@@ -69,42 +67,33 @@ def test_owner_and_group_are_compared_by_name(tmp_path: Path) -> None:
     assert files.differences(want, have) == ["owner root -> nobody"]
 
 
-def test_the_sysctl_file_holds_exactly_the_parameters_sorted() -> None:
-    content = sysctl.file_content(
-        {"net.ipv4.conf.all.rp_filter": "0", "net.ipv4.fib_multipath_hash_policy": "1"}
-    )
-    assert content.splitlines()[1:] == [
-        "net.ipv4.conf.all.rp_filter = 0",
-        "net.ipv4.fib_multipath_hash_policy = 1",
+def test_owned_files_no_longer_listed_are_found_for_removal(tmp_path: Path) -> None:
+    """A NIC removed from NetBox leaves its networkd file: it matches an owned pattern, unlisted."""
+    network = tmp_path / "network"
+    network.mkdir()
+    for name in ("20-atlas-lo.network", "20-atlas-eth1.network", "20-atlas-eth3.network", "10-eth0.network"):
+        (network / name).write_text("[Match]\n")
+    (network / "20-atlas-dir.network").mkdir()  # never a directory
+    (network / "20-atlas-link.network").symlink_to(network / "10-eth0.network")  # the link, not its target
+    listed = [
+        files.wanted({"path": str(network / n), "content": ""})
+        for n in ("20-atlas-lo.network", "20-atlas-eth1.network")
     ]
-    assert content.startswith("# Written by Atlas")
+    assert files.unlisted([str(network / "20-atlas-*.network")], listed) == [
+        str(network / "20-atlas-eth3.network"),
+        str(network / "20-atlas-link.network"),
+    ]
+    assert files.unlisted([], listed) == []
 
 
-@pytest.mark.parametrize("name", ["", "net..ipv4", "net.ipv4/../../etc", "..", "net.ipv4."])
-def test_a_sysctl_name_cannot_leave_proc_sys(name: str) -> None:
-    with pytest.raises(ValueError, match="not a kernel parameter name"):
-        sysctl.proc_path(name)
+def test_a_removal_diff_shows_what_goes(tmp_path: Path) -> None:
+    path = tmp_path / "20-atlas-eth3.network"
+    path.write_text("[Match]\nName=eth3\n")
+    diff = files.removal_diff(str(path))
+    assert (diff["before"], diff["after"]) == ("[Match]\nName=eth3\n", "")
+    assert diff["after_header"].endswith("(removed)")
 
 
-def test_a_multi_value_sysctl_reads_as_sysctl_prints_it(tmp_path: Path) -> None:
-    (tmp_path / "tcp_rmem").write_text("4096\t131072\t6291456\n")
-    assert sysctl.live_value(tmp_path / "tcp_rmem") == "4096 131072 6291456"
-
-
-def test_a_sysctl_name_maps_to_its_proc_file() -> None:
-    assert sysctl.proc_path("net.ipv4.conf.all.rp_filter") == Path("/proc/sys/net/ipv4/conf/all/rp_filter")
-
-
-PROCESS_INFO = [
-    {"name": "frr-zebra", "statename": "RUNNING"},
-    {"name": "frr-ospfd", "statename": "FATAL"},
-    {"name": "lldpd", "statename": "RUNNING"},
-]
-
-
-def test_supervised_programs_are_added_when_unknown_and_started_when_not_running() -> None:
-    status = supervised.statuses(PROCESS_INFO)
-    assert status == {"frr-zebra": "RUNNING", "frr-ospfd": "FATAL", "lldpd": "RUNNING"}
-    assert supervised.plan(["frr-zebra", "frr-ospfd"], status) == ([], ["frr-ospfd"])
-    assert supervised.plan(["frr-zebra", "frr-bgpd"], status) == (["frr-bgpd"], ["frr-bgpd"])
-    assert supervised.plan(["frr-zebra", "lldpd"], status) == ([], [])
+def test_the_playbook_modules_left_are_the_files_module() -> None:
+    """Addresses, routes, sysctls and services are files the host applies itself: no live-only module."""
+    assert sorted(p.stem for p in LIBRARY.glob("*.py")) == ["atlas_files"]

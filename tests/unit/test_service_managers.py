@@ -1,5 +1,5 @@
 """The service manager seam on plain data: which manager a server has, preflight refusing one Atlas
-does not know (device and value named, before anything is touched), supervisord's read parser, and
+does not know (device and value named, before anything is touched), systemd's read parser, and
 the playbooks' side of every registered manager."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from atlas.hosts.services import (
     playbook_variables,
     service_problems,
 )
-from atlas.hosts.services.supervisord import Supervisord
+from atlas.hosts.services.systemd import Systemd
 from atlas.lab.config import DEFAULT_TOPOLOGY
 from atlas.runbooks.bringup import RackScope, preflight
 from atlas.runbooks.ceph_enroll import host_problems
@@ -51,11 +51,11 @@ def site(managers: dict[str, object] | None = None) -> tuple[Site, dict[str, Dev
     return fra1, {d.name: d for d in topo.all_devices()} | {d.name: d for d in fra1.devices}
 
 
-def test_an_empty_field_means_supervisord() -> None:
+def test_an_empty_field_means_systemd() -> None:
     fra1, devices = site({"fra1-r02-cmp1": None, "fra1-r02-cmp2": ""})
     for name in ("fra1-r02-cmp1", "fra1-r02-cmp2", "fra1-r02-sto1"):
-        assert isinstance(manager_of(devices[name]), Supervisord)
-        assert playbook_variables(devices[name]) == {"atlas_service_manager": "supervisord"}
+        assert isinstance(manager_of(devices[name]), Systemd)
+        assert playbook_variables(devices[name]) == {"atlas_service_manager": "systemd"}
     assert service_problems(fra1.devices) == []
     assert preflight(RackScope(site=fra1, rack=RACK, devices=devices)) == []
 
@@ -63,7 +63,7 @@ def test_an_empty_field_means_supervisord() -> None:
 def test_an_unknown_manager_is_refused_in_bringup_preflight_naming_device_and_value() -> None:
     fra1, devices = site({"fra1-r02-cmp1": "runit"})
     problems = preflight(RackScope(site=fra1, rack=RACK, devices=devices))
-    assert problems == [f"{RUNIT} is not one Atlas knows (known: supervisord)"]
+    assert problems == [f"{RUNIT} is not one Atlas knows (known: systemd)"]
 
 
 def test_a_switch_carries_no_service_manager() -> None:
@@ -75,9 +75,9 @@ def test_image_rollout_and_ceph_enrollment_refuse_it_too() -> None:
     fra1, devices = site({"fra1-r01-cmp1": "runit", "fra1-r01-sto1": "s6"})
     assert scope_problems(fra1, "fra1-r01", None) == [
         "fra1-r01-cmp1: service manager 'runit' (the server's custom field service_manager in NetBox) "
-        "is not one Atlas knows (known: supervisord)",
+        "is not one Atlas knows (known: systemd)",
         "fra1-r01-sto1: service manager 's6' (the server's custom field service_manager in NetBox) "
-        "is not one Atlas knows (known: supervisord)",
+        "is not one Atlas knows (known: systemd)",
     ]
     assert scope_problems(fra1, "fra1-r02", None) == []  # another rack's servers are not in scope
     sto1 = devices["fra1-r01-sto1"].model_copy(
@@ -85,7 +85,7 @@ def test_image_rollout_and_ceph_enrollment_refuse_it_too() -> None:
     )
     assert host_problems(["fra1-r01-sto1"], {"fra1-r01-sto1": sto1}) == [
         "fra1-r01-sto1: service manager 's6' (the server's custom field service_manager in NetBox) "
-        "is not one Atlas knows (known: supervisord)"
+        "is not one Atlas knows (known: systemd)"
     ]
 
 
@@ -94,33 +94,44 @@ def test_the_baseline_inventory_refuses_an_unknown_manager_too() -> None:
     with pytest.raises(Refused, match="fra1-r02-cmp1: service manager 'runit'"):
         baseline.inventory(fra1, devices, targets([devices["fra1-r02-cmp1"]], lambda d: CRED))
     [host] = baseline.inventory(fra1, devices, targets([devices["fra1-r02-cmp2"]], lambda d: CRED))
-    assert host.variables["atlas_service_manager"] == "supervisord"
+    assert host.variables["atlas_service_manager"] == "systemd"
 
 
-SUPERVISORCTL_STATUS = """\
-atlas-app                        RUNNING   pid 4242, uptime 0:12:03
-frr-ospfd                        RUNNING   pid 311, uptime 1:02:03
-frr-zebra                        FATAL     Exited too quickly (process log may have details)
-web:web-1                        BACKOFF   Exited too quickly (process log may have details)
-idle                             STOPPED   Not started
-starting                         STARTING
+# systemctl list-units --all --type=service --no-legend --plain --full on a Debian 12 server
+SYSTEMCTL_LIST_UNITS = """\
+atlas-app.service                      loaded    active   running atlas-app (image 1.4.2)
+ceph-osd@3.service                     loaded    active   running Ceph object storage daemon osd.3
+frr.service                            loaded    failed   failed  FRRouting
+getty@tty1.service                     loaded    inactive dead    Getty on tty1
+ntp.service                            not-found inactive dead    ntp.service
+systemd-networkd.service               loaded    active   running Network Configuration
+systemd-sysctl.service                 loaded    active   exited  Apply Kernel Variables
+web.service                            loaded    activating auto-restart Web
 """
 
 
-def test_supervisord_status_is_parsed_program_by_program() -> None:
-    found = Supervisord().parse_status(SUPERVISORCTL_STATUS)
-    assert sorted(found) == ["atlas-app", "frr-ospfd", "frr-zebra", "idle", "starting", "web:web-1"]
-    assert [n for n, s in found.items() if s.running] == ["atlas-app", "frr-ospfd"]
-    assert found["frr-zebra"].state == "FATAL"
-    assert found["frr-zebra"].detail == "Exited too quickly (process log may have details)"
-    assert found["atlas-app"].detail == "pid 4242, uptime 0:12:03"
-    assert found["starting"].state == "STARTING" and found["starting"].detail == ""
+def test_systemd_status_is_parsed_unit_by_unit() -> None:
+    found = Systemd().parse_status(SYSTEMCTL_LIST_UNITS)
+    assert sorted(found) == [
+        "atlas-app",
+        "ceph-osd@3",
+        "frr",
+        "getty@tty1",
+        "systemd-networkd",
+        "systemd-sysctl",
+        "web",
+    ]  # a unit only referenced (not-found) is none of the host's
+    assert [n for n, s in found.items() if s.running] == ["atlas-app", "ceph-osd@3", "systemd-networkd"]
+    assert found["frr"].state == "failed" and found["frr"].detail == "failed: FRRouting"
+    assert found["systemd-sysctl"].state == "active" and not found["systemd-sysctl"].running  # oneshot
+    assert found["web"].state == "activating" and found["web"].detail == "auto-restart: Web"
 
 
-def test_supervisorctl_complaints_are_no_programs() -> None:
-    assert Supervisord().parse_status("unix:///var/run/supervisor.sock no such file\n") == {}
-    assert Supervisord().parse_status("") == {}
-    assert "'" not in Supervisord().status_command  # a constant, quoted nowhere
+def test_systemctl_complaints_are_no_services() -> None:
+    complaint = "System has not been booted with systemd as init system (PID 1). Can't operate.\n"
+    assert Systemd().parse_status(complaint + "Failed to connect to bus: Host is down\n") == {}
+    assert Systemd().parse_status("") == {}
+    assert "'" not in Systemd().status_command and "$" not in Systemd().status_command  # a constant
 
 
 @pytest.mark.parametrize("name", SERVICE_MANAGERS.names)
@@ -137,10 +148,15 @@ def test_the_playbooks_assume_no_service_manager_themselves() -> None:
     assert top_level and all("supervisor" not in p.read_text().lower() for p in top_level)
 
 
+def test_supervisord_is_gone() -> None:
+    assert "supervisord" not in SERVICE_MANAGERS
+    assert not (PLAYBOOKS / "services" / "supervisord").exists()
+
+
 def test_the_sweep_leaves_a_server_with_an_unknown_manager_not_checked_naming_it() -> None:
     fra1, devices = site({"fra1-r02-cmp1": "runit"})
     server = devices["fra1-r02-cmp1"]
     found = {t.name: t for t in targets([server], lambda d: Credential(username="never-used"))}
     [result] = check_hosts(SiteView(site=fra1, devices=devices), found, limit=1)  # no SSH: refused first
     assert result.target == "fra1-r02-cmp1" and result.failed
-    assert result.detail.startswith(RUNIT) and "is not one Atlas knows (known: supervisord)" in result.detail
+    assert result.detail.startswith(RUNIT) and "is not one Atlas knows (known: systemd)" in result.detail

@@ -1,5 +1,5 @@
-"""What starts, stops and reads a server's services: one ServiceManager per kind (supervisord today,
-systemd next), chosen per server by its custom field service_manager in NetBox (empty: supervisord).
+"""What starts, stops and reads a server's services: one ServiceManager per kind (systemd, on every
+production server), chosen per server by its custom field service_manager in NetBox (empty: systemd).
 
 Atlas does not start or stop services itself: the playbooks do, and they choose their tasks by the
 variables the server's manager gives them (`playbook_variables`: `atlas_service_manager` names the
@@ -26,7 +26,7 @@ class ServiceState:
     """One service as its manager reports it."""
 
     name: str
-    state: str  # the manager's own word for it: RUNNING, FATAL, active, failed, ...
+    state: str  # the manager's own word for it: systemd's active, failed, inactive, ...
     running: bool
     detail: str = ""
 
@@ -81,6 +81,6 @@ def playbook_variables(device: Device) -> dict[str, str]:
 
 
 # --- the managers Atlas knows: one module each ----------------------------------------------------
-from atlas.hosts.services.supervisord import Supervisord  # noqa: E402  (it uses the types above)
+from atlas.hosts.services.systemd import Systemd  # noqa: E402  (it uses the types above)
 
-SERVICE_MANAGERS.register(Supervisord.name, Supervisord())
+SERVICE_MANAGERS.register(Systemd.name, Systemd())

@@ -53,6 +53,11 @@ class RoutingDesign(Protocol):
         ...
 
     @property
+    def daemons(self) -> tuple[str, ...]:
+        """FRR's daemons a routing server runs for this design (its /etc/frr/daemons)."""
+        ...
+
+    @property
     def host_facts_command(self) -> str:
         """A shell command, a constant, whose output is the routing part of a host's facts."""
         ...

@@ -42,6 +42,7 @@ class Ospf:
     name = "ospf"
     cost_out_field = COST_OUT_FIELD
     host_facts_command = HOST_FACTS_COMMAND
+    daemons = ("zebra", "ospfd")  # staticd runs too: FRR's init always starts it
 
     def __init__(self, timers: Timers | None = None) -> None:
         self.timers = timers or Timers()
