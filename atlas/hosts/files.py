@@ -32,7 +32,9 @@ FRR_DAEMONS = "/etc/frr/daemons"  # which daemons Debian's frr.service starts
 
 # Files Atlas owns outright: one of these on a host that the baseline does not list is left from
 # data NetBox no longer has (a NIC removed, a server that stopped announcing), and is removed.
-OWNED = (NIC_NETWORK_FILES, SERVICE_NETDEV_FILE, SERVICE_NETWORK_FILE)
+# On a routing host the routes FRR installs are FRR's: networkd must not remove them as foreign
+NETWORKD_CONF = "/etc/systemd/networkd.conf.d/90-atlas.conf"
+OWNED = (NIC_NETWORK_FILES, SERVICE_NETDEV_FILE, SERVICE_NETWORK_FILE, NETWORKD_CONF)
 # Every path (or pattern) the baseline may write: what the facts read prints, a constant.
 READ = (HOSTNAME_FILE, FACTS_FILE, SYSCTL_FILE, *OWNED, FRR_CONFIG, FRR_DAEMONS)
 
@@ -41,6 +43,7 @@ APPLIED = {
     "hostname": HOSTNAME_FILE,
     "sysctl": SYSCTL_FILE,
     "networkd": NETWORKD_DIR,  # any file under it
+    "networkd_conf": NETWORKD_CONF,
     "service_netdev": SERVICE_NETDEV_FILE,
     "frr_daemons": FRR_DAEMONS,
     "frr_config": FRR_CONFIG,
@@ -158,6 +161,10 @@ def render(server: Server, route_link: str = ROUTE_LINK) -> list[File]:
         ]
     if server.frr_config is not None:
         files += [
+            File(
+                NETWORKD_CONF,
+                f"{HEADER}[Network]\nManageForeignRoutes=no\nManageForeignRoutingPolicyRules=no\n",
+            ),
             File(FRR_DAEMONS, frr_daemons_file(server.frr_daemons), "0640", "frr", "frr"),
             File(FRR_CONFIG, server.frr_config, "0640", "frr", "frr"),
         ]
@@ -226,4 +233,5 @@ def variables(server: Server, route_link: str = ROUTE_LINK) -> dict[str, Any]:
         "atlas_files_owned": list(OWNED),
         "atlas_file_paths": dict(APPLIED),
         "atlas_service_interface": SERVICE_INTERFACE,
+        "atlas_route_link": route_link,
     }

@@ -51,6 +51,7 @@ PACKAGES = (
     "frr",
     "frr-pythontools",
     "ceph-osd",
+    "udev",  # udevadm, which ceph-volume calls (the daemon does not run in a container)
 )
 # Units a container cannot run or that reach outside the lab; frr stays installed and off until a
 # host baseline turns it on, as on a server nobody has set up yet.
@@ -125,6 +126,10 @@ def base_rootfs(progress: object = None) -> Path:
         shutil.rmtree(path, ignore_errors=True)
         work.rename(path)
         (path / ".complete").touch()
+        mounts = Path("/proc/self/mounts").read_text()
+        for old in cache.glob(f"{SUITE}-*"):  # earlier package lists no running server stands on
+            if old != path and f"lowerdir={old}," not in mounts:
+                shutil.rmtree(old, ignore_errors=True)
     return path
 
 
@@ -335,6 +340,7 @@ class Machine:
 
     def snapshot_sysctls(self) -> None:
         if not self._sysctl_file.exists():
+            self._sysctl_file.parent.mkdir(parents=True, exist_ok=True)
             self._sysctl_file.write_text(json.dumps(dict(self._sysctl_files())))
 
     def _restore_sysctls(self) -> None:

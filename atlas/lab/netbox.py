@@ -193,7 +193,16 @@ class NetBoxLab:
         """Makes sure the lab's database exists; says how: "existing", "snapshot" (restored from
         `snapshot`, a dump of an earlier import of the same topology) or "template" (migrated, empty)."""
         if self.database_exists():
-            return "existing"
+            if self._database_complete():
+                return "existing"
+            if not self.template.exists():
+                # a first migration cut short (a timeout, a killed process): Django goes on from the
+                # last migration it recorded
+                self._migrate_and_keep_template()
+                self._bootstrap_admin()
+                return "template"
+            # a restore cut short: start over from the dump
+            self._psql(f"DROP DATABASE {DB_NAME} WITH (FORCE)")
         if not self._psql("SELECT 1 FROM pg_roles WHERE rolname = 'netbox'"):
             self._psql("CREATE USER netbox WITH PASSWORD 'netbox' CREATEDB")
         self._psql(f"CREATE DATABASE {DB_NAME} OWNER netbox")
@@ -217,6 +226,13 @@ class NetBoxLab:
         self._bootstrap_admin()
         return "snapshot" if source is not None else "template"
 
+    def _database_complete(self) -> bool:
+        """Migrated or restored, with its admin: the last step of making it."""
+        try:
+            return self._psql("SELECT 1 FROM users_user WHERE username = 'admin'", db=DB_NAME) == "1"
+        except procs.StartError:  # no such table: the migration never got that far
+            return False
+
     def drop_database(self) -> None:
         procs.stop_pidfile(self.run / "netbox.pid", "runserver")
         self._psql(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
@@ -235,6 +251,8 @@ class NetBoxLab:
             [str(self.venv / "bin" / "netbox"), "migrate", "--no-input"],
             "netbox migrate",
             env=self._env(),
+            # about four minutes of CPU alone; far more on two cores shared with a root filesystem's build
+            timeout=2400,
         )
         partial = self.template.with_suffix(".partial")
         self._dump(partial, "dumping the migrated database")
