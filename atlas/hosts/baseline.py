@@ -3,7 +3,7 @@ to it by reading their state first and running the playbook only where it differ
 
 Its state is files the host applies at boot (atlas.hosts.files): what a run sets, a reboot restores.
 A server with anycast addresses in NetBox also runs FRR (Debian's frr.service, its daemons the site's
-routing design's) and announces them from a dummy interface; whether that interface is up is the
+routing design's) and announces them from an inert interface (an ifb); whether that interface is up is the
 host's drain state (atlas.workloads), which the baseline never changes."""
 
 from __future__ import annotations

@@ -53,6 +53,9 @@ SYSCTLS = {  # the baseline's kernel parameters
     "net.ipv4.conf.all.rp_filter": "0",  # replies may come back over the other leaf
 }
 KERNEL_LOOPBACK = "127.0.0.1/8"  # lo's own address: the kernel's, never networkd's to drop or re-add
+# The service interface's kind: an ifb holds addresses and carries nothing, as a dummy does, and is
+# built into kernels that lack the dummy driver (many container hosts' do)
+SERVICE_KIND = "ifb"
 ROUTE_LINK = "lo"  # whose file holds the ECMP default route: always there, tied to no one leaf
 
 HEADER = (
@@ -156,7 +159,7 @@ def render(server: Server, route_link: str = ROUTE_LINK) -> list[File]:
         files.append(File(network_file(ifname), _network(ifname, server.addresses[ifname], route)))
     if server.service_addresses:
         files += [
-            File(SERVICE_NETDEV_FILE, f"{HEADER}[NetDev]\nName={SERVICE_INTERFACE}\nKind=dummy\n"),
+            File(SERVICE_NETDEV_FILE, f"{HEADER}[NetDev]\nName={SERVICE_INTERFACE}\nKind={SERVICE_KIND}\n"),
             File(SERVICE_NETWORK_FILE, _service_network(server.service_addresses)),
         ]
     if server.frr_config is not None:

@@ -78,8 +78,8 @@ def test_the_routes_file_is_configurable() -> None:
         files.render(server, route_link="eth9")
 
 
-def test_the_service_interface_is_a_dummy_whose_addresses_stay_when_it_is_down() -> None:
-    assert CMP1[SERVICE_NETDEV_FILE]["content"].endswith("[NetDev]\nName=anycast0\nKind=dummy\n")
+def test_the_service_interface_is_an_inert_link_whose_addresses_stay_when_it_is_down() -> None:
+    assert CMP1[SERVICE_NETDEV_FILE]["content"].endswith("[NetDev]\nName=anycast0\nKind=ifb\n")
     network = CMP1[SERVICE_NETWORK_FILE]["content"]
     assert "Name=anycast0" in network and "Address=198.19.3.254/32" in network
     assert "ConfigureWithoutCarrier=yes" in network and "RequiredForOnline=no" in network
