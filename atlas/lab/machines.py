@@ -64,6 +64,9 @@ MASKED = (
     "e2scrub_reap.service",
     "cron.service",
     "rbdmap.service",
+    "console-getty.service",  # the console is read-only: nobody logs in there
+    "systemd-ask-password-console.path",
+    "systemd-ask-password-wall.path",
     "apt-daily.timer",
     "apt-daily-upgrade.timer",
     "e2scrub_all.timer",
@@ -91,6 +94,19 @@ SYSCTL_ROOTS = ("/proc/sys/net/ipv4", "/proc/sys/net/ipv6/conf/all", "/proc/sys/
 
 class MachineError(RuntimeError):
     pass
+
+
+# Every server's systemd and its services watch files with inotify, all as this machine's root: the
+# kernel's default of 128 instances per user runs out at a handful of servers ("Too many open files")
+INOTIFY_LIMITS = {"fs.inotify.max_user_instances": 65536, "fs.inotify.max_user_watches": 4194304}
+
+
+def raise_inotify_limits() -> None:
+    """Raises this machine's inotify limits to what many servers on it need, never lowering them."""
+    for key, wanted in INOTIFY_LIMITS.items():
+        path = Path("/proc/sys") / key.replace(".", "/")
+        if int(path.read_text()) < wanted:
+            path.write_text(f"{wanted}\n")
 
 
 def base_digest() -> str:
@@ -358,9 +374,10 @@ class Machine:
         )
 
 
-def wait_all_booted(machines: list[tuple[Machine, IPv4Interface]], timeout: float = BOOT_TIMEOUT) -> None:
-    """Until every server answers SSH; names every one that did not."""
-    deadline = time.monotonic() + timeout
+def wait_all_booted(machines: list[tuple[Machine, IPv4Interface]], timeout: float | None = None) -> None:
+    """Until every server answers SSH; names every one that did not. Booting at once, they share the
+    machine's cores: the default timeout grows with their number."""
+    deadline = time.monotonic() + (timeout if timeout is not None else BOOT_TIMEOUT + 0.5 * len(machines))
     late = []
     for machine, mgmt in machines:
         try:

@@ -34,7 +34,7 @@ from atlas.core.model import Cable, Device, Role, Site
 from atlas.lab import procs
 from atlas.lab.config import LabConfig
 from atlas.lab.disks import LabDisks
-from atlas.lab.machines import Machine, Provisioning, base_rootfs, wait_all_booted
+from atlas.lab.machines import Machine, Provisioning, base_rootfs, raise_inotify_limits, wait_all_booted
 
 FRR_BIN = Path("/usr/lib/frr")
 FRR_DAEMONS = ("zebra", "ospfd", "staticd")
@@ -280,6 +280,8 @@ class Fabric:
         self._save_state(nodes, cables, mgmt)
         booting = []
         base = base_rootfs() if any(n.is_machine for n in nodes) else None
+        if base is not None:
+            raise_inotify_limits()
         for node in nodes:
             if node.is_machine:
                 assert base is not None
@@ -426,6 +428,7 @@ class Fabric:
         if not on:
             return m.power_off()
         ports = self._cabled_ports(self.cables(sites, self.nodes(sites))).get(name, ())
+        raise_inotify_limits()
         started = self._machine_up(node, base_rootfs(), ports, disks.get(name, {}))
         if started:
             wait_all_booted([(m, node.mgmt)])
