@@ -204,23 +204,19 @@ class Machine:
             subprocess.run(["umount", "-l", str(self.root)], check=False)
         return True
 
-    def provision(self, p: Provisioning) -> bool:
-        """Writes the installer's files, keeping the ones an installer writes once; True when the
-        server's cabled ports changed since the last time (a cable plugged or pulled)."""
+    def _install(self, p: Provisioning) -> None:
         r = self.root
-        ports_file = r / "etc" / "systemd" / "network" / "99-provisioned-ports.network"
-        before = ports_file.read_text() if ports_file.exists() else ""
         machine_id = r / "etc" / "machine-id"
-        if not machine_id.read_text().strip():
-            machine_id.write_text(uuid.uuid4().hex + "\n")
+        machine_id.write_text(uuid.uuid4().hex + "\n")
         (r / "etc" / "hostname").write_text(p.hostname + "\n")
         (r / "etc" / "hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {p.hostname}\n")
         key = r / "etc" / "ssh" / "ssh_host_ed25519_key"
-        if not key.exists():
-            procs.run(
-                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", p.hostname, "-f", str(key)],
-                f"SSH host key of {p.hostname}",
-            )
+        key.unlink(missing_ok=True)
+        key.with_suffix(".pub").unlink(missing_ok=True)
+        procs.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", p.hostname, "-f", str(key)],
+            f"SSH host key of {p.hostname}",
+        )
         ssh = r / "root" / ".ssh"
         ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
         (ssh / "authorized_keys").write_text(p.authorized_key.strip() + "\n")
@@ -231,6 +227,19 @@ class Machine:
             f"[Match]\nName={MGMT_IFNAME}\n\n[Network]\nAddress={p.mgmt}\n"
             "LinkLocalAddressing=no\nIPv6AcceptRA=no\n"
         )
+
+    def provision(self, p: Provisioning) -> bool:
+        """Writes the installer's files: once on a new disk its identity (hostname, machine id, SSH
+        host key, the root login's key, the management address), and every time the ports it is
+        cabled on (a cable plugged or pulled); True when those ports changed since the last time."""
+        r = self.root
+        ports_file = r / "etc" / "systemd" / "network" / "99-provisioned-ports.network"
+        before = ports_file.read_text() if ports_file.exists() else ""
+        marker = self.dir / "provisioned"
+        if not marker.exists():
+            self._install(p)
+            marker.write_text(f"{p.hostname}\n")
+        network = r / "etc" / "systemd" / "network"
         if p.ports:
             # the ports up, with no address: what a server's image does so that its switches see it
             (network / "99-provisioned-ports.network").write_text(

@@ -703,7 +703,6 @@ class Fabric:
         self.stop_sshd(node)
         inside = procs.in_network_namespaces([Path("/run/netns") / self.cfg.netns(node)])
         sessions = [pid for pid in inside if procs.cmdline(pid).startswith("sshd")]
-        sessions += [pid for pid in inside if procs.cmdline(pid).startswith("sshd: ")]  # systemd's sshd
         procs.stop(sessions, grace=0)
         return len(sessions)
 
