@@ -11,7 +11,8 @@ its neighbours see it (LLDP), lldpd's settings. Nothing else: the rest is Atlas'
 
 Power is the nspawn process: on starts it, off stops it (SIGTERM: systemd shuts down cleanly) and then
 resets the server's NICs as a power cycle does (addresses, routes, virtual links and per-namespace
-sysctls gone; the cables stay plugged in), so only what the server itself persisted comes back.
+sysctls gone; the cables stay plugged in and the ports keep link, on standby power), so only what the
+server itself persisted comes back.
 """
 
 from __future__ import annotations
@@ -330,15 +331,21 @@ class Machine:
 
     def reset_nics(self) -> None:
         """What a power cycle does to a server's network: no address, route or virtual link left,
-        ports down until the server brings them up, network sysctls back to their defaults."""
+        network sysctls back to their defaults. The ports keep their link, as a server's NICs on
+        standby power do (for its BMC and wake-on-LAN): the switch sees the server go silent (its
+        routing adjacency times out), not its port flap. (A flapping port also trips FRR 8.4's
+        zebra on the leaves, which then keeps a stale kernel nexthop group for the server's
+        routes.)"""
         with NetNS(self.netns) as ns:
             for link in ns.get_links():
                 name = link.get_attr("IFLA_IFNAME")
                 info = link.get_attr("IFLA_LINKINFO")
                 kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
-                if name == "lo" or kind == "veth":
+                if name == "lo":
                     ns.flush_addr(index=link["index"])
                     ns.link("set", index=link["index"], state="down")
+                elif kind == "veth":
+                    ns.flush_addr(index=link["index"])
                 else:
                     with contextlib.suppress(Exception):
                         ns.link("del", index=link["index"])
