@@ -40,7 +40,7 @@ def timed(what: str, action: object) -> float:
 
 def main() -> None:
     topology = DEFAULT_ROOT / "abench" / "topology"
-    lab = Lab(LabConfig(name="abench", port_base=29300, topology=topology, schedules=False))
+    lab = Lab(LabConfig(name="abench", port_base=29700, topology=topology, schedules=False))
     lab.down()
     write(generate(SHAPE), topology)
     lab.snapshot_path().unlink(missing_ok=True)
