@@ -98,16 +98,16 @@ class CephLab:
         )
 
     # --- lifecycle ------------------------------------------------------------------------------
-    def healthy(self, hosts: list[Device]) -> bool:
-        if not self.conf.exists() or not self._daemon_alive("mon.a") or not self._daemon_alive("mgr.x"):
+    def healthy(self) -> bool:
+        """Bootstrapped, its mon and mgr running, every OSD up."""
+        if not (self.dir / "bootstrapped").exists() or not self.conf.exists():
+            return False
+        if not self._daemon_alive("mon.a") or not self._daemon_alive("mgr.x"):
             return False
         try:
-            osds = self.ceph.osds()
+            return all(o["up"] for o in self.ceph.osds().values())
         except CephError:
             return False
-        if not (self.dir / "bootstrapped").exists():
-            return False
-        return all(o["up"] for o in osds.values())
 
     def _daemon_alive(self, name: str) -> bool:
         return procs.running(self.dir / "run" / f"ceph-{name}.pid", "ceph-") is not None
@@ -116,7 +116,7 @@ class CephLab:
         """Boots the cluster, or restarts its mon and mgr (the data survives) and waits for the OSDs
         their servers start; True if anything was started. `hosts`: the storage servers that get the
         first OSDs of a new cluster (those of active racks)."""
-        if self.healthy(hosts):
+        if self.healthy():
             return False
         done = self.dir / "bootstrapped"
         fresh = not done.exists()  # an interrupted bootstrap starts over

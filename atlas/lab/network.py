@@ -97,17 +97,6 @@ class FabricChanges:
         return bool(self.built or self.removed or self.restarted or self.cables)
 
 
-@dataclass(frozen=True)
-class NodeHealth:
-    name: str
-    namespace: bool
-    daemons: dict[str, bool]
-
-    @property
-    def ok(self) -> bool:
-        return self.namespace and all(self.daemons.values())
-
-
 class Fabric:
     def __init__(self, cfg: LabConfig) -> None:
         self.cfg = cfg
@@ -383,7 +372,7 @@ class Fabric:
             self._enter_node_namespaces(node)
         dead = [
             d
-            for d, (pidfile, marker) in self.daemon_pidfiles(node.name, node.device).items()
+            for d, (pidfile, marker) in self.daemons_on_record(node.name).items()
             if procs.running(pidfile, marker) is None
         ]
         if lldpd_changed and "lldpd" not in dead:
@@ -402,8 +391,9 @@ class Fabric:
     def remove_node(self, name: str) -> None:
         """A device gone from NetBox: its processes, disk, namespaces and directory."""
         m = self.machine(name)
-        if m.pid() is not None:
-            procs.stop([p for p in [m.pid()] if p is not None], grace=20)
+        machine = m.pid()
+        if machine is not None:
+            procs.stop([machine], grace=5)  # its disk goes with it: no need to wait for a clean shutdown
         pids = procs.in_network_namespaces([Path("/run/netns") / self.cfg.netns(name)])
         procs.stop(pids)
         m.unmount()
@@ -727,18 +717,9 @@ class Fabric:
         return crossed
 
     # --- health and teardown ------------------------------------------------------------------
-    def daemon_pidfiles(self, node: str, device: Device) -> dict[str, tuple[Path, str]]:
-        """What must run for the node to be up: a server's machine; a switch's or client's daemons."""
-        if device.role.is_server:
-            return {"machine": (self.machine(node).pidfile, "systemd-nspawn")}
-        run = self.run_dir(node)
-        files = {"sshd": (run / "sshd.pid", "sshd"), "lldpd": (run / "lldpd.pid", "lldpd")}
-        if device.role.is_switch:
-            files |= {d: (run / f"{d}.pid", str(FRR_BIN / d)) for d in FRR_DAEMONS}
-        return files
-
     def daemons_on_record(self, node: str) -> dict[str, tuple[Path, str]]:
-        """What must run on a node of the lab's records, by what the node is on disk."""
+        """What must run for a node to be up, by what it is on disk: a server's machine; a switch's
+        or client's daemons."""
         if self.is_machine(node):
             return {"machine": (self.machine(node).pidfile, "systemd-nspawn")}
         run = self.run_dir(node)
@@ -749,27 +730,6 @@ class Fabric:
 
     def namespaces(self) -> list[str]:
         return sorted(n for n in netns.listnetns() if n.startswith(self.cfg.prefix))
-
-    def health(self, sites: list[Site]) -> list[NodeHealth]:
-        existing = set(self.namespaces())
-        attached = self.disks.attached()
-        disks = self.storage_disks(sites)
-        return [
-            NodeHealth(
-                name=n.name,
-                namespace=self.cfg.netns(n.name) in existing,
-                daemons={
-                    daemon: procs.running(pidfile, marker) is not None
-                    for daemon, (pidfile, marker) in self.daemon_pidfiles(n.name, n.device).items()
-                }
-                | (
-                    {"disks": all(str(self.disks.backing_file(n.name, d)) in attached for d in disks[n.name])}
-                    if n.name in disks
-                    else {}
-                ),
-            )
-            for n in self.nodes(sites)
-        ]
 
     def teardown(self, detach_disks: bool = True) -> dict[str, int]:
         """Removes every process, mount, namespace, link and loop device of this lab, found by its own records
