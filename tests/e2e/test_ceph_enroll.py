@@ -80,6 +80,14 @@ def test_bad_hosts_are_refused_before_any_change(ceph: Ceph, nb: pynetbox.api) -
     assert ceph.osds() == before
 
 
+def test_the_lab_never_creates_an_osd_itself_after_its_first_boot(lab: Lab, ceph: Ceph) -> None:
+    """fra1-r02 is active now (its bring-up): a `lab up` leaves its storage server without OSDs,
+    for ceph-osd-enroll to add with its ramp."""
+    before = ceph.osds()
+    lab.up()
+    assert ceph.osds() == before and osds_on(ceph, HOST) == {}
+
+
 def test_a_dry_run_plans_and_creates_nothing(ceph: Ceph) -> None:
     before = ceph.osds()
     report = ceph_osd_enroll(rack="fra1-r02", dry_run=True)  # the rack's storage servers: HOST
