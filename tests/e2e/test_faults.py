@@ -10,12 +10,14 @@ import contextvars
 import re
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import hvac
 import pynetbox
 import pytest
 
+from atlas.core.run import poll_until
 from atlas.lab import procs
 from atlas.lab.lab import Lab
 from atlas.net.sessions import ssh_exec
@@ -120,14 +122,15 @@ def playbook_running(playbook: str) -> bool:
     )
 
 
-def test_a_host_lost_mid_playbook_fails_its_row_and_a_rerun_completes(lab: Lab, nb: pynetbox.api) -> None:
-    lost = "ams1-r02-cmp2"
+def bringup_with_a_fault_mid_playbook(site: str, rack: str, fault: Callable[[], object]) -> object:
+    """rack-bringup of `rack` in a thread, `fault()` once its host playbook is under way; what the
+    run raised (None: it completed)."""
     outcome: dict[str, object] = {}
 
     def bring_up() -> None:
         try:
-            outcome["report"] = rack_bringup(site="ams1", rack="ams1-r02", dry_run=False)
-        except Exception as e:  # asserted below
+            outcome["report"] = rack_bringup(site=site, rack=rack, dry_run=False)
+        except Exception as e:  # the caller asserts on it
             outcome["error"] = e
 
     worker = threading.Thread(target=contextvars.copy_context().run, args=(bring_up,))
@@ -136,13 +139,19 @@ def test_a_host_lost_mid_playbook_fails_its_row_and_a_rerun_completes(lab: Lab, 
         while not playbook_running("host-baseline.yml"):
             assert worker.is_alive(), outcome
             time.sleep(0.2)
-        lab.fabric.cut_ssh(lost)  # the playbook is under way on the rack's hosts
-        worker.join()
-        error = outcome.get("error")
-        assert isinstance(error, BringupFailed) and lost in str(error), outcome
-        assert nb.dcim.racks.get(name="ams1-r02").status.value == "planned"
+        fault()
     finally:
         worker.join()
+    return outcome.get("error")
+
+
+def test_a_host_lost_mid_playbook_fails_its_row_and_a_rerun_completes(lab: Lab, nb: pynetbox.api) -> None:
+    lost = "ams1-r02-cmp2"
+    try:
+        error = bringup_with_a_fault_mid_playbook("ams1", "ams1-r02", lambda: lab.fabric.cut_ssh(lost))
+        assert isinstance(error, BringupFailed) and lost in str(error), error
+        assert nb.dcim.racks.get(name="ams1-r02").status.value == "planned"
+    finally:
         lab.fabric.start_sshd(lost)
     report = rack_bringup(site="ams1", rack="ams1-r02", dry_run=False)
     assert report.failed == 0
@@ -155,35 +164,27 @@ def test_a_server_powered_off_mid_playbook_fails_alone_and_after_power_on_a_reru
     rack = "ams1-r02"
     servers = [d for d in read_site(nb, "ams1").devices if d.rack == rack and d.role.is_server]
     off = servers[0]
+    facts = "cat /etc/atlas/facts.json"
     for server in servers:  # every host differs from its baseline: the playbook runs on each
-        ssh_exec(server, vault.credential("ams1", server.role.value), "echo by-hand > /etc/hostname")
-    outcome: dict[str, object] = {}
-
-    def bring_up() -> None:
-        try:
-            outcome["report"] = rack_bringup(site="ams1", rack=rack, dry_run=False)
-        except Exception as e:  # asserted below
-            outcome["error"] = e
-
-    worker = threading.Thread(target=contextvars.copy_context().run, args=(bring_up,))
-    worker.start()
-    try:
-        while not playbook_running("host-baseline.yml"):
-            assert worker.is_alive(), outcome
-            time.sleep(0.2)
-        assert lab.power(off.name, on=False)  # the playbook is under way on the rack's hosts
-        worker.join()
-    finally:
-        worker.join()
-    error = outcome.get("error")
-    assert isinstance(error, BringupFailed) and off.name in str(error), outcome
+        ssh_exec(server, vault.credential("ams1", server.role.value), "echo '{}' > /etc/atlas/facts.json")
+    # the playbook is under way on the rack's hosts when one of them loses power
+    error = bringup_with_a_fault_mid_playbook("ams1", rack, lambda: lab.power(off.name, on=False))
+    assert isinstance(error, BringupFailed) and off.name in str(error), error
     for server in servers[1:]:  # the others completed
-        cred = vault.credential("ams1", server.role.value)
-        assert ssh_exec(server, cred, "cat /etc/hostname").strip() == server.name
+        assert off.name in str(error) and server.name not in str(error), error
+        assert ssh_exec(server, vault.credential("ams1", server.role.value), facts).strip() != "{}"
     assert lab.power(off.name, on=True)
+    leaves = {f"{rack}-leaf1", f"{rack}-leaf2"}
+    lldp = [*lab.fabric.nsenter(off.name), "lldpcli", "show", "neighbors", "-f", "keyvalue"]
+    heard = poll_until(  # its switches and it hear each other again (LLDP every 5 s)
+        lambda: procs.run(lldp, "LLDP neighbours").stdout,
+        lambda out: all(leaf in out for leaf in leaves),
+        timeout=30,
+    )
+    assert all(leaf in heard for leaf in leaves), heard
     report = rack_bringup(site="ams1", rack=rack, dry_run=False)
     assert report.failed == 0
-    assert ssh_exec(off, vault.credential("ams1", off.role.value), "cat /etc/hostname").strip() == off.name
+    assert ssh_exec(off, vault.credential("ams1", off.role.value), facts).strip() != "{}"
 
 
 def test_a_dead_routing_daemon_fails_its_switch_before_any_push_and_a_rerun_after_restart_completes(
