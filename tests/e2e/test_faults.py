@@ -174,14 +174,18 @@ def test_a_server_powered_off_mid_playbook_fails_alone_and_after_power_on_a_reru
         assert off.name in str(error) and server.name not in str(error), error
         assert ssh_exec(server, vault.credential("ams1", server.role.value), facts).strip() != "{}"
     assert lab.power(off.name, on=True)
-    leaves = {f"{rack}-leaf1", f"{rack}-leaf2"}
-    lldp = [*lab.fabric.nsenter(off.name), "lldpcli", "show", "neighbors", "-f", "keyvalue"]
-    heard = poll_until(  # its switches and it hear each other again (LLDP every 5 s)
-        lambda: procs.run(lldp, "LLDP neighbours").stdout,
-        lambda out: all(leaf in out for leaf in leaves),
-        timeout=30,
-    )
-    assert all(leaf in heard for leaf in leaves), heard
+    leaves = [f"{rack}-leaf1", f"{rack}-leaf2"]
+
+    def lldp(node: str) -> str:
+        argv = [*lab.fabric.nsenter(node), "lldpcli", "show", "neighbors", "-f", "keyvalue"]
+        return procs.run(argv, f"LLDP neighbours of {node}").stdout
+
+    def heard() -> bool:  # it and its switches hear each other again (LLDP every 5 s)
+        return all(leaf in lldp(off.name) for leaf in leaves) and all(
+            off.name in lldp(leaf) for leaf in leaves
+        )
+
+    assert poll_until(heard, lambda done: done, timeout=30), "LLDP did not hear the server again"
     report = rack_bringup(site="ams1", rack=rack, dry_run=False)
     assert report.failed == 0
     assert ssh_exec(off, vault.credential("ams1", off.role.value), facts).strip() != "{}"
