@@ -18,14 +18,14 @@ from typing import Any
 
 from atlas.hosts.files import FACTS_FILE as FACTS_FILE
 from atlas.hosts.files import FRR_CONFIG as FRR_CONFIG
-from atlas.hosts.files import READ, owned
+from atlas.hosts.files import PENDING_FILE, READ, owned
 from atlas.hosts.files import SYSCTL_FILE as SYSCTL_FILE
 from atlas.hosts.files import SYSCTLS as SYSCTLS
 from atlas.net.intent import SERVICE_INTERFACE
 from atlas.net.routing import RoutingDesign, default_design
 
 FRR_SERVICE = "frr"  # Debian's frr.service
-_SECTIONS = ("hostname", "sysctl", "addresses", "default", "frr-active", "frr-routing")
+_SECTIONS = ("pending", "hostname", "sysctl", "addresses", "default", "frr-active", "frr-routing")
 _FILE_END = "@end-of-file"
 # Each file: "@file PATH MODE OWNER GROUP", its content as it is, a line break, the end marker.
 _FILES = re.compile(
@@ -53,6 +53,7 @@ def facts_command(design: RoutingDesign | None = None) -> str:
     return "; ".join(
         [
             files,
+            f"echo @pending; cat {PENDING_FILE} 2>/dev/null",
             "echo @hostname; uname -n",
             f"echo @sysctl; sysctl {' '.join(SYSCTLS)} 2>/dev/null",
             "echo @addresses; ip -j -4 addr show",
@@ -111,6 +112,9 @@ def baseline_drift(intended: dict[str, Any], output: str, design: RoutingDesign 
     then live state that is not what the files make it."""
     drift = file_drift(intended["atlas_files"], parse_files(output))
     have = parse_sections(output)
+    pending = have["pending"].split()
+    if pending:
+        drift.append(f"written by an earlier run and not yet applied: {', '.join(pending)}")
     if have["hostname"].strip() != intended["atlas_hostname"]:
         drift.append(f"hostname {have['hostname'].strip()!r}, intended {intended['atlas_hostname']!r}")
     live = _key_values(have["sysctl"])

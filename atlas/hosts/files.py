@@ -35,6 +35,9 @@ FRR_DAEMONS = "/etc/frr/daemons"  # which daemons Debian's frr.service starts
 # On a routing host the routes FRR installs are FRR's: networkd must not remove them as foreign
 NETWORKD_CONF = "/etc/systemd/networkd.conf.d/90-atlas.conf"
 OWNED = (NIC_NETWORK_FILES, SERVICE_NETDEV_FILE, SERVICE_NETWORK_FILE, NETWORKD_CONF)
+# The files a run wrote whose change it has not applied yet (a run that failed before its reload or
+# restart): the next run applies them as its own changes. On /run: a reboot applies every file anyway.
+PENDING_FILE = "/run/atlas/baseline.pending"
 # Every path (or pattern) the baseline may write: what the facts read prints, a constant.
 READ = (HOSTNAME_FILE, FACTS_FILE, SYSCTL_FILE, *OWNED, FRR_CONFIG, FRR_DAEMONS)
 
@@ -235,6 +238,7 @@ def variables(server: Server, route_link: str = ROUTE_LINK) -> dict[str, Any]:
         "atlas_files": [f.as_variable() for f in render(server, route_link)],
         "atlas_files_owned": list(OWNED),
         "atlas_file_paths": dict(APPLIED),
+        "atlas_pending_file": PENDING_FILE,
         "atlas_service_interface": SERVICE_INTERFACE,
         "atlas_route_link": route_link,
     }

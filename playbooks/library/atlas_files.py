@@ -6,7 +6,10 @@ a module run on the host (three SSH round trips and a Python start), a large par
 bring-up's time on a rack. Reads every file first and writes only those that differ (atomically, by
 rename), so a converged host reports no change; in check mode it reports the diff it would apply.
 Files matching `remove_unlisted` (those Atlas owns outright) that are not among `files` are removed.
-Returns `paths`, every file written or removed, for the tasks that apply them.
+Returns `paths`, every file written or removed, for the tasks that apply them. With `pending`, the
+paths about to change are recorded there before any is written, and those an earlier run recorded are
+returned too: a run that failed after writing a file and before applying it leaves it to the next
+run to apply (the playbook removes the record once everything is applied).
 """
 
 import grp
@@ -36,9 +39,16 @@ options:
     type: list
     elements: str
     default: []
+  pending:
+    description: >-
+      a file listing the paths written and not yet applied: read, extended before any write, and
+      left for the playbook to remove once it has applied them
+    type: str
 returns:
   paths:
-    description: every path written or removed (or, in check mode, that would be)
+    description: >-
+      every path written or removed (or, in check mode, that would be), and every path `pending`
+      already listed
 """
 
 
@@ -163,6 +173,7 @@ def main():
         argument_spec={
             "files": {"type": "list", "elements": "dict", "required": True},
             "remove_unlisted": {"type": "list", "elements": "str", "default": []},
+            "pending": {"type": "str", "default": None},
         },
         supports_check_mode=True,
     )
@@ -180,11 +191,16 @@ def main():
     except ValueError as e:
         module.fail_json(msg=str(e))
     stale = unlisted(module.params["remove_unlisted"], specs)
+    todo = [(want, have, what) for want, have in found if (what := differences(want, have))]
+    pending = module.params["pending"]
+    earlier = read_pending(pending)
+    if pending and not module.check_mode and todo + stale:
+        try:
+            record_pending(pending, earlier + [w["path"] for w, _, _ in todo] + stale)
+        except OSError as e:
+            module.fail_json(msg=f"{pending}: {e.strerror}")
     changes, diffs, paths = [], [], []
-    for want, have in found:
-        what = differences(want, have)
-        if not what:
-            continue
+    for want, have, what in todo:
         changes.append(f"{want['path']}: {', '.join(what)}")
         paths.append(want["path"])
         diffs += diff(want, have)
@@ -206,7 +222,30 @@ def main():
                 pass
             except OSError as e:
                 module.fail_json(msg=f"{path}: {e.strerror}", changed=True, commands=changes)
+    paths += [p for p in earlier if p not in paths]
     module.exit_json(changed=bool(changes), commands=changes, diff=diffs, paths=paths)
+
+
+def read_pending(path):
+    """The paths an earlier run wrote and did not apply, in order; none without a record."""
+    if not path:
+        return []
+    try:
+        return list(dict.fromkeys(Path(path).read_text(encoding="utf-8").split()))
+    except FileNotFoundError:
+        return []
+
+
+def record_pending(path, paths):
+    write(
+        {
+            "path": path,
+            "content": "".join(f"{p}\n" for p in dict.fromkeys(paths)),
+            "mode": 0o600,
+            "owner": "root",
+            "group": "root",
+        }
+    )
 
 
 def _exists(lookup, name):

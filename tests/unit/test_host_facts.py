@@ -165,6 +165,10 @@ DRIFTS = {
         ),
         "anycast0 addresses ['198.19.3.253/32'], intended ['198.19.3.254/32']",
     ),
+    "files not applied": (
+        lambda: read(live={"pending": f"{files.SYSCTL_FILE}\n{NIC_FILE}\n"}),
+        f"written by an earlier run and not yet applied: {files.SYSCTL_FILE}, {NIC_FILE}",
+    ),
     "frr.service stopped": (lambda: read(live={"frr-active": "inactive\n"}), "frr.service is inactive"),
     "FRR stopped": (lambda: read(live={"frr-routing": ""}), "FRR is not running"),
     "FRR changed by hand": (

@@ -4,7 +4,10 @@ plain data; atlas_files also on a scratch directory, since files are what it wri
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -97,3 +100,38 @@ def test_a_removal_diff_shows_what_goes(tmp_path: Path) -> None:
 def test_the_playbook_modules_left_are_the_files_module() -> None:
     """Addresses, routes, sysctls and services are files the host applies itself: no live-only module."""
     assert sorted(p.stem for p in LIBRARY.glob("*.py")) == ["atlas_files"]
+
+
+def run_files_module(tmp_path: Path, args: dict[str, object]) -> dict[str, object]:
+    """The module as Ansible runs it: its arguments in a file, its result as JSON on stdout."""
+    args_file = tmp_path / "args.json"
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    done = subprocess.run(
+        [sys.executable, str(LIBRARY / "atlas_files.py"), str(args_file)], capture_output=True, text=True
+    )
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def test_files_written_and_not_applied_are_the_next_runs_to_apply(tmp_path: Path) -> None:
+    sysctl, pending = tmp_path / "90-atlas.conf", tmp_path / "run" / "baseline.pending"
+    args = {"files": [{"path": str(sysctl), "content": "a = 1\n"}], "pending": str(pending)}
+    first = run_files_module(tmp_path, args)
+    assert first["changed"] and first["paths"] == [str(sysctl)]
+    assert pending.read_text() == f"{sysctl}\n"  # recorded before the write: nothing applied it yet
+    # the run failed before applying it: the next run writes nothing and still has it to apply
+    second = run_files_module(tmp_path, args)
+    assert not second["changed"] and second["paths"] == [str(sysctl)]
+    pending.unlink()  # what the playbook does once it has applied every file
+    assert run_files_module(tmp_path, args)["paths"] == []
+
+
+def test_check_mode_records_nothing_pending(tmp_path: Path) -> None:
+    pending = tmp_path / "baseline.pending"
+    args = {
+        "files": [{"path": str(tmp_path / "hostname"), "content": "cmp1\n"}],
+        "pending": str(pending),
+        "_ansible_check_mode": True,
+    }
+    assert run_files_module(tmp_path, args)["paths"] == [str(tmp_path / "hostname")]
+    assert not pending.exists() and not (tmp_path / "hostname").exists()
