@@ -8,9 +8,12 @@ files, never by number; each device node gets back the owner and mode it had bef
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -49,8 +52,21 @@ class LabDisks:
 
     def attach(self, disks: dict[str, list[str]]) -> dict[str, dict[str, str]]:
         """A loop device for every disk of every host (host -> disk names) that has none yet;
-        host -> disk -> device path."""
+        host -> disk -> device path. One attach at a time (servers power-cycled at once each ask)."""
         self.dir.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            return self._attach(disks)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with (self.dir / ".lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _attach(self, disks: dict[str, list[str]]) -> dict[str, dict[str, str]]:
         present = self.attached()
         records = self._records()
         paths: dict[str, dict[str, str]] = {}
@@ -98,4 +114,7 @@ class LabDisks:
         return {d: Attached(**a) for d, a in json.loads(self.record.read_text()).items()}
 
     def _save(self, records: dict[str, Attached]) -> None:
-        self.record.write_text(json.dumps({d: asdict(a) for d, a in records.items()}, indent=1) + "\n")
+        """Whole or not at all: a reader never finds half a record."""
+        partial = self.record.with_suffix(".partial")
+        partial.write_text(json.dumps({d: asdict(a) for d, a in records.items()}, indent=1) + "\n")
+        partial.replace(self.record)
