@@ -165,13 +165,19 @@ def test_a_host_changed_by_hand_is_the_only_one_the_rerun_changes(sites: list[Si
     host = site(sites, "fra1").device("fra1-r02-cmp1")
     assert host is not None
     cred = vault.credential("fra1", "compute")
-    ssh_exec(host, cred, "echo by-hand > /etc/hostname; ip route del default")
+    # a file, a live route and a live kernel parameter: each put right by what applies it at boot
+    ssh_exec(
+        host,
+        cred,
+        "echo by-hand > /etc/hostname; ip route del default; sysctl -qw net.ipv4.conf.all.rp_filter=2",
+    )
     report = rack_bringup(site="fra1", rack="fra1-r02", dry_run=False)
     rows = {r["device"]: r for r in report.rows}
     assert rows["fra1-r02-cmp1"]["result"] == "changed", rows["fra1-r02-cmp1"]
     assert {r["result"] for name, r in rows.items() if name != "fra1-r02-cmp1"} == {"unchanged"}
     assert ssh_exec(host, cred, "cat /etc/hostname").strip() == "fra1-r02-cmp1"
     assert "nexthop via" in ssh_exec(host, cred, "ip -4 route show default")
+    assert ssh_exec(host, cred, "cat /proc/sys/net/ipv4/conf/all/rp_filter").strip() == "0"
 
 
 def test_a_switch_without_ssh_fails_the_run_cleanly_and_a_rerun_completes(lab: Lab, nb: pynetbox.api) -> None:
