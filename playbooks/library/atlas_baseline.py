@@ -324,7 +324,7 @@ def apply(host, p, paths, listed):
         time.sleep(0.2)  # networkd configures the reloaded links in its own time
         off = host.links_off(p)
     if off:
-        if not reloaded:  # networkd may not have read files an earlier run wrote (it failed before)
+        if not reloaded:  # networkd reconfigures a link from the files as it last read them
             host.run("systemd-networkd reloaded", ["networkctl", "reload"])
         host.run(f"links configured again: {', '.join(off)}", ["networkctl", "reconfigure", *off])
     netdev = applied["service_netdev"]
