@@ -314,6 +314,8 @@ def apply(host, p, paths, listed):
     for name, argv in steps(applied, paths, listed):
         host.run(name, argv)
         reloaded = reloaded or argv[0] != "hostname"
+    # Atlas's file only, by the tool that applies it at boot: another file's parameter that this host
+    # cannot take is not this run's to fail on; a later file overriding Atlas's shows as drift
     if applied["sysctl"] in paths or sysctls_off(p["sysctls"]):
         host.run(
             "kernel parameters applied (systemd-sysctl)", ["/lib/systemd/systemd-sysctl", applied["sysctl"]]
