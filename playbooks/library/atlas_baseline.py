@@ -291,8 +291,10 @@ class Host:
     def read(self, argv):
         rc, out, err = self.module.run_command(argv)
         if rc != 0:
-            self.module.fail_json(
-                msg=f"`{' '.join(argv)}` exited {rc}: {err.strip()}", commands=self.commands
+            self.module.fail_json(  # files may be written already: the report says so
+                msg=f"`{' '.join(argv)}` exited {rc}: {err.strip()}",
+                changed=bool(self.commands),
+                commands=self.commands,
             )
         return json.loads(out) if out.strip() else []
 
@@ -310,19 +312,21 @@ class Host:
 
 def apply(host, p, paths, listed):
     """Each step the written files and the live state need (module docstring, 2 and 3)."""
-    applied, reloaded = p["applied"], False
-    for name, argv in steps(applied, paths, listed):
+    applied = p["applied"]
+    todo = steps(applied, paths, listed)
+    for name, argv in todo:
         host.run(name, argv)
-        reloaded = reloaded or argv[0] != "hostname"
+    reloaded = any(argv[0] != "hostname" for _, argv in todo)  # networkd reloaded or restarted
     # Atlas's file only, by the tool that applies it at boot: another file's parameter that this host
     # cannot take is not this run's to fail on; a later file overriding Atlas's shows as drift
     if applied["sysctl"] in paths or sysctls_off(p["sysctls"]):
         host.run(
             "kernel parameters applied (systemd-sysctl)", ["/lib/systemd/systemd-sysctl", applied["sysctl"]]
         )
-    off = host.links_off(p)
+    # a dry run that would reload networkd cannot know which links the reload leaves off: none is named
+    off = [] if reloaded and host.module.check_mode else host.links_off(p)
     deadline = time.monotonic() + p["settle"]
-    while off and reloaded and not host.module.check_mode and time.monotonic() < deadline:
+    while off and reloaded and time.monotonic() < deadline:
         time.sleep(0.2)  # networkd configures the reloaded links in its own time
         off = host.links_off(p)
     if off:
