@@ -49,6 +49,11 @@ def site_role_path(site: str, role: str) -> str:
     return f"atlas/sites/{site}/{role}"
 
 
+def site_bmc_path(site: str) -> str:
+    """The login of the site's BMCs (username, password)."""
+    return f"atlas/sites/{site}/bmc"
+
+
 NETBOX_PATH = "atlas/netbox"
 AWS_PATH = "atlas/aws"
 WORKLOADS_PATH = "atlas/workloads"  # + /<adapter>

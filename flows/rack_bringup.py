@@ -1,7 +1,8 @@
 """rack-bringup: a planned rack in NetBox becomes a working, active rack.
 
 Runbook: read the rack from NetBox -> preflight (nothing touched on any problem) -> credentials ->
-reachability -> every device's state, read once -> cabling (LLDP vs NetBox; a mismatch stops before
+discover (every server's BMC: serial and MACs against NetBox; a difference stops before anything is
+powered; a new server's MACs recorded) -> power on what is off -> reachability -> every device's state, read once -> cabling (LLDP vs NetBox; a mismatch stops before
 any config) -> switch config (diff, push only the difference) -> verify adjacencies and routes -> host
 baseline (Ansible) -> verify a server reaches another rack -> NetBox: planned -> active, journal ->
 report. The steps are atlas.runbooks.bringup's; this module sequences them and decides.
@@ -17,22 +18,28 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
+from atlas.bmc import Bmc
 from atlas.core.run import Events, Results, TargetMap
 from atlas.net.sessions import one_connection_per_device, wait_reachable
 from atlas.prefect.forms import NAME_PATTERN, DryRun, SiteName, form
 from atlas.prefect.locks import exclusive, rack_limit_name
 from atlas.prefect.progress import Progress, RunEvents
 from atlas.prefect.reports import publish
-from atlas.prefect.sources import run_name, sources
-from atlas.runbooks import bringup
+from atlas.prefect.sources import bmc_settings, run_name, sources
+from atlas.runbooks import bringup, provision
 from atlas.runbooks.bringup import BringupFailed as BringupFailed
 from atlas.runbooks.bringup import BringupReport as BringupReport
 from atlas.runbooks.bringup import DeviceState, RackScope
+from atlas.runbooks.provision import Discovery
 from atlas.secrets import Vault
 
 # The progress bar's milestones, up to NetBox: each update is an API call (~40 ms), so quick steps
 # share one; the run's task list shows every step as it runs.
 BRINGUP_STEPS = 4
+
+REACH_WAIT = 30.0  # seconds for a running device to answer SSH
+BOOT_WAIT = 180.0  # seconds for a server just powered on to boot far enough to answer SSH
+BMCs = dict[str, Bmc]
 
 # The tasks take the scope and the targets as they are: a RackScope and a TargetMap are objects that
 # Prefect does not walk looking for futures (they hold the site's models; see atlas.runbooks.bringup).
@@ -58,9 +65,36 @@ def credentials(scope: RackScope, vault: Vault) -> TargetMap:
     return bringup.rack_targets(scope, vault)
 
 
+@task(name="discover (BMCs against NetBox)", cache_policy=NO_CACHE)
+def discover(
+    nb: pynetbox.api, scope: RackScope, vault: Vault, dry_run: bool
+) -> tuple[BMCs, Discovery, Results]:
+    settings = bmc_settings()
+    logins = provision.bmc_logins(scope.servers, scope.site.name, vault, settings)
+    bmcs = provision.connect_all(logins, settings.bmc_protocol)
+    found = provision.check_discovery(
+        scope.servers, scope.site.devices, provision.read_inventories(scope.servers, bmcs)
+    )
+    if found.problems:
+        raise BringupFailed(
+            "the servers' BMCs disagree with NetBox; nothing was powered or changed:\n"
+            + "\n".join(found.problems)
+        )
+    recorded = provision.record_learnt(nb, found, dry_run)
+    return bmcs, found, provision.discover_results(scope.servers, found, recorded, dry_run)
+
+
+@task(name="power on", cache_policy=NO_CACHE)
+def power_on(scope: RackScope, bmcs: BMCs, found: Discovery, dry_run: bool, events: Events) -> Results:
+    results = provision.power_on(scope.servers, bmcs, found, dry_run)
+    for r in results.changed:
+        events.info(f"{r.target}: {r.detail}")
+    return results
+
+
 @task(name="reachability", cache_policy=NO_CACHE)
-def reachability(devices: TargetMap) -> None:
-    problems = wait_reachable(devices.values())
+def reachability(devices: TargetMap, booting: bool) -> None:
+    problems = wait_reachable(devices.values(), timeout=BOOT_WAIT if booting else REACH_WAIT)
     if problems:
         raise BringupFailed("unreachable before any change:\n" + "\n".join(problems.values()))
 
@@ -140,12 +174,20 @@ def rack_bringup(
     events.step_done("NetBox data read, preflight passed")
     with exclusive(rack_limit_name(site, rack)), one_connection_per_device():
         devices = credentials(scope, vault)
-        reachability(devices)
+        bmcs, found, results = discover(nb, scope, vault, dry_run)
+        results += power_on(scope, bmcs, found, dry_run, events)
+        if dry_run and results.changed:  # a server is off: what it runs cannot be read until it is on
+            report = bringup.report(scope, dry_run, results, [])
+            publish(*bringup.artifact(report))
+            progress.end("dry run done: servers are off, later steps are planned once they run")
+            return report
+        reachability(devices, booting=bool(results.changed))
         states = device_state(scope, devices)
         cabling(scope, devices, states)
         events.step_done("every device read, cabling matches NetBox")
-        results = switches(scope, devices, states, dry_run, events)
-        switches_changed = not dry_run and bool(results.changed)
+        switched = switches(scope, devices, states, dry_run, events)
+        results += switched
+        switches_changed = not dry_run and bool(switched.changed)
         routing_checked = not dry_run and not results.failed
         if routing_checked:
             verify_routing(scope, devices, states, switches_changed)

@@ -61,6 +61,7 @@ class InterfaceKind(StrEnum):
     MGMT = "mgmt"
     LOOPBACK = "loopback"
     PHYSICAL = "physical"
+    OOB = "oob"  # the server's BMC port, on the out-of-band network: not a NIC of the host
 
 
 class Endpoint(Frozen):
@@ -77,6 +78,7 @@ class Interface(Frozen):
     description: str = ""
     enabled: bool = True
     addresses: tuple[IPv4Interface, ...] = ()
+    mac: str | None = None  # the NIC's MAC as NetBox holds it (lower case, colons); None: not known yet
 
 
 class Cable(Frozen):
@@ -100,6 +102,7 @@ class Device(Frozen):
     platform: str | None = None
     status: DeviceStatus = DeviceStatus.PLANNED
     device_type: str
+    serial: str = ""  # as recorded when the hardware arrived; a BMC's report is checked against it
     mgmt_address: IPv4Interface | None = None
     loopback: IPv4Interface | None = None
     # service addresses the server announces over OSPF from its own FRR; in NetBox: role anycast on lo
@@ -113,6 +116,16 @@ class Device(Frozen):
 
     def interface(self, name: str) -> Interface | None:
         return next((i for i in self.interfaces if i.name == name), None)
+
+    @property
+    def oob_address(self) -> IPv4Interface | None:
+        """The BMC's address on the out-of-band network (NetBox's OOB IP of the device)."""
+        return next((a for i in self.interfaces if i.kind == InterfaceKind.OOB for a in i.addresses), None)
+
+    @property
+    def nics(self) -> tuple[Interface, ...]:
+        """The host's network ports: management first, then the fabric ports (no loopback, no BMC)."""
+        return tuple(i for i in self.interfaces if i.kind in (InterfaceKind.MGMT, InterfaceKind.PHYSICAL))
 
 
 class Rack(Frozen):

@@ -7,7 +7,10 @@ tries instead of stalling it), CEPH_ALLOW_LOOP_DEVICES (ceph-volume may make OSD
 lab's disks; never in production), ATLAS_WORKLOADS (what drains a host's work: `systemd-services`, the
 default, for services run straight on hosts as systemd units; `kubernetes`; `mesos`: atlas.workloads)
 with ATLAS_WORKLOADS_URL, ATLAS_WORKLOADS_TOKEN and ATLAS_WORKLOADS_CA_FILE (the scheduler's API;
-without them from Vault's `secret/atlas/workloads/<adapter>`). The settings file is TOML with the
+without them from Vault's `secret/atlas/workloads/<adapter>`), ATLAS_BMC_PROTOCOL (how servers' BMCs
+are driven: `redfish`), ATLAS_BMC_SCHEME (`https`, the default, or `http`), ATLAS_BMC_CA_FILE (the CA
+that signed the BMCs' certificates; without it the system's) and ATLAS_BMC_TIMEOUT (seconds a BMC
+request may take). The settings file is TOML with the
 same names in lower case (the workloads ones without `atlas_`), at ATLAS_SETTINGS or
 /etc/atlas/atlas.toml; it holds tokens, so it must not be readable by group or others.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Literal
 
 from pydantic import (
     AliasChoices,
@@ -67,6 +71,11 @@ class AtlasSettings(BaseSettings):
     workloads_url: AnyHttpUrl | None = Field(default=None, validation_alias=_named("workloads_url"))
     workloads_token: SecretStr | None = Field(default=None, validation_alias=_named("workloads_token"))
     workloads_ca_file: Path | None = Field(default=None, validation_alias=_named("workloads_ca_file"))
+    # servers' BMCs (atlas.bmc): how they are reached; their login comes from Vault by site
+    bmc_protocol: str = Field(default="redfish", validation_alias=_named("bmc_protocol"))
+    bmc_scheme: Literal["https", "http"] = Field(default="https", validation_alias=_named("bmc_scheme"))
+    bmc_ca_file: Path | None = Field(default=None, validation_alias=_named("bmc_ca_file"))
+    bmc_timeout: float = Field(default=10.0, gt=0, le=120, validation_alias=_named("bmc_timeout"))
 
     @model_validator(mode="after")
     def _netbox_both_or_neither(self) -> AtlasSettings:

@@ -33,6 +33,7 @@ class LabSecrets:
     # labs created before images existed have none in their file: they get one when loaded
     aws_secret_key: str = field(default_factory=lambda: _token(40))
     prefect_db_password: str = field(default_factory=lambda: _token(24))
+    bmc_password: str = field(default_factory=lambda: _token(20))  # every BMC's admin login
 
     @property
     def netbox_token(self) -> str:
@@ -57,7 +58,11 @@ class LabSecrets:
     def load_or_create(cls, lab_dir: Path) -> LabSecrets:
         path = lab_dir / "secrets.json"
         if path.exists():
-            return cls(**json.loads(path.read_text()))
+            stored = json.loads(path.read_text())
+            loaded = cls(**stored)
+            if set(asdict(loaded)) - set(stored):  # a secret added since: kept from now on
+                path.write_text(json.dumps(asdict(loaded), indent=2))
+            return loaded
         made = cls.generate()
         lab_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

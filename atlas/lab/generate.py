@@ -7,6 +7,7 @@ benchmarks (`atlas lab generate --sites 1 --spines 4 --racks 12 --compute 20 --s
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
@@ -15,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from atlas.sot.topology import (
+    OOB_ROLE,
     CableSpec,
     DeviceSpec,
     DeviceTypeSpec,
@@ -32,6 +34,7 @@ SITE_NAMES = ("fra1", "ams1", "lon1", "par1", "dub1", "mad1")
 DEFAULT_MGMT = IPv4Network("198.18.0.0/22")
 DEFAULT_LOOPBACKS = IPv4Network("198.19.0.0/22")
 DEFAULT_FABRIC = IPv4Network("198.18.64.0/18")
+OOB_OFFSET = 32 << 8  # a lab's BMCs: its management range moved up 198.18.32.0 (labs side by side differ)
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,14 @@ class LabShape:
     mgmt: IPv4Network = DEFAULT_MGMT
     loopbacks: IPv4Network = DEFAULT_LOOPBACKS
     fabric: IPv4Network = DEFAULT_FABRIC
+    oob: IPv4Network | None = None  # by default the management range moved up by OOB_OFFSET
     core: bool = True
+
+    @property
+    def oob_network(self) -> IPv4Network:
+        if self.oob is not None:
+            return self.oob
+        return IPv4Network((int(self.mgmt.network_address) + OOB_OFFSET, self.mgmt.prefixlen))
 
 
 class _Addresses:
@@ -55,6 +65,17 @@ class _Addresses:
         self._loop = shape.loopbacks.hosts()
         self._p2p: Iterator[IPv4Network] = shape.fabric.subnets(new_prefix=31)
         self.mgmt_len = shape.mgmt.prefixlen
+        self._oob = shape.oob_network.hosts()
+        next(self._oob)  # the first host is the lab's side of the out-of-band network
+        self.oob_len = shape.oob_network.prefixlen
+
+    def oob(self) -> IPv4Interface:
+        return IPv4Interface(f"{next(self._oob)}/{self.oob_len}")
+
+    @staticmethod
+    def serial(device: str) -> str:
+        """A serial number as a vendor prints it: stable per device name, unique in any lab."""
+        return "LAB" + hashlib.sha256(device.encode()).hexdigest()[:10].upper()
 
     def mgmt(self) -> IPv4Interface:
         return IPv4Interface(f"{next(self._mgmt)}/{self.mgmt_len}")
@@ -78,9 +99,10 @@ def catalog() -> TopologyFile:
     return TopologyFile(
         device_types=[
             DeviceTypeSpec(name=SWITCH_TYPE, ports=[PortRange(prefix="swp", count=32)]),
-            DeviceTypeSpec(name=SERVER_TYPE, ports=[PortRange(prefix="eth", first=1, count=2)]),
+            DeviceTypeSpec(name=SERVER_TYPE, ports=[PortRange(prefix="eth", first=1, count=2)], bmc=True),
             DeviceTypeSpec(
                 name=STORAGE_TYPE,
+                bmc=True,
                 ports=[PortRange(prefix="eth", first=1, count=2)],
                 disks=[PortRange(prefix="disk", first=1, count=1)],
             ),
@@ -99,6 +121,7 @@ def generate(shape: LabShape) -> dict[str, TopologyFile]:
             PrefixSpec(prefix=shape.mgmt, role="management", description="lab management network"),
             PrefixSpec(prefix=shape.loopbacks, role="loopback", description="router loopbacks"),
             PrefixSpec(prefix=shape.fabric, role="fabric", description="point-to-point links"),
+            PrefixSpec(prefix=shape.oob_network, role=OOB_ROLE, description="out-of-band network (BMCs)"),
         ],
     )
     if shape.core:
@@ -176,6 +199,8 @@ def generate(shape: LabShape) -> dict[str, TopologyFile]:
                         platform="debian",
                         status=status,
                         mgmt=addr.mgmt(),
+                        oob=addr.oob(),
+                        serial=addr.serial(server),
                         loopback=addr.loopback(),
                         anycast=[addr.anycast(shape)] if role == "compute" else [],
                     )

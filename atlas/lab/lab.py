@@ -22,18 +22,19 @@ import pynetbox
 from atlas.ceph.cluster import CephError
 from atlas.core.model import Device, RackStatus, Role, Site
 from atlas.lab import procs
+from atlas.lab.bmc import BMC_USER, BmcLab
 from atlas.lab.ceph import CephLab
 from atlas.lab.config import CACHE_ROOT, LAB_DIR_VARIABLE, LabConfig
 from atlas.lab.credentials import LabSecrets
 from atlas.lab.netbox import NETBOX_VERSION, NetBoxLab
 from atlas.lab.network import Fabric, FabricChanges
 from atlas.lab.servers import PREFECT_DB, flow_run_env, http_ok, lab_servers
-from atlas.secrets import AWS_PATH, NETBOX_PATH, Vault, VaultSettings, site_role_path
+from atlas.secrets import AWS_PATH, NETBOX_PATH, Vault, VaultSettings, site_bmc_path, site_role_path
 from atlas.sot.client import connect
 from atlas.sot.loader import LOADER_VERSION, import_topology
 from atlas.sot.read import read_prefixes, read_site, site_names
 from atlas.sot.schema import CUSTOM_FIELDS, ensure_custom_fields
-from atlas.sot.topology import load_topology, topology_paths
+from atlas.sot.topology import OOB_ROLE, load_topology, topology_paths
 from atlas.sot.write import set_disk_paths
 
 Progress = Callable[[str], None]
@@ -80,6 +81,7 @@ class Lab:
         self.cfg = cfg
         self.fabric = Fabric(cfg)
         self.ceph = CephLab(cfg, self.fabric)
+        self.bmc = BmcLab(cfg)
         self.state_file = self.fabric.state_file
 
     @property
@@ -166,6 +168,9 @@ class Lab:
         report.fabric_rebuilt = report.fabric.changed
         # where each storage server's disks are, as whoever racks a server records it
         set_disk_paths(nb, disk_paths)
+        progress("BMCs on the out-of-band network")
+        if self.bmc.up(sites, self._oob_prefix(nb)):
+            report.started.append("bmc")
         if any(d.role == Role.STORAGE for s in sites for d in s.devices):
             progress("ceph: mon, mgr, OSDs on the active racks' storage servers")
             bridge = next(self._mgmt_prefix(nb, sites).hosts())
@@ -189,12 +194,17 @@ class Lab:
             f"found: {', '.join(map(str, prefixes)) or 'none'}"
         )
 
+    def _oob_prefix(self, nb: pynetbox.api) -> IPv4Network | None:
+        prefixes = read_prefixes(nb, OOB_ROLE)
+        return prefixes[0].prefix if prefixes else None
+
     def _seed_vault(self, sites: list[Site], secrets: LabSecrets) -> None:
         vault = Vault(VaultSettings(url=self.cfg.openbao_url, token=secrets.openbao_root_token))
         private, _ = self.host_key()
         vault.write(NETBOX_PATH, {"url": self.cfg.netbox_url, "token": secrets.netbox_token})
         vault.write(AWS_PATH, self.aws_secret(secrets))
         for site in sites:
+            vault.write(site_bmc_path(site.name), {"username": BMC_USER, "password": secrets.bmc_password})
             for role in sorted({d.role for d in site.devices}):
                 if role.is_switch:
                     data = {"username": self.cfg.switch_user, "password": secrets.switch_password}
@@ -235,6 +245,7 @@ class Lab:
         NetBoxLab(self.cfg, self.secrets).drop_database()
         self.reset_aws()
         progress("fabric back to blank switches and servers, ceph to the active racks' OSDs")
+        self.bmc.down()
         self.fabric.teardown()
         self.ceph.down()
         self.fabric.disks.remove()
@@ -252,10 +263,11 @@ class Lab:
         sites = [read_site(nb, name) for name in site_names(nb)]
         return sites, self.fabric.disks.attach(Fabric.storage_disks(sites))
 
-    def power(self, node: str, on: bool) -> bool:
-        """Powers a server on (it boots) or off (a clean shutdown; its NICs forget everything)."""
+    def power(self, node: str, on: bool, wait: bool = True) -> bool:
+        """Powers a server on (it boots; `wait`: until it answers SSH) or off (a clean shutdown; its
+        NICs forget everything). It stays as switched: `lab up` does not power it back on."""
         sites, disks = self._sites_and_disks()
-        return self.fabric.power(node, on, sites, disks)
+        return self.fabric.power(node, on, sites, disks, wait=wait)
 
     def reboot(self, node: str) -> None:
         """A power cycle: off, then on; what the server persisted is all it comes back with."""
@@ -310,6 +322,8 @@ class Lab:
 
     # --- down ---------------------------------------------------------------------------------
     def down(self, progress: Progress = _quiet) -> dict[str, int]:
+        progress("BMCs")
+        self.bmc.down()
         progress("fabric")
         removed = self.fabric.teardown()
         progress("ceph")

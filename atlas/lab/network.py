@@ -34,12 +34,15 @@ from atlas.core.model import Cable, Device, Role, Site
 from atlas.lab import procs
 from atlas.lab.config import LabConfig
 from atlas.lab.disks import LabDisks
+from atlas.lab.hardware import Hardware
 from atlas.lab.machines import Machine, Provisioning, base_rootfs, raise_inotify_limits, wait_all_booted
 
 FRR_BIN = Path("/usr/lib/frr")
 FRR_DAEMONS = ("zebra", "ospfd", "staticd")
 SWITCH_SHELL = Path(__file__).with_name("switch-shell.sh")
 CableKey = tuple[str, str, str, str]
+OOB_NETWORK = "oob"  # the namespace `<lab>-oob` is the out-of-band network's, not a device's
+POWERED_OFF = "powered-off"  # in a server's directory: switched off, stays off until switched on
 
 
 def _quiet(_: str) -> None:
@@ -240,7 +243,7 @@ class Fabric:
         wanted = {n.name: n for n in nodes}
         existing = set(self.namespaces())
         for name in sorted(set(self.nodes_on_record()) | {n.removeprefix(self.cfg.prefix) for n in existing}):
-            if name not in wanted:
+            if name not in wanted and name != OOB_NETWORK:  # the BMCs' network (atlas.lab.bmc)
                 progress(f"fabric: {name} is gone from NetBox: tearing it down")
                 self.remove_node(name)
                 changes.removed.append(name)
@@ -267,6 +270,11 @@ class Fabric:
                 self._address_client(node, cables, devices)
         ports = self._cabled_ports(cables)
         self._save_state(nodes, cables, mgmt)
+        for node in nodes:  # a server built by an older lab gains its hardware record here
+            if node.is_machine:
+                self._vendor_macs(
+                    node.name, Hardware.of(self.node_dir(node.name), self.cfg.name, node.device)
+                )
         booting = []
         base = base_rootfs() if any(n.is_machine for n in nodes) else None
         if base is not None:
@@ -333,6 +341,7 @@ class Fabric:
             )
             ipr.link("set", index=ipr.link_lookup(ifname=veth)[0], master=bridge, state="up")
         if node.is_machine:
+            self._vendor_macs(node.name, Hardware.of(self.node_dir(node.name), self.cfg.name, node.device))
             self.machine(node.name).snapshot_sysctls()
             return
         with NetNS(self.cfg.netns(node.name)) as ns:
@@ -342,9 +351,13 @@ class Fabric:
             ns.link("set", index=eth0, state="up")
 
     def _machine_up(self, node: Node, base: Path, ports: tuple[str, ...], disks: dict[str, str]) -> bool:
-        """Mounts, provisions and powers the server on unless it runs; True when it was started."""
+        """Mounts, provisions and powers the server on unless it runs or was powered off (by its
+        BMC or `lab power`: it stays off, as a real server does); True when it was started."""
         m = self.machine(node.name)
         running = m.pid() is not None
+        if not running and self.powered_off(node.name):
+            m.power_off()  # what outlived it goes; its NICs as after a power cut
+            return False
         m.mount(base)
         provisioning = Provisioning(
             hostname=node.name,
@@ -407,7 +420,9 @@ class Fabric:
         shutil.rmtree(self.node_dir(name), ignore_errors=True)
 
     # --- power, for servers: what a tech does at the rack -------------------------------------
-    def power(self, name: str, on: bool, sites: list[Site], disks: dict[str, dict[str, str]]) -> bool:
+    def power(
+        self, name: str, on: bool, sites: list[Site], disks: dict[str, dict[str, str]], wait: bool = True
+    ) -> bool:
         """Powers a server on or off; True when its state changed. Off: a clean shutdown, then its
         NICs lose everything a power cycle takes."""
         node = next((n for n in self.nodes(sites) if n.name == name), None)
@@ -415,14 +430,21 @@ class Fabric:
             known = ", ".join(n.name for n in self.nodes(sites) if n.is_machine)
             raise FabricError(f"{name} is not a server of this lab (servers: {known})")
         m = self.machine(name)
+        off_file = self.node_dir(name) / POWERED_OFF
         if not on:
+            off_file.touch()
             return m.power_off()
+        off_file.unlink(missing_ok=True)
         ports = self._cabled_ports(self.cables(sites, self.nodes(sites))).get(name, ())
         raise_inotify_limits()
         started = self._machine_up(node, base_rootfs(), ports, disks.get(name, {}))
-        if started:
+        if started and wait:
             wait_all_booted([(m, node.mgmt)])
         return started
+
+    def powered_off(self, name: str) -> bool:
+        """Off on purpose (its BMC or `lab power off`): the lab does not power it back on."""
+        return (self.node_dir(name) / POWERED_OFF).exists()
 
     def reboot(self, name: str, sites: list[Site], disks: dict[str, dict[str, str]]) -> None:
         self.power(name, False, sites, disks)
@@ -437,9 +459,44 @@ class Fabric:
                 kind="veth",
                 peer={"ifname": cable.b.interface, "net_ns_fd": b_ns},
             )
-            ns.link("set", index=ns.link_lookup(ifname=cable.a.interface)[0], state="up")
-        with NetNS(b_ns) as ns:
-            ns.link("set", index=ns.link_lookup(ifname=cable.b.interface)[0], state="up")
+        for end in cable.ends():  # a server's port has the MAC its vendor gave that NIC
+            hw = Hardware.load(self.node_dir(end.device))
+            if hw is not None and end.interface in hw.macs:
+                self._vendor_macs(end.device, Hardware(hw.serial, {end.interface: hw.macs[end.interface]}))
+        for end in cable.ends():
+            with NetNS(self.cfg.netns(end.device)) as ns:
+                ns.link("set", index=ns.link_lookup(ifname=end.interface)[0], state="up")
+
+    def _vendor_macs(self, node: str, hw: Hardware) -> None:
+        """Gives the server's NICs that exist the MACs of its hardware record."""
+        with NetNS(self.cfg.netns(node)) as ns:
+            for nic, mac in hw.macs.items():
+                index = ns.link_lookup(ifname=nic)
+                if not index or ns.get_links(index[0])[0].get_attr("IFLA_ADDRESS") == mac:
+                    continue
+                try:
+                    ns.link("set", index=index[0], address=mac)
+                except NetlinkError as e:
+                    if e.code != errno.EBUSY:
+                        raise
+                    ns.link("set", index=index[0], state="down")  # a card swapped: it was unplugged
+                    ns.link("set", index=index[0], address=mac)
+                    ns.link("set", index=index[0], state="up")
+
+    def hardware(self, node: str) -> Hardware:
+        hw = Hardware.load(self.node_dir(node))
+        if hw is None:
+            raise FabricError(f"{node} is not a server of this lab, or was never built")
+        return hw
+
+    def swap_nics(self, first: str, second: str, nic: str) -> None:
+        """Moves NIC `nic` of two servers into each other (their MACs cross), as a tech who swapped
+        the cards would: what each server's BMC reports changes, and so does what DHCP sees."""
+        a, b = self.hardware(first), self.hardware(second)
+        a.macs[nic], b.macs[nic] = b.macs[nic], a.macs[nic]
+        for node, hw in ((first, a), (second, b)):
+            hw.save(self.node_dir(node))
+            self._vendor_macs(node, Hardware(hw.serial, {nic: hw.macs[nic]}))
 
     def _address_client(self, node: Node, cables: list[Cable], devices: dict[str, Device]) -> None:
         """A client is the lab's own traffic source, not a device Atlas manages: it gets its addresses

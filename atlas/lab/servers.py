@@ -73,6 +73,7 @@ def flow_run_env(cfg: LabConfig, secrets: LabSecrets, prefect_url: str) -> dict[
         "VAULT_TOKEN": secrets.openbao_root_token,
         "CEPH_CONF": str(cfg.dir / "ceph" / "ceph.conf"),
         "CEPH_ALLOW_LOOP_DEVICES": "true",  # the lab's disks are loop devices
+        "ATLAS_BMC_SCHEME": "http",  # the lab's BMCs have no certificates
     }
 
 

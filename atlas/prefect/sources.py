@@ -6,9 +6,10 @@ from typing import Any
 
 from prefect.runtime import flow_run
 
+from atlas.bmc import PROTOCOLS
 from atlas.ceph.cluster import Ceph
 from atlas.core.errors import Refused
-from atlas.core.settings import load_settings
+from atlas.core.settings import AtlasSettings, load_settings
 from atlas.secrets import Vault, VaultSettings
 from atlas.sot.client import connect
 from atlas.workloads import workloads_problem
@@ -24,6 +25,15 @@ def sources() -> tuple[Any, Vault]:
     vault = Vault(VaultSettings.from_settings(settings))
     url, token = settings.netbox or vault.netbox()
     return connect(url, token, settings.netbox_timeout), vault
+
+
+def bmc_settings() -> AtlasSettings:
+    """How the servers' BMCs are reached (atlas.bmc); an unknown protocol is refused here."""
+    settings = load_settings()
+    problem = PROTOCOLS.problem("the worker's settings", settings.bmc_protocol)
+    if problem is not None:
+        raise Refused([problem])
+    return settings
 
 
 def cluster() -> Ceph:

@@ -52,6 +52,7 @@ from atlas.net.routing import design_of, design_problem
 from atlas.net.sessions import DeviceUnreachable, lldp_neighbours, ssh_exec
 from atlas.net.switch import STEP, apply_config
 from atlas.net.verify import read_routing, read_switch_state, routing_problems
+from atlas.runbooks.provision import bmc_problems
 from atlas.runbooks.site import read_view
 from atlas.secrets import Vault
 from atlas.sot.read import NotInNetBox
@@ -157,6 +158,7 @@ def preflight(scope: RackScope) -> list[str]:
             problems.append(f"address {ip} is assigned more than once: {', '.join(where)}")
     _add(problems, design_problem(scope.site))  # routing design and switch platforms Atlas knows
     problems += service_problems(scope.touched)  # and the servers' service managers
+    problems += bmc_problems(scope.servers)  # and where their BMCs are
     for d in scope.switches:
         _add(problems, platform_problem(d))
         problems += intent_problems(switch_intent(scope.site, d, scope.devices))

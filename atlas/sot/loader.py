@@ -18,10 +18,11 @@ from atlas.core.errors import Refused
 from atlas.core.model import Endpoint, InterfaceKind
 from atlas.sot.client import slugify
 from atlas.sot.read import ANYCAST_ROLE, DISK_ROLE, cables_from
-from atlas.sot.topology import LOOPBACK_INTERFACE, Topology
+from atlas.sot.schema import OOB_INTERFACE
+from atlas.sot.topology import LOOPBACK_INTERFACE, MGMT_INTERFACE, Topology
 
 # Bump when what an import writes changes: cached NetBox snapshots of older imports are then unused.
-LOADER_VERSION = 3
+LOADER_VERSION = 4
 BATCH = 25
 
 
@@ -47,6 +48,7 @@ class Inventory:
     racks: dict[str, str] = field(default_factory=dict)
     devices: dict[str, DeviceFacts] = field(default_factory=dict)
     devices_without_primary_ip: set[str] = field(default_factory=set)
+    devices_without_oob_ip: set[str] = field(default_factory=set)
     addresses: dict[str, Endpoint | None] = field(default_factory=dict)
     anycast: set[tuple[str, Endpoint]] = field(default_factory=set)  # (ip, interface)
     cables: dict[Endpoint, Endpoint] = field(default_factory=dict)
@@ -70,6 +72,7 @@ class LoadPlan:
     addresses: list[tuple[str, Endpoint]] = field(default_factory=list)
     anycast: list[tuple[str, Endpoint]] = field(default_factory=list)
     primary_ips: list[tuple[str, str]] = field(default_factory=list)
+    oob_ips: list[tuple[str, str]] = field(default_factory=list)
     cables: list[tuple[Endpoint, Endpoint]] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
 
@@ -100,17 +103,12 @@ def plan_load(topology: Topology, have: Inventory) -> LoadPlan:
             plan.manufacturers.append(dt.manufacturer)
         wanted = dt.interface_names()
         if dt.name not in have.device_types:
-            kinds = [
-                (
-                    n,
-                    InterfaceKind.MGMT
-                    if i == 0
-                    else InterfaceKind.LOOPBACK
-                    if i == 1
-                    else InterfaceKind.PHYSICAL,
-                )
-                for i, n in enumerate(wanted)
-            ]
+            special = {
+                MGMT_INTERFACE: InterfaceKind.MGMT,
+                LOOPBACK_INTERFACE: InterfaceKind.LOOPBACK,
+                OOB_INTERFACE: InterfaceKind.OOB,
+            }
+            kinds = [(n, special.get(n, InterfaceKind.PHYSICAL)) for n in wanted]
             plan.device_types.append((dt.name, dt.manufacturer, kinds, dt.disk_names()))
             continue
         if missing := sorted(set(wanted) - have.device_types[dt.name]):
@@ -154,6 +152,7 @@ def plan_load(topology: Topology, have: Inventory) -> LoadPlan:
                     "device_type": d.device_type,
                     "platform": d.platform,
                     "status": d.status.value,
+                    "serial": d.serial,
                     "custom_fields": d.custom_fields,
                 }
             )
@@ -179,6 +178,8 @@ def plan_load(topology: Topology, have: Inventory) -> LoadPlan:
                 plan.anycast.append((str(addr), lo))
         if d.mgmt_address is not None and (existing is None or d.name in have.devices_without_primary_ip):
             plan.primary_ips.append((d.name, str(d.mgmt_address)))
+        if d.oob_address is not None and (existing is None or d.name in have.devices_without_oob_ip):
+            plan.oob_ips.append((d.name, str(d.oob_address)))
 
     for cable in topology.all_cables():
         a, b = cable.a, cable.b
@@ -219,6 +220,8 @@ def read_inventory(nb: pynetbox.api) -> Inventory:
         )
         if d.primary_ip4 is None:
             inv.devices_without_primary_ip.add(d.name)
+        if d.oob_ip is None:
+            inv.devices_without_oob_ip.add(d.name)
     iface_names = {i.id: Endpoint(device=i.device.name, interface=i.name) for i in nb.dcim.interfaces.all()}
     for a in nb.ipam.ip_addresses.all():
         ip = a.address.split("/")[0]
@@ -263,7 +266,7 @@ def apply_plan(nb: pynetbox.api, plan: LoadPlan) -> None:
                     "device_type": type_ids[name],
                     "name": iface,
                     "type": "virtual" if kind == InterfaceKind.LOOPBACK else "1000base-t",
-                    "mgmt_only": kind == InterfaceKind.MGMT,
+                    "mgmt_only": kind in (InterfaceKind.MGMT, InterfaceKind.OOB),
                 }
                 for name, _, ifaces, _ in plan.device_types
                 for iface, kind in ifaces
@@ -320,6 +323,7 @@ def apply_plan(nb: pynetbox.api, plan: LoadPlan) -> None:
                     "device_type": types[d["device_type"]],
                     "platform": platforms[d["platform"]] if d["platform"] else None,
                     "status": d["status"],
+                    "serial": d["serial"],
                     "custom_fields": d["custom_fields"],
                 }
                 for d in plan.devices
@@ -354,13 +358,14 @@ def apply_plan(nb: pynetbox.api, plan: LoadPlan) -> None:
                     for a, b in plan.cables
                 ],
             )
-    if plan.primary_ips:
+    if plan.primary_ips or plan.oob_ips:
         devices = _ids(nb.dcim.devices.all(), lambda r: r.name)
         addresses = _ids(nb.ipam.ip_addresses.all(), lambda r: r.address)
-        _in_batches(
-            nb.dcim.devices.update,
-            [{"id": devices[name], "primary_ip4": addresses[addr]} for name, addr in plan.primary_ips],
-        )
+        for field_name, ips in (("primary_ip4", plan.primary_ips), ("oob_ip", plan.oob_ips)):
+            _in_batches(
+                nb.dcim.devices.update,
+                [{"id": devices[name], field_name: addresses[addr]} for name, addr in ips],
+            )
 
 
 def import_topology(nb: pynetbox.api, topology: Topology, dry_run: bool = False) -> LoadPlan:

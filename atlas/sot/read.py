@@ -26,7 +26,7 @@ from atlas.core.model import (
     Site,
 )
 from atlas.sot.client import graphql
-from atlas.sot.schema import DISK_PATH_FIELD
+from atlas.sot.schema import DISK_PATH_FIELD, OOB_INTERFACE
 
 DISK_ROLE = "disk"  # the NetBox inventory item role of data disks
 ANYCAST_ROLE = "anycast"  # the NetBox IP address role of service addresses several servers announce
@@ -73,8 +73,9 @@ def cables_from(records: Iterable[Any]) -> list[Cable]:
 # MAX_PAGE_SIZE, in primary key order.
 _PAGE = 1000
 _DEVICE = """id name site { name } rack { name } role { slug } platform { slug } status
-  device_type { model } custom_field_data
-  interfaces { id name mgmt_only type description enabled ip_addresses { address role } }
+  device_type { model } serial custom_field_data
+  interfaces { id name mgmt_only type description enabled ip_addresses { address role }
+    primary_mac_address { mac_address } }
   inventoryitems { name role { slug } custom_field_data }"""
 _CABLE_END = "__typename ... on InterfaceType { name device { name } }"
 
@@ -150,10 +151,14 @@ def _cables(records: list[dict[str, Any]]) -> list[Cable]:
 
 def _interface_kind(record: dict[str, Any]) -> InterfaceKind:
     if record["mgmt_only"]:
-        return InterfaceKind.MGMT
+        return InterfaceKind.OOB if record["name"] == OOB_INTERFACE else InterfaceKind.MGMT
     if record["type"] == "virtual":
         return InterfaceKind.LOOPBACK
     return InterfaceKind.PHYSICAL
+
+
+def _mac(value: object) -> str | None:
+    return str(value).lower() if value else None
 
 
 def _device(record: dict[str, Any]) -> Device:
@@ -170,6 +175,7 @@ def _device(record: dict[str, Any]) -> Device:
                 description=i["description"] or "",
                 enabled=bool(i["enabled"]),
                 addresses=tuple(addresses),
+                mac=_mac((i.get("primary_mac_address") or {}).get("mac_address")),
             )
         )
     # filtered here: a role filter naming a role NetBox does not have yet is refused
@@ -186,6 +192,7 @@ def _device(record: dict[str, Any]) -> Device:
         platform=_slug(record["platform"]),
         status=DeviceStatus(record["status"]),
         device_type=record["device_type"]["model"],
+        serial=str(record.get("serial") or ""),
         mgmt_address=first_address(InterfaceKind.MGMT),
         loopback=first_address(InterfaceKind.LOOPBACK),
         anycast=tuple(sorted(anycast)),

@@ -16,6 +16,8 @@ EVACUATION_FIELD = "evacuation"  # of a device: the ticket it was evacuated for
 DISK_PATH_FIELD = "device_path"  # of a disk: its block device on the host
 ROUTING_DESIGN_FIELD = "routing_design"  # of a site: how its fabric routes (atlas.net.routing)
 SERVICE_MANAGER_FIELD = "service_manager"  # of a server: what starts its services (atlas.hosts.services)
+# A server's BMC port: the interface that carries NetBox's OOB IP of the device, named alike everywhere
+OOB_INTERFACE = "bmc"
 DEFAULT_ROUTING_DESIGN = "ospf"
 DEFAULT_SERVICE_MANAGER = "systemd"  # what a production Debian server runs
 

@@ -31,9 +31,11 @@ from atlas.core.model import (
     Site,
 )
 from atlas.core.safety import name_problem, text_problem
+from atlas.sot.schema import OOB_INTERFACE
 
 MGMT_INTERFACE = "eth0"
 LOOPBACK_INTERFACE = "lo"
+OOB_ROLE = "oob"  # the prefix role of the out-of-band network
 
 
 class Spec(BaseModel):
@@ -54,9 +56,15 @@ class DeviceTypeSpec(Spec):
     manufacturer: str = "Atlas Lab"
     ports: list[PortRange]
     disks: list[PortRange] = []  # data disks (NetBox inventory items of role "disk"), e.g. OSD devices
+    bmc: bool = False  # a BMC on the out-of-band network (servers): interface "bmc", the OOB IP
 
     def interface_names(self) -> list[str]:
-        return [MGMT_INTERFACE, LOOPBACK_INTERFACE, *(n for r in self.ports for n in r.names())]
+        return [
+            MGMT_INTERFACE,
+            LOOPBACK_INTERFACE,
+            *(n for r in self.ports for n in r.names()),
+            *([OOB_INTERFACE] if self.bmc else []),
+        ]
 
     def disk_names(self) -> list[str]:
         return [n for r in self.disks for n in r.names()]
@@ -89,6 +97,8 @@ class DeviceSpec(Spec):
     platform: str | None = None
     status: str = "planned"
     mgmt: IPv4Interface | None = None
+    oob: IPv4Interface | None = None  # the BMC's address (its device type has a BMC)
+    serial: str = ""  # the serial number recorded when the hardware arrived
     loopback: IPv4Interface | None = None
     anycast: list[IPv4Interface] = []  # service addresses the server announces (/32, shared by design)
     custom_fields: dict[str, Any] = {}
@@ -244,6 +254,11 @@ class _Checker:
             self.add(name_problem(f"device {d.name} platform", d.platform))
         if d.mgmt is None:
             self.add(f"device {d.name}: no management address")
+        dt = self.types.get(d.type)
+        if d.oob is not None and dt is not None and not dt.bmc:
+            self.add(f"device {d.name}: an OOB address {d.oob}, but its type {d.type} has no BMC")
+        if d.serial:
+            self.add(text_problem(f"device {d.name} serial", d.serial))
         if d.loopback is not None and d.loopback.network.prefixlen != 32:
             self.add(f"device {d.name}: loopback {d.loopback} is not a /32")
         if d.role in (Role.SPINE, Role.LEAF, Role.CORE) and d.loopback is None:
@@ -292,14 +307,16 @@ class _Checker:
             return  # already named as an unknown device type
         if end.interface not in dt.interface_names():
             self.add(f"{label}: device {end.device} ({dt.name}) has no interface {end.interface!r}")
-        elif end.interface in (MGMT_INTERFACE, LOOPBACK_INTERFACE):
-            self.add(f"{label}: {end} is a management or loopback interface and cannot be cabled")
+        elif end.interface in (MGMT_INTERFACE, LOOPBACK_INTERFACE, OOB_INTERFACE):
+            self.add(f"{label}: {end} is a management, loopback or BMC interface and cannot be cabled")
 
     def check_addresses(self) -> None:
         owners: dict[str, list[str]] = defaultdict(list)
         for d in self.t.devices:
             if d.mgmt is not None:
                 owners[str(d.mgmt.ip)].append(f"{d.name}:{MGMT_INTERFACE}")
+            if d.oob is not None:
+                owners[str(d.oob.ip)].append(f"{d.name}:{OOB_INTERFACE}")
             if d.loopback is not None:
                 owners[str(d.loopback.ip)].append(f"{d.name}:{LOOPBACK_INTERFACE}")
         for c in self.t.cables:
@@ -319,6 +336,12 @@ class _Checker:
         for d in self.t.devices:
             if d.mgmt is not None and mgmt and not any(d.mgmt.ip in net for net in mgmt):
                 self.add(f"device {d.name}: management address {d.mgmt} is outside every management prefix")
+        oob = [p.prefix for p in self.all_prefixes() if p.role == OOB_ROLE]
+        for d in self.t.devices:
+            if d.oob is not None and not any(d.oob.ip in net for net in oob):
+                self.add(f"device {d.name}: OOB address {d.oob} is outside every prefix of role {OOB_ROLE!r}")
+        for dup in _duplicates([d.serial for d in self.t.devices if d.serial]):
+            self.add(f"serial {dup!r} is recorded for more than one device")
 
     def all_prefixes(self) -> list[PrefixSpec]:
         return [*self.t.prefixes, *(p for s in self.t.sites for p in s.prefixes)]
@@ -367,6 +390,8 @@ def _to_models(t: TopologyFile, checker: _Checker) -> Topology:
                 kind, addrs = InterfaceKind.MGMT, (d.mgmt,)
             elif name == LOOPBACK_INTERFACE:
                 kind, addrs = InterfaceKind.LOOPBACK, (d.loopback,)
+            elif name == OOB_INTERFACE:
+                kind, addrs = InterfaceKind.OOB, (d.oob,)
             else:
                 kind, addrs = InterfaceKind.PHYSICAL, (cable_addresses.get(end),)
             out.append(
@@ -390,6 +415,7 @@ def _to_models(t: TopologyFile, checker: _Checker) -> Topology:
                 platform=d.platform,
                 status=DeviceStatus(d.status),
                 device_type=d.type,
+                serial=d.serial,
                 mgmt_address=d.mgmt,
                 loopback=d.loopback,
                 anycast=tuple(d.anycast),

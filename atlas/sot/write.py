@@ -232,3 +232,46 @@ def set_disk_paths(nb: pynetbox.api, paths: dict[str, dict[str, str]]) -> int:
     if updates:
         nb.dcim.inventory_items.update(updates)
     return len(updates)
+
+
+def record_macs(
+    nb: pynetbox.api, macs: Mapping[str, Mapping[str, str]], dry_run: bool = False
+) -> list[Change]:
+    """Records NICs' MACs (device -> interface -> MAC) as their interfaces' primary MAC, where NetBox
+    has none; a MAC NetBox already holds for an interface is never overwritten (a different one is a
+    mismatch for the caller to name, not data to replace)."""
+    wanted = {(d, i): mac.lower() for d, ifaces in macs.items() for i, mac in ifaces.items()}
+    if not wanted:
+        return []
+    records = nb.dcim.interfaces.filter(device=sorted(macs), fields="id,name,device,primary_mac_address")
+    changes: list[Change] = []
+    new: list[tuple[int, str, Change]] = []
+    for iface in records:
+        key = (str(iface.device.name), str(iface.name))
+        if key not in wanted:
+            continue
+        have = getattr(iface.primary_mac_address, "mac_address", None)
+        change = Change(
+            target=key[0],
+            what=f"{key[1]} MAC",
+            before=str(have).lower() if have else None,
+            after=str(have).lower() if have else wanted[key],
+            changed=not have,
+        )
+        changes.append(change)
+        if not have:
+            new.append((int(iface.id), wanted[key], change))
+    if new and not dry_run:
+        created = nb.dcim.mac_addresses.create(
+            [
+                {"mac_address": mac, "assigned_object_type": "dcim.interface", "assigned_object_id": iface_id}
+                for iface_id, mac, _ in new
+            ]
+        )
+        nb.dcim.interfaces.update(
+            [
+                {"id": iface_id, "primary_mac_address": record.id}
+                for (iface_id, _, _), record in zip(new, created, strict=True)
+            ]
+        )
+    return sorted(changes, key=lambda c: (c.target, c.what))

@@ -16,7 +16,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-from atlas.core.model import Site
+from atlas.core.model import InterfaceKind, Site
 from atlas.core.run import poll_until
 from atlas.lab import procs
 from atlas.lab.lab import Lab
@@ -91,6 +91,65 @@ def test_swapped_cable_is_named_and_stops_the_rack_before_any_config(lab: Lab, s
         assert "router ospf" not in lab.fabric.vtysh(leaf, "show running-config")
 
 
+def set_serial(lab: Lab, server: str, serial: str) -> None:
+    """What the server's BMC will report: its vendor's serial as if another box were in the slot."""
+    hw = lab.fabric.hardware(server)
+    hw.serial = serial
+    hw.save(lab.fabric.node_dir(server))
+
+
+def netbox_macs(nb: pynetbox.api, servers: list[str]) -> dict[tuple[str, str], str]:
+    return {
+        (str(i.device.name), str(i.name)): str(i.primary_mac_address.mac_address).lower()
+        for i in nb.dcim.interfaces.filter(device=servers)
+        if i.primary_mac_address
+    }
+
+
+R02_SERVERS = ["fra1-r02-cmp1", "fra1-r02-cmp2", "fra1-r02-sto1"]
+
+
+def test_servers_whose_bmcs_disagree_with_netbox_are_named_before_anything_is_powered(
+    lab: Lab, nb: pynetbox.api, sites: list[Site], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cmp1, cmp2, sto1 = R02_SERVERS
+    assert lab.power(cmp2, on=False)  # racked, powered off: the bring-up switches it on (next test)
+    leaves = ["fra1-r02-leaf1", "fra1-r02-leaf2"]
+    before = running_configs(lab, leaves)
+    serials = {n: lab.fabric.hardware(n).serial for n in R02_SERVERS}
+    # cmp1 and cmp2 racked in each other's slot, and a box NetBox never received in sto1's
+    set_serial(lab, cmp1, serials[cmp2])
+    set_serial(lab, cmp2, serials[cmp1])
+    set_serial(lab, sto1, "XX-NOT-RECEIVED")
+    try:
+        with pytest.raises(BringupFailed) as info:
+            rack_bringup(site="fra1", rack="fra1-r02", dry_run=False)
+    finally:
+        for name, serial in serials.items():
+            set_serial(lab, name, serial)
+    message = str(info.value)
+    assert "nothing was powered or changed" in message
+    assert f"{cmp1}: its BMC reports serial {serials[cmp2]!r}, which NetBox records for {cmp2}" in message
+    assert f"{cmp2}: its BMC reports serial {serials[cmp1]!r}, which NetBox records for {cmp1}" in message
+    assert f"{sto1}: its BMC reports serial 'XX-NOT-RECEIVED', which NetBox does not know" in message
+    # sto1's BMC off the network: named, and the run waits no longer than the BMC timeout says
+    bmc = site(sites, "fra1").device(sto1).oob_address  # type: ignore[union-attr]
+    assert bmc is not None
+    monkeypatch.setenv("ATLAS_BMC_TIMEOUT", "2")
+    lab.bmc.unplug(bmc)
+    try:
+        with pytest.raises(BringupFailed) as info:
+            rack_bringup(site="fra1", rack="fra1-r02", dry_run=False)
+    finally:
+        lab.bmc.plug(bmc)
+    assert f"{sto1}: BMC did not answer: BMC {bmc.ip}: connecting:" in str(info.value)
+    assert cmp1 not in str(info.value) and cmp2 not in str(info.value)
+    # nothing anywhere was changed: the server that was off is off, NetBox learnt no MAC, no switch
+    assert lab.fabric.machine(cmp2).pid() is None
+    assert netbox_macs(nb, R02_SERVERS) == {}
+    assert running_configs(lab, leaves) == before
+
+
 def test_a_planned_rack_comes_up_and_is_recorded(lab: Lab, nb: pynetbox.api) -> None:
     first = rack_bringup(site="fra1", rack="fra1-r01", dry_run=False)  # the active rack, so r02 has a peer
     assert first.failed == 0
@@ -98,6 +157,13 @@ def test_a_planned_rack_comes_up_and_is_recorded(lab: Lab, nb: pynetbox.api) -> 
     assert report.failed == 0
     results = {r["device"]: r["result"] for r in report.rows}
     assert results["fra1-r02-leaf1"] == results["fra1-r02-cmp1"] == "changed"
+    details = {r["device"]: r["detail"] for r in report.rows}
+    assert "powered on (boot from disk)" in details["fra1-r02-cmp2"], details  # it was off
+    assert "already on" in details["fra1-r02-cmp1"], details
+    # the brand-new servers' MACs, as their BMCs reported them, are in NetBox now
+    assert netbox_macs(nb, R02_SERVERS) == {
+        (name, nic): mac for name in R02_SERVERS for nic, mac in lab.fabric.hardware(name).macs.items()
+    }
     for name in ("fra1-r02-leaf1", "fra1-r02-leaf2", "fra1-r02-cmp1", "fra1-r02-sto1"):
         device = nb.dcim.devices.get(name=name)
         assert device.status.value == "active"
@@ -120,6 +186,35 @@ def test_the_second_run_changes_nothing_and_says_so(lab: Lab) -> None:
     assert report.changed == 0 and report.failed == 0
     assert {r["result"] for r in report.rows} == {"unchanged"}
     assert report.netbox_changes == []
+
+
+def test_nics_swapped_between_two_powered_off_servers_are_named_and_after_the_fix_both_are_powered_on(
+    lab: Lab,
+) -> None:
+    cmp1, cmp2 = R02_SERVERS[:2]
+    for name in (cmp1, cmp2):
+        assert lab.power(name, on=False)
+    macs = {name: lab.fabric.hardware(name).macs["eth1"] for name in (cmp1, cmp2)}
+    lab.fabric.swap_nics(cmp1, cmp2, "eth1")
+    try:
+        with pytest.raises(BringupFailed) as info:
+            rack_bringup(site="fra1", rack="fra1-r02", dry_run=False)
+    finally:
+        lab.fabric.swap_nics(cmp1, cmp2, "eth1")
+    message = str(info.value)
+    assert (
+        f"{cmp1}:eth1 has MAC {macs[cmp2]}, which NetBox holds for {cmp2}:eth1 "
+        f"(NICs swapped between {cmp1} and {cmp2}?)" in message
+    )
+    assert f"{cmp2}:eth1 has MAC {macs[cmp1]}, which NetBox holds for {cmp1}:eth1" in message
+    assert all(lab.fabric.machine(name).pid() is None for name in (cmp1, cmp2)), "nothing was powered"
+    report = rack_bringup(site="fra1", rack="fra1-r02", dry_run=False)  # the cards back where they were
+    assert report.failed == 0, report.rows
+    changed = {r["device"]: r["detail"] for r in report.rows if r["result"] == "changed"}
+    assert set(changed) == {cmp1, cmp2}, report.rows
+    assert all("powered on (boot from disk)" in detail for detail in changed.values()), changed
+    again = rack_bringup(site="fra1", rack="fra1-r02", dry_run=False)
+    assert again.changed == 0 and again.failed == 0, again.rows  # no server powered or booted
 
 
 def boot_id(lab: Lab, server: str) -> str:
@@ -149,6 +244,8 @@ def test_every_server_of_the_rack_comes_back_from_a_power_cycle_as_it_was(
         cred = vault.credential("fra1", server.role.value)
         addresses = ssh_exec(server, cred, "ip -4 -o addr show")
         for iface in server.interfaces:
+            if iface.kind == InterfaceKind.OOB:
+                continue  # the BMC's address: on the out-of-band network, not the host's
             for address in iface.addresses:
                 assert str(address) in addresses, (server.name, iface.name, addresses)
         assert ssh_exec(server, cred, "ip -4 route show default").count("nexthop via") == 2

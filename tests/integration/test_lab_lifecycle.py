@@ -67,7 +67,7 @@ def test_up_is_idempotent_repairs_a_half_dead_lab_and_down_leaves_nothing(lab: L
         first = tiny.up()
         assert first.changed and first.fabric_rebuilt
         assert all(row.healthy for row in tiny.status()), tiny.status()
-        assert len(tiny.fabric.namespaces()) == 4
+        assert len(tiny.fabric.namespaces()) == 5  # four nodes and the out-of-band network (BMCs)
         assert "no storage server" in next(r.detail for r in tiny.status() if r.name == "ceph")
 
         again = tiny.up()

@@ -128,7 +128,7 @@ def test_every_problem_is_named_at_once(tmp_path: Path) -> None:
         "unknown device 'ghost'",
         "contains control characters",
         "end 'leaf1' is not 'device:interface'",
-        "srv1:eth0 is a management or loopback interface",
+        "srv1:eth0 is a management, loopback or BMC interface",
     ):
         assert expected in text, f"missing problem {expected!r} in:\n{text}"
 
@@ -184,3 +184,22 @@ def test_several_servers_share_an_anycast_address(tmp_path: Path) -> None:
     devices.append(devices[1] | {"name": "srv2", "mgmt": "198.18.0.12/24", "loopback": "198.19.0.3/32"})
     topo = load_topology(write(tmp_path, files))
     assert [str(d.anycast[0]) for d in topo.all_devices() if d.anycast] == ["198.19.0.250/32"] * 2
+
+
+def test_a_servers_bmc_address_and_serial_are_read_and_checked(tmp_path: Path) -> None:
+    files = base()
+    catalog, site = files["catalog.yaml"], files["site.yaml"]
+    catalog["device_types"][1]["bmc"] = True  # type: ignore[index]
+    catalog["prefixes"].append({"prefix": "198.18.32.0/24", "role": "oob"})  # type: ignore[attr-defined]
+    devices = site["devices"]
+    devices[1] |= {"oob": "198.18.32.11/24", "serial": "SN1"}  # type: ignore[index]
+    good = load_topology(write(tmp_path / "good", files) if (tmp_path / "good").mkdir() is None else tmp_path)
+    srv = good.device("srv1")
+    assert srv is not None and srv.serial == "SN1" and str(srv.oob_address) == "198.18.32.11/24"
+    assert [i.name for i in srv.nics] == ["eth0", "eth1", "eth2"]  # the BMC port is not a NIC of the host
+    devices[0] |= {"oob": "198.18.33.1/24", "serial": "SN1"}  # type: ignore[index]
+    (tmp_path / "bad").mkdir()
+    problems = "\n".join(problems_of(tmp_path / "bad", files))
+    assert "device leaf1: an OOB address 198.18.33.1/24, but its type sw has no BMC" in problems
+    assert "device leaf1: OOB address 198.18.33.1/24 is outside every prefix of role 'oob'" in problems
+    assert "serial 'SN1' is recorded for more than one device" in problems
