@@ -2,10 +2,11 @@
 
 Runbook: read the rack from NetBox -> preflight (nothing touched on any problem) -> credentials ->
 discover (every server's BMC: serial and MACs against NetBox; a difference stops before anything is
-powered; a new server's MACs recorded) -> power on what is off -> reachability -> every device's state, read once -> cabling (LLDP vs NetBox; a mismatch stops before
-any config) -> switch config (diff, push only the difference) -> verify adjacencies and routes -> host
-baseline (Ansible) -> verify a server reaches another rack -> NetBox: planned -> active, journal ->
-report. The steps are atlas.runbooks.bringup's; this module sequences them and decides.
+powered; a new server's MACs recorded) -> power on what is off -> reachability -> every device's
+state, read once -> cabling (LLDP vs NetBox; a mismatch stops before any config) -> switch config
+(diff, push only the difference) -> verify adjacencies and routes -> host baseline (Ansible) ->
+verify a server reaches another rack -> NetBox: planned -> active, journal -> report. The steps are
+atlas.runbooks.bringup's and atlas.runbooks.provision's; this module sequences them and decides.
 """
 
 from __future__ import annotations
@@ -175,13 +176,14 @@ def rack_bringup(
     with exclusive(rack_limit_name(site, rack)), one_connection_per_device():
         devices = credentials(scope, vault)
         bmcs, found, results = discover(nb, scope, vault, dry_run)
-        results += power_on(scope, bmcs, found, dry_run, events)
-        if dry_run and results.changed:  # a server is off: what it runs cannot be read until it is on
+        powered = power_on(scope, bmcs, found, dry_run, events)
+        results += powered
+        if dry_run and powered.changed:  # a server is off: what it runs cannot be read until it is on
             report = bringup.report(scope, dry_run, results, [])
             publish(*bringup.artifact(report))
             progress.end("dry run done: servers are off, later steps are planned once they run")
             return report
-        reachability(devices, booting=bool(results.changed))
+        reachability(devices, booting=bool(powered.changed))
         states = device_state(scope, devices)
         cabling(scope, devices, states)
         events.step_done("every device read, cabling matches NetBox")
