@@ -89,11 +89,11 @@ class BmcLab:
         outside = [f"{n} ({a})" for n, a in sorted(addresses.items()) if a.ip not in oob]
         if outside:
             raise BmcError(f"BMC addresses outside the OOB prefix {oob}: {', '.join(outside)}")
-        self._network(oob, list(addresses.values()))
+        rebuilt = self._network(oob, list(addresses.values()))
         table = {str(a.ip): name for name, a in sorted(addresses.items())}
         text = json.dumps({"nodes": table, "prefix": str(oob)}, indent=2, sort_keys=True) + "\n"
-        pid = procs.running(self.pidfile, MARKER)
-        if pid is not None and self.table.exists() and self.table.read_text() == text:
+        pid = self.pid()
+        if pid is not None and not rebuilt and self.table.exists() and self.table.read_text() == text:
             return False
         if pid is not None:
             procs.stop([pid])
@@ -108,6 +108,13 @@ class BmcLab:
         first = next(iter(table))
         procs.wait_for(lambda: _answers(first), "the lab's BMCs", 30.0, self.log, pid=pid)
         return True
+
+    def pid(self) -> int | None:
+        return procs.running(self.pidfile, MARKER)
+
+    def detail(self) -> str:
+        table = json.loads(self.table.read_text())
+        return f"{len(table['nodes'])} BMCs on {table['prefix']} (Redfish, port {BMC_PORT})"
 
     def down(self) -> bool:
         stopped = procs.stop_pidfile(self.pidfile, MARKER)
@@ -127,9 +134,12 @@ class BmcLab:
             if str(address.ip) not in _ipv4(ns, index):
                 ns.addr("add", index=index, address=str(address.ip), prefixlen=address.network.prefixlen)
 
-    def _network(self, oob: IPv4Network, addresses: list[IPv4Interface]) -> None:
+    def _network(self, oob: IPv4Network, addresses: list[IPv4Interface]) -> bool:
+        """The namespace, link and addresses; True when the namespace was made now (a process
+        still listening in an earlier one, removed by a fabric teardown, is deaf)."""
         ns_name, link = oob_namespace(self.cfg), oob_link(self.cfg)
-        if ns_name not in netns.listnetns():
+        made = ns_name not in netns.listnetns()
+        if made:
             netns.create(ns_name)
         with IPRoute() as ipr:
             if not ipr.link_lookup(ifname=link):
@@ -150,13 +160,12 @@ class BmcLab:
             for ip in sorted(wanted - have):
                 ns.addr("add", index=index, address=ip, prefixlen=oob.prefixlen)
             ns.link("set", index=index, state="up")
+        return made
 
 
 def _ipv4(ipr: IPRoute | NetNS, index: int) -> set[str]:
     return {
-        str(a.get_attr("IFA_ADDRESS"))
-        for a in ipr.get_addr(family=socket.AF_INET)
-        if a["index"] == index
+        str(a.get_attr("IFA_ADDRESS")) for a in ipr.get_addr(family=socket.AF_INET) if a["index"] == index
     }
 
 
@@ -424,8 +433,13 @@ def serve(name: str, root: Path) -> None:
     bmc = BmcLab(cfg)
     table: dict[str, str] = json.loads(bmc.table.read_text())["nodes"]
 
+    switching = threading.Lock()
+
     def power(node: str, on: bool) -> None:
-        lab.power(node, on, wait=False)
+        # one switch at a time: each reads NetBox and attaches the lab's disks (idempotent, not
+        # concurrent); a power-on does not wait for the boot, so servers still boot side by side
+        with switching:
+            lab.power(node, on, wait=False)
 
     def powered_on(node: str) -> Callable[[], bool]:
         return lambda: lab.fabric.machine(node).pid() is not None

@@ -293,18 +293,25 @@ class Lab:
         ]
         names = self.nodes_on_record()
         spaces = set(self.fabric.namespaces())
-        bad = []
+        bad, off = [], []
         for name in names:
+            if self.fabric.is_machine(name) and self.fabric.powered_off(name):
+                off.append(name)  # switched off at its BMC or by `lab power`: as intended
+                continue
             daemons = self.fabric.daemons_on_record(name)
             dead = [d for d, (pf, marker) in daemons.items() if procs.running(pf, marker) is None]
             if self.cfg.netns(name) not in spaces:
                 dead.insert(0, "namespace")
             if dead:
                 bad.append(f"{name} ({', '.join(dead)})")
-        detail = f"{len(names) - len(bad)}/{len(names)} nodes up" + (
-            f"; down: {'; '.join(bad)}" if bad else ""
+        detail = (
+            f"{len(names) - len(bad) - len(off)}/{len(names)} nodes up"
+            + (f"; powered off: {', '.join(off)}" if off else "")
+            + (f"; down: {'; '.join(bad)}" if bad else "")
         )
         rows.append(ComponentStatus("fabric", bool(names) and not bad, detail))
+        if self.bmc.table.exists():
+            rows.append(ComponentStatus("bmc", self.bmc.pid() is not None, self.bmc.detail()))
         rows.append(self._ceph_status())
         return rows
 
