@@ -83,6 +83,8 @@ class BmcLab:
 
     def up(self, sites: list[Site], oob: IPv4Network | None) -> bool:
         """The network and the process as NetBox's servers need them; True when (re)started."""
+        if any(d.name == OOB_NETWORK for s in sites for d in s.devices):
+            raise BmcError(f"a device is named {OOB_NETWORK!r}: the lab's out-of-band network has that name")
         addresses = bmc_addresses(sites)
         if not addresses or oob is None:
             return self.down()
@@ -433,13 +435,18 @@ def serve(name: str, root: Path) -> None:
     bmc = BmcLab(cfg)
     table: dict[str, str] = json.loads(bmc.table.read_text())["nodes"]
 
-    switching = threading.Lock()
+    # What powering a server needs of the lab (NetBox's sites, the storage servers' disks attached),
+    # read at the first switch and kept: the BMCs serve the servers of the last `lab up`, which
+    # restarts them when those change. The reading is one at a time; switches then run side by side.
+    reading = threading.Lock()
+    known: list[tuple[list[Site], dict[str, dict[str, str]]]] = []
 
     def power(node: str, on: bool) -> None:
-        # one switch at a time: each reads NetBox and attaches the lab's disks (idempotent, not
-        # concurrent); a power-on does not wait for the boot, so servers still boot side by side
-        with switching:
-            lab.power(node, on, wait=False)
+        with reading:
+            if not known:
+                known.append(lab.sites_and_disks())
+        sites, disks = known[0]
+        lab.fabric.power(node, on, sites, disks, wait=False)
 
     def powered_on(node: str) -> Callable[[], bool]:
         return lambda: lab.fabric.machine(node).pid() is not None

@@ -258,7 +258,7 @@ class Lab:
         return self.fabric.nodes_on_record()
 
     # --- power, as at the rack ------------------------------------------------------------------
-    def _sites_and_disks(self) -> tuple[list[Site], dict[str, dict[str, str]]]:
+    def sites_and_disks(self) -> tuple[list[Site], dict[str, dict[str, str]]]:
         nb = connect(self.cfg.netbox_url, self.secrets.netbox_token)
         sites = [read_site(nb, name) for name in site_names(nb)]
         return sites, self.fabric.disks.attach(Fabric.storage_disks(sites))
@@ -266,12 +266,12 @@ class Lab:
     def power(self, node: str, on: bool, wait: bool = True) -> bool:
         """Powers a server on (it boots; `wait`: until it answers SSH) or off (a clean shutdown; its
         NICs forget everything). It stays as switched: `lab up` does not power it back on."""
-        sites, disks = self._sites_and_disks()
+        sites, disks = self.sites_and_disks()
         return self.fabric.power(node, on, sites, disks, wait=wait)
 
     def reboot(self, node: str) -> None:
         """A power cycle: off, then on; what the server persisted is all it comes back with."""
-        sites, disks = self._sites_and_disks()
+        sites, disks = self.sites_and_disks()
         self.fabric.reboot(node, sites, disks)
 
     def status(self) -> list[ComponentStatus]:

@@ -23,7 +23,7 @@ from atlas.bmc import Bmc, BmcLogin, BootSource, Inventory, Power, connect
 from atlas.core.model import Change, Device
 from atlas.core.run import Readings, Result, Results, read_each, run_each
 from atlas.core.settings import AtlasSettings
-from atlas.secrets import Vault, site_bmc_path
+from atlas.secrets import SecretError, Vault, site_bmc_path
 from atlas.sot.write import record_macs
 
 DISCOVER = "discover (BMC against NetBox)"
@@ -54,6 +54,9 @@ def bmc_logins(
 ) -> dict[str, BmcLogin]:
     """Each server's BMC login: its address from NetBox, the site's login from Vault (read once)."""
     secret = vault.read(site_bmc_path(site))
+    missing = [k for k in ("username", "password") if not secret.get(k)]
+    if missing:
+        raise SecretError(f"secret {site_bmc_path(site)} has no {' and no '.join(missing)}")
     return {
         d.name: BmcLogin(
             address=d.oob_address.ip,
