@@ -90,6 +90,10 @@ def power_on(scope: RackScope, bmcs: BMCs, found: Discovery, dry_run: bool, even
     results = provision.power_on(scope.servers, bmcs, found, dry_run)
     for r in results.changed:
         events.info(f"{r.target}: {r.detail}")
+    if results.failed:  # named now, not after waiting for a server that never came on
+        raise BringupFailed(
+            "servers did not power on:\n" + "\n".join(f"{r.target}: {r.error}" for r in results.failed)
+        )
     return results
 
 
