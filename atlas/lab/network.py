@@ -270,11 +270,11 @@ class Fabric:
                 self._address_client(node, cables, devices)
         ports = self._cabled_ports(cables)
         self._save_state(nodes, cables, mgmt)
-        for node in nodes:  # a server built by an older lab gains its hardware record here
-            if node.is_machine:
-                self._vendor_macs(
-                    node.name, Hardware.of(self.node_dir(node.name), self.cfg.name, node.device)
-                )
+        for node in [n for n in nodes if n.is_machine]:  # a server of an older lab, or a new NIC
+            before = Hardware.load(self.node_dir(node.name))
+            hw = Hardware.of(self.node_dir(node.name), self.cfg.name, node.device)
+            if hw != before:
+                self._vendor_macs(node.name, hw)
         booting = []
         base = base_rootfs() if any(n.is_machine for n in nodes) else None
         if base is not None:
