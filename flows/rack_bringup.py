@@ -47,6 +47,11 @@ BMCs = dict[str, Bmc]
 States = dict[str, DeviceState]
 
 
+def _status(e: Exception) -> str:
+    """The HTTP status NetBox answered a write with, or what kept it from answering."""
+    return str(getattr(getattr(e, "req", None), "status_code", None) or type(e).__name__)
+
+
 @task(name="read intent from NetBox", cache_policy=NO_CACHE)
 def read_intent(site: str, rack: str) -> tuple[pynetbox.api, RackScope, Vault]:
     nb, vault = sources()
@@ -81,7 +86,13 @@ def discover(
             "the servers' BMCs disagree with NetBox; nothing was powered or changed:\n"
             + "\n".join(found.problems)
         )
-    recorded = provision.record_learnt(nb, found, dry_run)
+    try:
+        recorded = provision.record_learnt(nb, found, dry_run)
+    except (pynetbox.RequestError, requests.RequestException) as e:
+        raise BringupFailed(
+            f"NetBox did not take the MACs the servers' BMCs report ({_status(e)}); nothing was powered or "
+            "changed: run again once NetBox answers"
+        ) from None
     return bmcs, found, provision.discover_results(scope.servers, found, recorded, dry_run)
 
 
@@ -158,9 +169,8 @@ def record(nb: pynetbox.api, scope: RackScope, results: Results) -> list[str]:
     try:
         return [f"{c.target}: {c.what}" for c in bringup.record_in_netbox(nb, scope, results, run_name())]
     except (pynetbox.RequestError, requests.RequestException) as e:
-        status = getattr(getattr(e, "req", None), "status_code", None) or type(e).__name__
         raise BringupFailed(
-            f"NetBox did not take the record ({status}): every device of {scope.rack} is configured, "
+            f"NetBox did not take the record ({_status(e)}): every device of {scope.rack} is configured, "
             "but the rack is not recorded as active; run again once NetBox answers"
         ) from None
 

@@ -19,6 +19,7 @@ class NetBoxProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
         self.failing_writes = False
+        self.passing_writes: tuple[str, ...] = ()  # path prefixes written through while writes fail
         self.hanging = False
         self.released = threading.Event()
         self.refused: list[str] = []
@@ -34,7 +35,12 @@ class NetBoxProxy:
                     proxy.released.wait(timeout=300)
                     self.close_connection = True
                     return
-                if proxy.failing_writes and self.command in WRITES and self.path != READS_BY_POST:
+                if (
+                    proxy.failing_writes
+                    and self.command in WRITES
+                    and self.path != READS_BY_POST
+                    and not self.path.startswith(proxy.passing_writes or ("\0",))
+                ):
                     proxy.refused.append(f"{self.command} {self.path}")
                     self.send_error(503, "Service Unavailable")
                     return

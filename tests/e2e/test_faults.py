@@ -74,6 +74,14 @@ def test_netbox_refusing_writes_leaves_the_rack_planned_and_a_rerun_records_it(
         patched.setenv("NETBOX_URL", proxy.url)
         patched.setenv("NETBOX_TOKEN", lab.secrets.netbox_token)
         proxy.failing_writes = True
+        before = leaf_configs(lab, "fra1-r02")
+        # the first write of a bring-up: the MACs its BMCs report for the rack's new servers
+        with pytest.raises(BringupFailed, match=r"NetBox did not take the MACs .* \(503\); nothing was"):
+            rack_bringup(site="fra1", rack="fra1-r02", dry_run=False)
+        assert proxy.refused and leaf_configs(lab, "fra1-r02") == before
+        # NetBox takes those, and refuses the final record of the configured rack
+        proxy.passing_writes = ("/api/dcim/mac-addresses/", "/api/dcim/interfaces/")
+        proxy.refused.clear()
         with pytest.raises(BringupFailed, match=r"NetBox did not take the record \(503\).* fra1-r02"):
             rack_bringup(site="fra1", rack="fra1-r02", dry_run=False)
         assert proxy.refused, "the run never tried to write"
