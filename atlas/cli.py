@@ -58,6 +58,11 @@ image_app = typer.Typer(
     help="The image catalog: artifacts in S3 with sha256 manifests, AMIs in EC2.", no_args_is_help=True
 )
 app.add_typer(image_app, name="image")
+provisioning_app = typer.Typer(
+    help="The provisioning service: DHCP and images for servers booting from the network.",
+    no_args_is_help=True,
+)
+app.add_typer(provisioning_app, name="provisioning")
 console = Console()
 err = Console(stderr=True)
 
@@ -151,6 +156,29 @@ def _catalog(lab: str | None, root: Path) -> Catalog:
     except (SecretError, ImageError) as e:
         err.print(f"[red]{e}[/red]")
         raise typer.Exit(2) from None
+
+
+@provisioning_app.command("serve")
+def provisioning_serve(
+    interface: Annotated[str, typer.Option(help="The provisioning network's interface (DHCP answers there)")],
+    subnet: Annotated[str, typer.Option(help="The provisioning network, e.g. 10.0.0.0/24")],
+    listen: Annotated[str, typer.Option(help="ADDRESS:PORT servers fetch images from")],
+    state: Annotated[
+        Path, typer.Option(help="Directory for Kea's configuration, leases and the reservations")
+    ],
+) -> None:
+    """Serve DHCP reservations and the image catalog to servers booting from the network, until stopped."""
+    from ipaddress import IPv4Network
+
+    from atlas.provisioning.service import serve
+
+    try:
+        network = IPv4Network(subnet)
+        catalog = Catalog(AwsSettings.from_secret(Vault(VaultSettings.from_env()).read(AWS_PATH)))
+    except (ValueError, SecretError, ImageError) as e:
+        err.print(f"[red]{e}[/red]")
+        raise typer.Exit(2) from None
+    serve(listen, interface, network, state, catalog)
 
 
 def _manifest_table(manifests: list[Manifest]) -> Table:

@@ -56,6 +56,7 @@ def site_bmc_path(site: str) -> str:
 
 NETBOX_PATH = "atlas/netbox"
 AWS_PATH = "atlas/aws"
+PROVISIONING_PATH = "atlas/provisioning"  # url: the provisioning service (atlas.provisioning)
 WORKLOADS_PATH = "atlas/workloads"  # + /<adapter>
 
 

@@ -2,7 +2,10 @@
 
 Runbook: read the rack from NetBox -> preflight (nothing touched on any problem) -> credentials ->
 discover (every server's BMC: serial and MACs against NetBox; a difference stops before anything is
-powered; a new server's MACs recorded) -> power on what is off -> reachability -> every device's
+powered; a new server's MACs recorded) -> install plan (the OS image NetBox names: new servers, or
+re-image when the form says so) -> network boot (DHCP reservations, a one-time boot from the network)
+-> power on what else is off -> wait for the installs (SSH with the image's host key; recorded in
+NetBox) -> reachability -> every device's
 state, read once -> cabling (LLDP vs NetBox; a mismatch stops before any config) -> switch config
 (diff, push only the difference) -> verify adjacencies and routes -> host baseline (Ansible) ->
 verify a server reaches another rack -> NetBox: planned -> active, journal -> report. The steps are
@@ -21,17 +24,19 @@ from pydantic import Field
 
 from atlas.bmc import Bmc
 from atlas.core.run import Events, Results, TargetMap
+from atlas.images.catalog import Manifest
 from atlas.net.sessions import one_connection_per_device, wait_reachable
 from atlas.prefect.forms import NAME_PATTERN, DryRun, SiteName, form
 from atlas.prefect.locks import exclusive, rack_limit_name
 from atlas.prefect.progress import Progress, RunEvents
 from atlas.prefect.reports import publish
-from atlas.prefect.sources import bmc_settings, run_name, sources
+from atlas.prefect.sources import bmc_settings, image_sources, run_name, sources
+from atlas.provisioning import ProvisioningClient
 from atlas.runbooks import bringup, provision
 from atlas.runbooks.bringup import BringupFailed as BringupFailed
 from atlas.runbooks.bringup import BringupReport as BringupReport
 from atlas.runbooks.bringup import DeviceState, RackScope
-from atlas.runbooks.provision import Discovery
+from atlas.runbooks.provision import Discovery, InstallPlan
 from atlas.secrets import Vault
 
 # The progress bar's milestones, up to NetBox: each update is an API call (~40 ms), so quick steps
@@ -41,6 +46,7 @@ BRINGUP_STEPS = 4
 REACH_WAIT = 30.0  # seconds for a running device to answer SSH
 BOOT_WAIT = 180.0  # seconds for a server just powered on to boot far enough to answer SSH
 BMCs = dict[str, Bmc]
+Manifests = dict[str, Manifest | None]
 
 # The tasks take the scope and the targets as they are: a RackScope and a TargetMap are objects that
 # Prefect does not walk looking for futures (they hold the site's models; see atlas.runbooks.bringup).
@@ -96,9 +102,77 @@ def discover(
     return bmcs, found, provision.discover_results(scope.servers, found, recorded, dry_run)
 
 
+@task(name="install plan (OS images NetBox names)", cache_policy=NO_CACHE)
+def install_plan(
+    scope: RackScope, vault: Vault, found: Discovery, reimage: bool
+) -> tuple[InstallPlan, Manifests, ProvisioningClient | None]:
+    plan = provision.plan_installs(scope.servers, found, reimage)
+    if not plan.wanted:
+        return plan, {}, None
+    catalog, client = image_sources(vault)
+    manifests = {v: catalog.manifest(v) for v in sorted(set(plan.wanted.values()))}
+    problems = provision.install_problems(scope.servers, plan, manifests)
+    if plan.install:
+        problems += client.problems()
+    if problems:
+        raise BringupFailed(
+            "servers cannot be installed; nothing was powered or changed:\n" + "\n".join(problems)
+        )
+    return plan, manifests, client
+
+
+@task(name="network boot", cache_policy=NO_CACHE)
+def network_boot(
+    scope: RackScope,
+    bmcs: BMCs,
+    found: Discovery,
+    plan: InstallPlan,
+    client: ProvisioningClient | None,
+    dry_run: bool,
+    events: Events,
+) -> Results:
+    if client is not None and provision.reserve(client, scope.rack, scope.servers, plan, found, dry_run):
+        events.info(f"DHCP: reservations of {scope.rack} for {', '.join(sorted(plan.install))}")
+    results = provision.start_installs(scope.servers, bmcs, plan, found, dry_run)
+    for r in results.changed:
+        events.info(f"{r.target}: {r.detail}")
+    if results.failed:
+        raise BringupFailed(
+            "servers did not start their network boot:\n"
+            + "\n".join(f"{r.target}: {r.error}" for r in results.failed)
+        )
+    return results
+
+
+@task(name="wait for installs", cache_policy=NO_CACHE)
+def wait_installed(
+    nb: pynetbox.api, scope: RackScope, bmcs: BMCs, plan: InstallPlan, manifests: Manifests, events: Events
+) -> Results:
+    results = provision.wait_installed(scope.servers, bmcs, plan, manifests)
+    installed = provision.installed_records(plan, results)
+    if installed:
+        try:
+            provision.record_installed(nb, scope.servers, installed)
+        except (pynetbox.RequestError, requests.RequestException) as e:
+            raise BringupFailed(
+                f"NetBox did not take the images installed on {', '.join(sorted(installed))} ({_status(e)}); "
+                "they run them: run again once NetBox answers (they are not installed again)"
+            ) from None
+    for r in results:
+        events.info(f"{r.target}: {r.error or r.detail}")
+    if results.failed:
+        raise BringupFailed(
+            "servers did not come up from their network boot:\n"
+            + "\n".join(f"{r.target}: {r.error}" for r in results.failed)
+        )
+    return results
+
+
 @task(name="power on", cache_policy=NO_CACHE)
-def power_on(scope: RackScope, bmcs: BMCs, found: Discovery, dry_run: bool, events: Events) -> Results:
-    results = provision.power_on(scope.servers, bmcs, found, dry_run)
+def power_on(
+    scope: RackScope, bmcs: BMCs, found: Discovery, plan: InstallPlan, dry_run: bool, events: Events
+) -> Results:
+    results = provision.power_on(scope.servers, bmcs, found, dry_run, frozenset(plan.install))
     for r in results.changed:
         events.info(f"{r.target}: {r.detail}")
     if results.failed:  # named now, not after waiting for a server that never came on
@@ -181,6 +255,13 @@ def rack_bringup(
     site: SiteName,
     rack: Annotated[str, Field(pattern=NAME_PATTERN, description="NetBox rack, e.g. fra1-r02")],
     dry_run: DryRun = True,
+    reimage: Annotated[
+        bool,
+        Field(
+            description="Re-image: install the OS image NetBox names on servers that run another "
+            "(their disks are erased). Off: only new servers are installed"
+        ),
+    ] = False,
 ) -> BringupReport:
     progress = Progress(f"rack-bringup {site}/{rack}", total=BRINGUP_STEPS)
     events = RunEvents(progress)
@@ -190,14 +271,19 @@ def rack_bringup(
     with exclusive(rack_limit_name(site, rack)), one_connection_per_device():
         devices = credentials(scope, vault)
         bmcs, found, results = discover(nb, scope, vault, dry_run)
-        powered = power_on(scope, bmcs, found, dry_run, events)
+        plan, manifests, client = install_plan(scope, vault, found, reimage)
+        booting = network_boot(scope, bmcs, found, plan, client, dry_run, events)
+        powered = power_on(scope, bmcs, found, plan, dry_run, events)
         results += powered
-        if dry_run and powered.changed:  # a server is off: what it runs cannot be read until it is on
-            report = bringup.report(scope, dry_run, results, [])
+        if dry_run and (powered.changed or booting.changed):  # what a server runs is read once it is on
+            report = bringup.report(scope, dry_run, results + booting, [])
             publish(*bringup.artifact(report))
             progress.end("dry run done: servers are off, later steps are planned once they run")
             return report
-        reachability(devices, booting=bool(powered.changed))
+        if plan.install or plan.check or plan.left:
+            booting = wait_installed(nb, scope, bmcs, plan, manifests, events)
+        results += booting
+        reachability(devices, booting=bool(powered.changed or booting.changed))
         states = device_state(scope, devices)
         cabling(scope, devices, states)
         events.step_done("every device read, cabling matches NetBox")

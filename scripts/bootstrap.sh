@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   frr frr-pythontools lldpd openssh-server openssh-client redis-server postgresql libpq-dev gcc
   ceph-mon ceph-osd ceph-mgr ceph-common iproute2 util-linux procps iputils-ping
-  systemd-container debootstrap
+  systemd-container debootstrap kea-dhcp4-server udhcpc
   chromium udev
 )
 

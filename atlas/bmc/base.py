@@ -37,6 +37,8 @@ class Inventory:
     nics: dict[str, str] = field(default_factory=dict)  # NIC name -> MAC (lower case, colons)
     disks: tuple[str, ...] = ()
     boot_sources: tuple[BootSource, ...] = ()  # what a one-time boot override may choose
+    # where the last boot is or stopped (Redfish BootProgress: OSRunning, or the firmware's words)
+    boot_progress: str = ""
 
 
 @dataclass(frozen=True)

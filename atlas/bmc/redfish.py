@@ -90,12 +90,16 @@ class RedfishBmc:
                 disks += [str(d.name) for d in storage.devices or ()]
             allowed = system.get_allowed_system_boot_source_values() or set()
             power = Power.ON if system.power_state == sushy.POWER_STATE_ON else Power.OFF
+            progress = system.boot_progress
+            state = getattr(progress.last_state, "value", "") if progress is not None else ""
+            said = str(progress.oem_last_state or "") if progress is not None else ""
             return Inventory(
                 serial=str(system.serial_number or ""),
                 power=power,
                 nics=dict(sorted(nics.items())),
                 disks=tuple(sorted(disks)),
                 boot_sources=tuple(s for s, target in _TARGETS.items() if target in allowed),
+                boot_progress=said if state == "OEM" else str(state or ""),
             )
 
     def power_on(self, boot: BootSource | None = None) -> None:

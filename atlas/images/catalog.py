@@ -75,6 +75,9 @@ class Manifest(Frozen):
     size: int
     published_at: str
     amis: dict[str, str] = Field(default_factory=dict)
+    # The SSH host key the image was built with (an OpenSSH public key line), for images a server
+    # network-boots: the server that answers SSH with it runs this image. Empty for other images.
+    ssh_host_key: str = ""
 
     @property
     def artifact_key(self) -> str:
@@ -213,8 +216,20 @@ class Catalog:
             )
         return manifest
 
+    def open_artifact(self, version: str) -> tuple[Manifest, Any]:
+        """The manifest and a stream of the artifact's bytes (for serving it: the reader checks it
+        against the manifest's sha256); ImageError when the version is not in the catalog."""
+        manifest = self.manifest(version)
+        if manifest is None:
+            raise ImageError(f"image {version} is not in the catalog")
+        try:
+            body = self._client("s3").get_object(Bucket=self.settings.bucket, Key=manifest.artifact_key)
+        except (ClientError, BotoCoreError) as e:
+            raise ImageError(f"reading image {version}: {e}") from None
+        return manifest, body["Body"]
+
     # --- publishing ---------------------------------------------------------------------------
-    def publish(self, version: str, artifact: Path, amis: bool = True) -> Published:
+    def publish(self, version: str, artifact: Path, amis: bool = True, ssh_host_key: str = "") -> Published:
         if not re.match(VERSION_PATTERN, version):
             raise ImageError(f"{version!r} is not a version name (letters, digits, '.', '_', '-')")
         digest = sha256_of(artifact)
@@ -230,6 +245,7 @@ class Catalog:
             sha256=digest,
             size=artifact.stat().st_size,
             published_at=datetime.now(UTC).isoformat(),
+            ssh_host_key=ssh_host_key.strip(),
         )
         if existing is None:
             self._upload(manifest, artifact)

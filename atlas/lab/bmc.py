@@ -6,14 +6,16 @@ The out-of-band network is a namespace of its own (`<lab>-oob`) joined to this m
 (`python -m atlas.lab.bmc LAB`) listens on every BMC address, each socket made inside that namespace,
 and answers as that server's BMC alone: one ComputerSystem with its power state, its serial number
 and NIC MACs from the server's hardware record (atlas.lab.hardware, not NetBox), its disks, a boot
-source override (`Hdd`), and reset actions whose power really starts and stops the server's machine
-(the same power as `atlas lab power`). HTTP Basic authentication with the lab's BMC login (in
-OpenBao by site for Atlas).
+source override (`Hdd`, or the network: `Pxe` and `UefiHttp` both boot as UEFI HTTP boot does, through
+the server's firmware, atlas.lab.firmware), boot progress (`BootProgress`: `OSRunning`, or where the
+firmware is or stopped, and why, in `OemLastState`), and reset actions whose power really starts and
+stops the server's machine (the same power as `atlas lab power`). A server whose disk is blank and
+that is not booted from the network halts with "no bootable device". HTTP Basic authentication with
+the lab's BMC login (in OpenBao by site for Atlas).
 
-The subset of Redfish served is what Ironic's `sushy` client reads and writes for discovery and power:
-the service root, Systems, a system's EthernetInterfaces and SimpleStorage, PATCH of Boot, and
-ComputerSystem.Reset. Booting from the network is not offered yet: the override's allowable values
-say so, as a BMC without that firmware would.
+The subset of Redfish served is what Ironic's `sushy` client reads and writes for discovery, power
+and provisioning: the service root, Systems, a system's EthernetInterfaces and SimpleStorage, PATCH
+of Boot, and ComputerSystem.Reset.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ from pyroute2 import IPRoute, NetNS, netns
 from atlas.core.model import Site
 from atlas.lab import procs
 from atlas.lab.config import LabConfig
+from atlas.lab.firmware import BLANK, network_boot
 from atlas.lab.hardware import Hardware
+from atlas.lab.machines import base_rootfs
 from atlas.lab.network import OOB_NETWORK
 
 BMC_USER = "admin"
@@ -44,7 +48,8 @@ BMC_PORT = 80
 MARKER = "atlas.lab.bmc"
 NIC = "oob0"  # the namespace's side of the out-of-band network
 RESET_TYPES = ("On", "ForceOff", "GracefulShutdown", "ForceRestart", "GracefulRestart")
-BOOT_TARGETS = ("None", "Hdd")
+BOOT_TARGETS = ("None", "Hdd", "Pxe", "UefiHttp")
+NETWORK_TARGETS = ("Pxe", "UefiHttp")  # both boot as UEFI HTTP boot does (atlas.lab.firmware)
 SYSTEM = "/redfish/v1/Systems/1"
 
 
@@ -184,12 +189,20 @@ class Board:
     """One server's BMC: its power (through the lab), its hardware record, its boot override."""
 
     def __init__(
-        self, node: str, node_dir: Path, power: Callable[[str, bool], None], is_on: Callable[[], bool]
+        self,
+        node: str,
+        node_dir: Path,
+        power: Callable[[str, bool], None],
+        is_on: Callable[[], bool],
+        netboot: Callable[[str], str],
     ):
         self.node, self.dir = node, node_dir
-        self._power, self._is_on = power, is_on
+        self._power, self._is_on, self._netboot = power, is_on, netboot
         self.lock = threading.Lock()
         self.boot_file = node_dir / "bmc-boot.json"
+        # the firmware's part: busy between power-on and the OS, halted where it stopped, and why
+        self.busy = self.halted = False
+        self.progress = ""
 
     def boot(self) -> dict[str, str]:
         if self.boot_file.exists():
@@ -215,9 +228,11 @@ class Board:
     def reset(self, kind: str) -> None:
         with self.lock:
             on = self._is_on()
-            if kind in ("ForceOff", "GracefulShutdown", "ForceRestart", "GracefulRestart") and on:
-                self._power(self.node, False)
-            if (kind == "On" and not on) or kind in ("ForceRestart", "GracefulRestart"):
+            if kind in ("ForceOff", "GracefulShutdown", "ForceRestart", "GracefulRestart"):
+                if on:
+                    self._power(self.node, False)
+                self.halted, on = False, False
+            if (kind == "On" and not on and not self.busy) or kind in ("ForceRestart", "GracefulRestart"):
                 boot = self.boot()
                 if boot["BootSourceOverrideEnabled"] == "Once":  # a one-time override is used up
                     self.boot_file.write_text(
@@ -226,7 +241,44 @@ class Board:
                         )
                         + "\n"
                     )
+                target = (
+                    boot["BootSourceOverrideTarget"]
+                    if boot["BootSourceOverrideEnabled"] != "Disabled"
+                    else "None"
+                )
+                if target in NETWORK_TARGETS:
+                    self.busy, self.halted, self.progress = True, False, "network boot: DHCP on the first NIC"
+                    threading.Thread(target=self._boot_from_network, daemon=True).start()
+                elif (self.dir / BLANK).exists():
+                    self.halted, self.progress = (
+                        True,
+                        "no bootable device: the disk holds no operating system",
+                    )
+                else:
+                    self.halted, self.progress = False, ""
+                    self._power(self.node, True)
+
+    def _boot_from_network(self) -> None:
+        try:
+            url = self._netboot(self.node)
+        except Exception as e:  # the firmware stops there, and says why
+            with self.lock:
+                self.busy, self.halted, self.progress = False, True, f"network boot failed: {e}"
+            return
+        with self.lock:
+            self.progress = f"network boot: {url} written to the disk, booting it"
+            try:
                 self._power(self.node, True)
+            except Exception as e:
+                self.halted, self.progress = True, f"booting the disk failed: {e}"
+            self.busy = False
+
+    def boot_progress(self) -> dict[str, str]:
+        if self._is_on() and not self.busy:
+            return {"LastState": "OSRunning"}
+        if self.progress:
+            return {"LastState": "OEM", "OemLastState": self.progress}
+        return {"LastState": "None"}
 
     def system(self) -> dict[str, Any]:
         hw = Hardware.load(self.dir)
@@ -241,7 +293,8 @@ class Board:
             "Manufacturer": "Atlas Lab",
             "Model": "atlas-lab-server",
             "SerialNumber": serial,
-            "PowerState": "On" if self._is_on() else "Off",
+            "PowerState": "On" if self._is_on() or self.busy or self.halted else "Off",
+            "BootProgress": self.boot_progress(),
             "Status": {"State": "Enabled", "Health": "OK"},
             "Boot": {
                 "BootSourceOverrideEnabled": boot["BootSourceOverrideEnabled"],
@@ -451,8 +504,12 @@ def serve(name: str, root: Path) -> None:
     def powered_on(node: str) -> Callable[[], bool]:
         return lambda: lab.fabric.machine(node).pid() is not None
 
+    def netboot(node: str) -> str:
+        return network_boot(lab.fabric.machine(node), base_rootfs())
+
     boards = {
-        ip: Board(node, lab.fabric.node_dir(node), power, powered_on(node)) for ip, node in table.items()
+        ip: Board(node, lab.fabric.node_dir(node), power, powered_on(node), netboot)
+        for ip, node in table.items()
     }
     handler = handler_for(boards, lab.secrets.bmc_password)
     servers = []

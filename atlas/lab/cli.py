@@ -151,6 +151,19 @@ def lab_power(
     console.print(f"{node} is powered {state}" + ("" if changed else " (it already was)"))
 
 
+@lab_app.command("wipe")
+def lab_wipe(node: Node, name: LabName = "atlas", root: Root = DEFAULT_ROOT) -> None:
+    """Give a server a blank disk (as a new one arrives): switched off, no operating system until it
+    boots from the network."""
+    lab = Lab(_config(name, root))
+    try:
+        lab.wipe(node)
+    except Exception as e:
+        err.print(f"[red]wiping {node} failed:[/red] {e}")
+        raise typer.Exit(1) from None
+    console.print(f"{node} is off with a blank disk: only a boot from the network installs it")
+
+
 @lab_app.command("status")
 def lab_status(name: LabName = "atlas", root: Root = DEFAULT_ROOT) -> None:
     """Health of each component; exit code 1 when anything is down."""

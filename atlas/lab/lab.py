@@ -21,15 +21,32 @@ import pynetbox
 
 from atlas.ceph.cluster import CephError
 from atlas.core.model import Device, RackStatus, Role, Site
+from atlas.images.catalog import AwsSettings, Catalog
 from atlas.lab import procs
 from atlas.lab.bmc import BMC_USER, BmcLab
 from atlas.lab.ceph import CephLab
 from atlas.lab.config import CACHE_ROOT, LAB_DIR_VARIABLE, LabConfig
 from atlas.lab.credentials import LabSecrets
+from atlas.lab.images import OS_IMAGE_VERSION, build_os
 from atlas.lab.netbox import NETBOX_VERSION, NetBoxLab
 from atlas.lab.network import Fabric, FabricChanges
-from atlas.lab.servers import PREFECT_DB, flow_run_env, http_ok, lab_servers
-from atlas.secrets import AWS_PATH, NETBOX_PATH, Vault, VaultSettings, site_bmc_path, site_role_path
+from atlas.lab.servers import (
+    PREFECT_DB,
+    flow_run_env,
+    http_ok,
+    lab_servers,
+    provisioning_server,
+    provisioning_url,
+)
+from atlas.secrets import (
+    AWS_PATH,
+    NETBOX_PATH,
+    PROVISIONING_PATH,
+    Vault,
+    VaultSettings,
+    site_bmc_path,
+    site_role_path,
+)
 from atlas.sot.client import connect
 from atlas.sot.loader import LOADER_VERSION, import_topology
 from atlas.sot.read import read_prefixes, read_site, site_names
@@ -162,9 +179,19 @@ class Lab:
         progress("fabric: what NetBox holds (namespaces, cables, switches' FRR, servers booting systemd)")
         _, public = self.host_key()
         mgmt = self._mgmt_prefix(nb, sites)
+        provisioning = provisioning_server(self.cfg, secrets, mgmt)
+        if not self.fabric.bridge_present():  # its DHCP answers on the bridge the fabric builds anew
+            provisioning.stop(self.cfg)
         report.fabric = self.fabric.reconcile(
             sites, mgmt, secrets.switch_password, public, disk_paths, progress
         )
+        progress("provisioning: DHCP and images for servers booting from the network")
+        self._publish_os_image(secrets)
+        Vault(VaultSettings(url=self.cfg.openbao_url, token=secrets.openbao_root_token)).write(
+            PROVISIONING_PATH, {"url": provisioning_url(mgmt)}
+        )
+        if provisioning.start(self.cfg):
+            report.started.append("provisioning")
         report.fabric_rebuilt = report.fabric.changed
         # where each storage server's disks are, as whoever racks a server records it
         set_disk_paths(nb, disk_paths)
@@ -182,6 +209,34 @@ class Lab:
         self._write_env(secrets)
         report.seconds = time.monotonic() - t0
         return report
+
+    def os_image_host_key(self) -> Path:
+        """The SSH host key the lab's OS image is built with (kept: the same image every time)."""
+        key = self.cfg.dir / "keys" / "os_image_ed25519"
+        if not key.exists():
+            key.parent.mkdir(parents=True, exist_ok=True)
+            procs.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", OS_IMAGE_VERSION, "-f", str(key)],
+                "generating the OS image's host key",
+            )
+        return key
+
+    def catalog(self) -> Catalog:
+        return Catalog(AwsSettings.from_secret(self.aws_secret(self.secrets)))
+
+    def _publish_os_image(self, secrets: LabSecrets) -> None:
+        """The OS image servers boot from the network, in the image catalog as a build pipeline
+        would publish it (once: a version is immutable)."""
+        catalog = self.catalog()
+        if catalog.manifest(OS_IMAGE_VERSION) is not None:
+            return
+        _, public = self.host_key()
+        key = self.os_image_host_key()
+        artifact = build_os(OS_IMAGE_VERSION, self.cfg.dir / "os-image.tar.gz", key, public)
+        catalog.publish(
+            OS_IMAGE_VERSION, artifact, amis=False, ssh_host_key=key.with_suffix(".pub").read_text()
+        )
+        artifact.unlink()
 
     def _mgmt_prefix(self, nb: pynetbox.api, sites: list[Site]) -> IPv4Network:
         prefixes = [p.prefix for p in read_prefixes(nb, "management")]
@@ -246,6 +301,8 @@ class Lab:
         self.reset_aws()
         progress("fabric back to blank switches and servers, ceph to the active racks' OSDs")
         self.bmc.down()
+        provisioning_server(self.cfg, self.secrets, IPv4Network("0.0.0.0/30")).stop(self.cfg)
+        shutil.rmtree(self.cfg.dir / "provisioning", ignore_errors=True)
         self.fabric.teardown()
         self.ceph.down()
         self.fabric.disks.remove()
@@ -268,6 +325,11 @@ class Lab:
         NICs forget everything). It stays as switched: `lab up` does not power it back on."""
         sites, disks = self.sites_and_disks()
         return self.fabric.power(node, on, sites, disks, wait=wait)
+
+    def wipe(self, node: str) -> None:
+        """The server off with a blank disk, as a new server arrives: no operating system on it."""
+        sites, _ = self.sites_and_disks()
+        self.fabric.wipe(node, sites)
 
     def reboot(self, node: str) -> None:
         """A power cycle: off, then on; what the server persisted is all it comes back with."""
@@ -312,6 +374,15 @@ class Lab:
         rows.append(ComponentStatus("fabric", bool(names) and not bad, detail))
         if self.bmc.table.exists():
             rows.append(ComponentStatus("bmc", self.bmc.pid() is not None, self.bmc.detail()))
+        if (self.cfg.dir / "provisioning").exists():
+            try:
+                url = Vault(VaultSettings(url=self.cfg.openbao_url, token=secrets.openbao_root_token)).read(
+                    PROVISIONING_PATH
+                )["url"]
+            except Exception:
+                url = ""
+            ok = bool(url) and http_ok(f"{url}/health")
+            rows.append(ComponentStatus("provisioning", ok, url or "not recorded in OpenBao"))
         rows.append(self._ceph_status())
         return rows
 
@@ -331,6 +402,9 @@ class Lab:
     def down(self, progress: Progress = _quiet) -> dict[str, int]:
         progress("BMCs")
         self.bmc.down()
+        if (self.cfg.dir / "lab.json").exists():
+            progress("provisioning")
+            provisioning_server(self.cfg, self.secrets, IPv4Network("0.0.0.0/30")).stop(self.cfg)
         progress("fabric")
         removed = self.fabric.teardown()
         progress("ceph")

@@ -31,9 +31,10 @@ from pathlib import Path
 from pyroute2 import IPRoute, NetlinkError, NetNS, netns
 
 from atlas.core.model import Cable, Device, Role, Site
-from atlas.lab import procs
+from atlas.lab import firmware, procs
 from atlas.lab.config import LabConfig
 from atlas.lab.disks import LabDisks
+from atlas.lab.firmware import BLANK, INSTALLED
 from atlas.lab.hardware import Hardware
 from atlas.lab.machines import Machine, Provisioning, base_rootfs, raise_inotify_limits, wait_all_booted
 
@@ -206,7 +207,7 @@ class Fabric:
     def _cables_on_record(self) -> set[CableKey]:
         return {tuple(c) for c in self._state().get("cables", [])}  # type: ignore[attr-defined]
 
-    def _bridge_present(self) -> bool:
+    def bridge_present(self) -> bool:
         with IPRoute() as ipr:
             return bool(ipr.link_lookup(ifname=self.cfg.bridge))
 
@@ -230,7 +231,7 @@ class Fabric:
         nodes = self.nodes(sites)
         cables = self.cables(sites, nodes)
         state = self._state()
-        if state.get("mgmt") != str(mgmt) or not self._bridge_present():
+        if state.get("mgmt") != str(mgmt) or not self.bridge_present():
             if state or self.namespaces():
                 progress("fabric: management network changed or gone, building it anew")
             self.teardown(detach_disks=False)
@@ -358,6 +359,8 @@ class Fabric:
         if not running and self.powered_off(node.name):
             m.power_off()  # what outlived it goes; its NICs as after a power cut
             return False
+        if (m.dir / BLANK).exists():  # nothing on its disk to boot: only its BMC boots it, from the network
+            return False
         m.mount(base)
         provisioning = Provisioning(
             hostname=node.name,
@@ -366,7 +369,8 @@ class Fabric:
             ports=ports,
             disks=tuple(disks[d] for d in sorted(disks)),
         )
-        ports_changed = m.provision(provisioning)
+        # a disk written from a network-booted image holds what its image and installer put there
+        ports_changed = False if (m.dir / INSTALLED).exists() else m.provision(provisioning)
         if running:
             if ports_changed:  # a cable plugged or pulled while it runs: its image re-reads its ports
                 procs.run(
@@ -441,6 +445,16 @@ class Fabric:
         if started and wait:
             wait_all_booted([(m, node.mgmt)])
         return started
+
+    def wipe(self, name: str, sites: list[Site]) -> None:
+        """A server with a blank disk (a new or replaced disk): switched off, no operating system;
+        only a boot from the network installs one."""
+        if name not in {n.name for n in self.nodes(sites) if n.is_machine}:
+            raise FabricError(f"{name} is not a server of this lab")
+        m = self.machine(name)
+        (self.node_dir(name) / POWERED_OFF).touch()
+        m.power_off()
+        firmware.wipe(m)
 
     def powered_off(self, name: str) -> bool:
         """Off on purpose (its BMC or `lab power off`): the lab does not power it back on."""

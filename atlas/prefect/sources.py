@@ -10,7 +10,9 @@ from atlas.bmc import PROTOCOLS
 from atlas.ceph.cluster import Ceph
 from atlas.core.errors import Refused
 from atlas.core.settings import AtlasSettings, load_settings
-from atlas.secrets import Vault, VaultSettings
+from atlas.images.catalog import AwsSettings, Catalog
+from atlas.provisioning import ProvisioningClient
+from atlas.secrets import AWS_PATH, PROVISIONING_PATH, SecretError, Vault, VaultSettings
 from atlas.sot.client import connect
 from atlas.workloads import workloads_problem
 
@@ -43,3 +45,13 @@ def cluster() -> Ceph:
 
 def run_name() -> str:
     return str(flow_run.get_name() or "manual")
+
+
+def image_sources(vault: Vault) -> tuple[Catalog, ProvisioningClient]:
+    """The image catalog (secret atlas/aws) and the provisioning service (secret atlas/provisioning)."""
+    settings = load_settings()
+    catalog = Catalog(AwsSettings.from_secret(vault.read(AWS_PATH)))
+    secret = vault.read(PROVISIONING_PATH)
+    if not secret.get("url"):
+        raise SecretError(f"secret {PROVISIONING_PATH} has no url (the provisioning service)")
+    return catalog, ProvisioningClient(str(secret["url"]), timeout=settings.bmc_timeout)

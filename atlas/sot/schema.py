@@ -16,6 +16,8 @@ EVACUATION_FIELD = "evacuation"  # of a device: the ticket it was evacuated for
 DISK_PATH_FIELD = "device_path"  # of a disk: its block device on the host
 ROUTING_DESIGN_FIELD = "routing_design"  # of a site: how its fabric routes (atlas.net.routing)
 SERVICE_MANAGER_FIELD = "service_manager"  # of a server: what starts its services (atlas.hosts.services)
+OS_IMAGE_FIELD = "os_image"  # of a server: the OS image version it is to run (network boot installs it)
+OS_INSTALLED_FIELD = "os_installed"  # of a server: the OS image Atlas installed on it (rack-bringup)
 # A server's BMC port: the interface that carries NetBox's OOB IP of the device, named alike everywhere
 OOB_INTERFACE = "bmc"
 DEFAULT_ROUTING_DESIGN = "ospf"
@@ -62,6 +64,18 @@ CUSTOM_FIELDS = (
         "text",
         f"How the site's fabric routes (empty: {DEFAULT_ROUTING_DESIGN}); Atlas refuses one it does not know",
         object_types=("dcim.site",),
+    ),
+    CustomField(
+        OS_IMAGE_FIELD,
+        "OS image",
+        "text",
+        "Image catalog version the server is installed with by a network boot (rack-bringup)",
+    ),
+    CustomField(
+        OS_INSTALLED_FIELD,
+        "OS installed",
+        "text",
+        "Image catalog version rack-bringup installed on the server (set by Atlas)",
     ),
     CustomField(
         SERVICE_MANAGER_FIELD,
