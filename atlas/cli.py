@@ -95,6 +95,10 @@ def run_bringup(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would change; change nothing")
     ] = False,
+    reimage: Annotated[
+        bool,
+        typer.Option("--reimage", help="Install the OS image NetBox names over another (erases those disks)"),
+    ] = False,
     lab: Annotated[str | None, typer.Option(help="Take Vault and Prefect from this lab")] = None,
     root: Root = LAB_ROOT,
 ) -> None:
@@ -122,7 +126,7 @@ def run_bringup(
         handler = StepDisplay(status)
         logging.getLogger("prefect.task_runs").addHandler(handler)
         try:
-            report = rack_bringup(site=site, rack=rack, dry_run=dry_run)
+            report = rack_bringup(site=site, rack=rack, dry_run=dry_run, reimage=reimage)
         except Exception as e:
             err.print(f"[red]rack-bringup {site}/{rack} failed:[/red] {e}")
             raise typer.Exit(1) from None

@@ -1,11 +1,11 @@
-"""Power-on to active: a rack whose servers are all powered off, brought up by rack-bringup (BMCs asked
-and checked against NetBox, servers powered on, waited for, then the switches, host baseline and
-NetBox), for a rack of 3 servers and one of 6. Prints the whole run and each phase (the run's Prefect
-task runs); goal: 6 servers / 3 servers <= 1.3, the phases running across servers in parallel.
+"""Power-on to active: a rack whose servers are all powered off with blank disks, brought up by
+rack-bringup (BMCs asked and checked against NetBox, each server booted once from the network into the
+OS image NetBox names and waited for, then the switches, host baseline and NetBox), for a rack of 3
+servers and one of 6. Prints the whole run and each phase (the run's Prefect task runs); goal:
+6 servers / 3 servers <= 1.3, the phases running across servers in parallel.
 
-The servers boot from their disks: the lab's BMCs do not offer a network boot yet, so the install
-phase is not in these numbers. Each lab is booted for the benchmark beside any other lab, on its own
-ports and addresses, and removed afterwards. Prints; asserts nothing.
+Each lab is booted for the benchmark beside any other lab, on its own ports and addresses, and removed
+afterwards. Prints; asserts nothing.
 
     .venv/bin/python bench/power_on.py
 """
@@ -26,7 +26,10 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from atlas.lab.config import DEFAULT_ROOT, LabConfig
 from atlas.lab.generate import LabShape, generate, write
+from atlas.lab.images import OS_IMAGE_VERSION
 from atlas.lab.lab import Lab
+from atlas.sot.client import connect
+from atlas.sot.schema import OS_IMAGE_FIELD
 from flows.rack_bringup import rack_bringup
 
 THREE = LabShape(
@@ -54,8 +57,12 @@ def measure(name: str, port_base: int, shape: LabShape) -> dict[str, float]:
             if rack_bringup(site="fra1", rack="fra1-r01", dry_run=False).failed:  # the peer rack
                 raise SystemExit("bring-up of fra1-r01 failed")
             servers = [n for n in lab.nodes_on_record() if n.startswith(f"{RACK}-") and "leaf" not in n]
-            for server in servers:  # racked, cabled, powered off
-                lab.power(server, on=False)
+            nb = connect(lab.cfg.netbox_url, lab.secrets.netbox_token)
+            for server in servers:  # racked, cabled, powered off, no operating system
+                lab.wipe(server)
+                device = nb.dcim.devices.get(name=server)
+                device.custom_fields = {**device.custom_fields, OS_IMAGE_FIELD: OS_IMAGE_VERSION}
+                device.save()
             t0 = time.perf_counter()
             state = rack_bringup(site="fra1", rack=RACK, dry_run=False, return_state=True)
             total = time.perf_counter() - t0

@@ -123,6 +123,7 @@ def install_plan(
 
 @task(name="network boot", cache_policy=NO_CACHE)
 def network_boot(
+    nb: pynetbox.api,
     scope: RackScope,
     bmcs: BMCs,
     found: Discovery,
@@ -133,6 +134,13 @@ def network_boot(
 ) -> Results:
     if client is not None and provision.reserve(client, scope.rack, scope.servers, plan, found, dry_run):
         events.info(f"DHCP: reservations of {scope.rack} for {', '.join(sorted(plan.install))}")
+    try:  # their disks are about to be erased: NetBox no longer says what they run
+        if not dry_run:
+            provision.record_installed(nb, scope.servers, {name: "" for name in plan.install})
+    except (pynetbox.RequestError, requests.RequestException) as e:
+        raise BringupFailed(
+            f"NetBox did not take the installs about to start ({_status(e)}); nothing was powered"
+        ) from None
     results = provision.start_installs(scope.servers, bmcs, plan, found, dry_run)
     for r in results.changed:
         events.info(f"{r.target}: {r.detail}")
@@ -272,7 +280,7 @@ def rack_bringup(
         devices = credentials(scope, vault)
         bmcs, found, results = discover(nb, scope, vault, dry_run)
         plan, manifests, client = install_plan(scope, vault, found, reimage)
-        booting = network_boot(scope, bmcs, found, plan, client, dry_run, events)
+        booting = network_boot(nb, scope, bmcs, found, plan, client, dry_run, events)
         powered = power_on(scope, bmcs, found, plan, dry_run, events)
         results += powered
         if dry_run and (powered.changed or booting.changed):  # what a server runs is read once it is on

@@ -83,7 +83,7 @@ def build_os(version: str, dest: Path, host_key: Path, authorized_key: str) -> P
             _dir(tar, d, mode)
         _add(tar, "rootfs/etc/atlas-image.json", json.dumps({"version": version}).encode(), 0o644)
         _add(tar, "rootfs/etc/ssh/ssh_host_ed25519_key", host_key.read_bytes(), 0o600)
-        _add(tar, "rootfs/etc/ssh/ssh_host_ed25519_key.pub", host_key.with_suffix(".pub").read_bytes(), 0o644)
+        _add(tar, "rootfs/etc/ssh/ssh_host_ed25519_key.pub", Path(f"{host_key}.pub").read_bytes(), 0o644)
         _add(tar, "rootfs/root/.ssh/authorized_keys", authorized_key.strip().encode() + b"\n", 0o600)
         _add(tar, "rootfs/etc/systemd/network/99-provisioned-ports.network", _PORTS_NETWORK.encode(), 0o644)
         _add(tar, "rootfs/etc/lldpd.d/10-image.conf", _LLDPD.encode(), 0o644)

@@ -125,7 +125,7 @@ class Lab:
                 ],
                 "generating the lab's host key",
             )
-        return key.read_text(), key.with_suffix(".pub").read_text()
+        return key.read_text(), Path(f"{key}.pub").read_text()
 
     # --- up -----------------------------------------------------------------------------------
     def snapshot_path(self) -> Path:
@@ -186,7 +186,7 @@ class Lab:
             sites, mgmt, secrets.switch_password, public, disk_paths, progress
         )
         progress("provisioning: DHCP and images for servers booting from the network")
-        self._publish_os_image(secrets)
+        self.publish_os_image()
         Vault(VaultSettings(url=self.cfg.openbao_url, token=secrets.openbao_root_token)).write(
             PROVISIONING_PATH, {"url": provisioning_url(mgmt)}
         )
@@ -210,32 +210,31 @@ class Lab:
         report.seconds = time.monotonic() - t0
         return report
 
-    def os_image_host_key(self) -> Path:
-        """The SSH host key the lab's OS image is built with (kept: the same image every time)."""
-        key = self.cfg.dir / "keys" / "os_image_ed25519"
+    def os_image_host_key(self, version: str) -> Path:
+        """The SSH host key an OS image version is built with (kept: the same image every time;
+        each version its own, so a server's key tells which build it runs)."""
+        key = self.cfg.dir / "keys" / f"os-image-{version}_ed25519"
         if not key.exists():
             key.parent.mkdir(parents=True, exist_ok=True)
             procs.run(
-                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", OS_IMAGE_VERSION, "-f", str(key)],
-                "generating the OS image's host key",
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", version, "-f", str(key)],
+                f"generating the host key of OS image {version}",
             )
         return key
 
     def catalog(self) -> Catalog:
         return Catalog(AwsSettings.from_secret(self.aws_secret(self.secrets)))
 
-    def _publish_os_image(self, secrets: LabSecrets) -> None:
-        """The OS image servers boot from the network, in the image catalog as a build pipeline
+    def publish_os_image(self, version: str = OS_IMAGE_VERSION) -> None:
+        """An OS image servers boot from the network, in the image catalog as a build pipeline
         would publish it (once: a version is immutable)."""
         catalog = self.catalog()
-        if catalog.manifest(OS_IMAGE_VERSION) is not None:
+        if catalog.manifest(version) is not None:
             return
         _, public = self.host_key()
-        key = self.os_image_host_key()
-        artifact = build_os(OS_IMAGE_VERSION, self.cfg.dir / "os-image.tar.gz", key, public)
-        catalog.publish(
-            OS_IMAGE_VERSION, artifact, amis=False, ssh_host_key=key.with_suffix(".pub").read_text()
-        )
+        key = self.os_image_host_key(version)
+        artifact = build_os(version, self.cfg.dir / f"{version}.tar.gz", key, public)
+        catalog.publish(version, artifact, amis=False, ssh_host_key=Path(f"{key}.pub").read_text())
         artifact.unlink()
 
     def _mgmt_prefix(self, nb: pynetbox.api, sites: list[Site]) -> IPv4Network:

@@ -18,7 +18,10 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from atlas.core.model import InterfaceKind, Site
 from atlas.core.run import poll_until
+from atlas.images.catalog import ARTIFACT
 from atlas.lab import procs
+from atlas.lab.firmware import INSTALLED
+from atlas.lab.images import OS_IMAGE_VERSION
 from atlas.lab.lab import Lab
 from atlas.net.sessions import ssh_exec
 from atlas.prefect.locks import rack_limit_name
@@ -26,7 +29,7 @@ from atlas.runbooks.bringup import PreflightError
 from atlas.secrets import Vault
 from flows.config_sweep import config_sweep
 from flows.rack_bringup import BringupFailed, rack_bringup
-from tests.e2e.runs import held_back
+from tests.e2e.runs import held_back, kill_when
 
 pytestmark = pytest.mark.usefixtures("flow_env")
 ROOT = Path(__file__).resolve().parents[2]
@@ -353,6 +356,156 @@ def test_a_failing_server_fails_only_its_row_and_keeps_the_rack_planned(
     assert report.failed == 0
     assert rows["ams1-r02-cmp2"] == "changed" and rows["ams1-r02-leaf1"] == "unchanged"
     assert nb.dcim.racks.get(name="ams1-r02").status.value == "active"
+
+
+# --- power-on to production: blank, powered-off servers installed from the network ------------------
+NEXT_IMAGE = "os-2026.12.2"
+CORRUPT_IMAGE = "os-2026.12.1-corrupt"
+
+
+def set_device(nb: pynetbox.api, name: str, status: str | None = None, **fields: str) -> None:
+    device = nb.dcim.devices.get(name=name)
+    if status is not None:
+        device.status = status
+    device.custom_fields = {**device.custom_fields, **fields}
+    device.save()
+
+
+def installed_at(lab: Lab, name: str) -> float | None:
+    """When the server's disk was last written from a network boot (None: never)."""
+    record = lab.fabric.node_dir(name) / INSTALLED
+    return record.stat().st_mtime if record.exists() else None
+
+
+def mgmt_cable(lab: Lab, name: str, plugged: bool) -> None:
+    """The server's management NIC (its provisioning network) plugged into the lab's bridge, or not."""
+    veth = f"{lab.cfg.prefix}m{_mgmt_offset(lab, name)}"
+    master = ["master", lab.cfg.bridge] if plugged else ["nomaster"]
+    procs.run(["ip", "link", "set", veth, *master], f"management cable of {name}")
+
+
+def _mgmt_offset(lab: Lab, name: str) -> int:
+    sites, _ = lab.sites_and_disks()
+    device = next(d for s in sites for d in s.devices if d.name == name)
+    assert device.mgmt_address is not None
+    return int(device.mgmt_address.ip) - int(device.mgmt_address.network.network_address)
+
+
+def corrupt_copy(lab: Lab, version: str, corrupt: str) -> None:
+    """`corrupt`: `version`'s artifact published under another name, then one byte of it flipped in S3."""
+    catalog = lab.catalog()
+    good = catalog.manifest(version)
+    assert good is not None
+    if catalog.manifest(corrupt) is None:
+        source = lab.cfg.dir / "copy.tar.gz"
+        source.write_bytes(catalog.open_artifact(version)[1].read())
+        catalog.publish(corrupt, source, amis=False, ssh_host_key=good.ssh_host_key)
+        source.unlink()
+    data = bytearray(catalog.open_artifact(corrupt)[1].read())
+    data[len(data) // 2] ^= 0xFF
+    catalog._client("s3").put_object(
+        Bucket=catalog.settings.bucket, Key=f"images/{corrupt}/{ARTIFACT}", Body=bytes(data)
+    )
+
+
+def test_a_rack_of_blank_powered_off_servers_is_installed_from_the_network_and_comes_up_active(
+    lab: Lab, nb: pynetbox.api
+) -> None:
+    """fra1-r02 again as a new rack arrives: planned, its servers off with blank disks, NetBox naming
+    their image. A server whose DHCP does not answer and one whose image is corrupt each stop with
+    the cause; nothing half-installed; fixed, the re-run completes without installing twice."""
+    cmp1, cmp2, sto1 = R02_SERVERS
+    rack = nb.dcim.racks.get(name="fra1-r02")
+    rack.status = "planned"
+    rack.save()
+    corrupt_copy(lab, OS_IMAGE_VERSION, CORRUPT_IMAGE)
+    for name in R02_SERVERS:
+        lab.wipe(name)
+        set_device(nb, name, "planned", os_image=OS_IMAGE_VERSION, os_installed="")
+    set_device(nb, sto1, os_image=CORRUPT_IMAGE)
+    dry = rack_bringup(site="fra1", rack="fra1-r02", dry_run=True)
+    details = {r["device"]: r["detail"] for r in dry.rows}
+    assert f"would boot once from the network into {OS_IMAGE_VERSION}" in details[cmp1], details
+    assert all(lab.fabric.machine(n).pid() is None and installed_at(lab, n) is None for n in R02_SERVERS)
+    mgmt_cable(lab, cmp2, plugged=False)  # its DHCP never answers
+    try:
+        with pytest.raises(BringupFailed) as info:
+            rack_bringup(site="fra1", rack="fra1-r02", dry_run=False)
+    finally:
+        mgmt_cable(lab, cmp2, plugged=True)
+    message = str(info.value)
+    mac = lab.fabric.hardware(cmp2).macs["eth0"]
+    assert (
+        f"{cmp2}: network boot of {OS_IMAGE_VERSION} stopped: network boot failed: no DHCP answer on eth0 ({mac})"
+        in message
+    )
+    assert f"{sto1}: network boot of {CORRUPT_IMAGE} stopped: network boot failed: image " in message
+    assert "is corrupt: sha256" in message and cmp1 not in message
+    assert installed_at(lab, cmp2) is None and installed_at(lab, sto1) is None  # nothing half-written
+    first = installed_at(lab, cmp1)
+    assert first is not None
+    assert nb.dcim.devices.get(name=cmp1).custom_fields["os_installed"] == OS_IMAGE_VERSION
+    assert nb.dcim.racks.get(name="fra1-r02").status.value == "planned"
+    set_device(nb, sto1, os_image=OS_IMAGE_VERSION)  # the fix: an image that is whole
+    report = rack_bringup(site="fra1", rack="fra1-r02", dry_run=False)
+    assert report.failed == 0, report.rows
+    assert installed_at(lab, cmp1) == first  # not installed twice
+    for name in R02_SERVERS:
+        device = nb.dcim.devices.get(name=name)
+        assert device.custom_fields["os_installed"] == OS_IMAGE_VERSION
+        assert device.status.value == "active"
+    assert nb.dcim.racks.get(name="fra1-r02").status.value == "active"
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["rack-bringup-fra1-fra1-r02-devices"]))
+        )
+    assert any(f"installed {OS_IMAGE_VERSION}" in str(a.data) for a in artifacts)
+    swept = config_sweep(sites=["fra1"])
+    drift = [r for r in swept if r.target.startswith("fra1-r02") and (r.changed or r.failed)]
+    assert not drift, drift
+
+
+def test_the_rerun_on_the_installed_rack_changes_nothing_and_boots_no_server(lab: Lab) -> None:
+    boots = {n: boot_id(lab, n) for n in R02_SERVERS}
+    written = {n: installed_at(lab, n) for n in R02_SERVERS}
+    report = rack_bringup(site="fra1", rack="fra1-r02", dry_run=False)
+    assert report.changed == 0 and report.failed == 0, report.rows
+    details = {r["device"]: r["detail"] for r in report.rows}
+    assert f"runs {OS_IMAGE_VERSION}, as NetBox names" in details["fra1-r02-cmp1"], details
+    assert {n: boot_id(lab, n) for n in R02_SERVERS} == boots
+    assert {n: installed_at(lab, n) for n in R02_SERVERS} == written
+
+
+def test_another_image_is_left_alone_unless_re_image_and_a_re_image_killed_mid_install_is_not_repeated(
+    lab: Lab, nb: pynetbox.api
+) -> None:
+    cmp1 = R02_SERVERS[0]
+    lab.publish_os_image(NEXT_IMAGE)
+    set_device(nb, cmp1, os_image=NEXT_IMAGE)
+    boot = boot_id(lab, cmp1)
+    report = rack_bringup(site="fra1", rack="fra1-r02", dry_run=False)
+    details = {r["device"]: r["detail"] for r in report.rows}
+    assert (
+        report.changed == 0
+        and f"has {OS_IMAGE_VERSION}, NetBox names {NEXT_IMAGE}: left alone" in details[cmp1]
+    )
+    assert boot_id(lab, cmp1) == boot
+    # the re-image, its flow process killed once the server is booting from the network
+    before = installed_at(lab, cmp1)
+    code = (
+        "from flows.rack_bringup import rack_bringup; "
+        "rack_bringup(site='fra1', rack='fra1-r02', dry_run=False, reimage=True)"
+    )
+    kill_when(code, lambda: installed_at(lab, cmp1) != before)  # its disk written, the flow still waiting
+    written = installed_at(lab, cmp1)
+    report = rack_bringup(site="fra1", rack="fra1-r02", dry_run=False)
+    assert report.failed == 0, report.rows
+    details = {r["device"]: r["detail"] for r in report.rows}
+    assert f"runs {NEXT_IMAGE} (its host key): recorded" in details[cmp1], details
+    assert installed_at(lab, cmp1) == written  # installed once
+    assert nb.dcim.devices.get(name=cmp1).custom_fields["os_installed"] == NEXT_IMAGE
+    inside = procs.run([*lab.fabric.nsenter(cmp1), "cat", "/etc/atlas-image.json"], "image").stdout
+    assert NEXT_IMAGE in inside
 
 
 @pytest.fixture(scope="module", autouse=True)

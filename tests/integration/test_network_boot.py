@@ -76,7 +76,9 @@ def halted(bmc: Bmc) -> str:
     def progress() -> str:
         return bmc.inventory().boot_progress
 
-    return poll_until(progress, lambda p: "failed" in p or "no bootable" in p or p == "OSRunning", timeout=120)
+    return poll_until(
+        progress, lambda p: "failed" in p or "no bootable" in p or p == "OSRunning", timeout=120
+    )
 
 
 def still_blank(lab: Lab) -> bool:
@@ -134,7 +136,9 @@ def test_a_corrupt_image_is_refused_and_nothing_is_written(
     reserve(lab, server, provisioning, CORRUPT)
     bmc.power_on(BootSource.HTTP)
     said = halted(bmc)
-    assert said.startswith(f"network boot failed: image {provisioning.image_url(CORRUPT)} is corrupt: sha256 ")
+    assert said.startswith(
+        f"network boot failed: image {provisioning.image_url(CORRUPT)} is corrupt: sha256 "
+    )
     assert f"its manifest says {good.sha256}" in said
     assert lab.fabric.machine(SERVER).pid() is None and still_blank(lab)
     off(bmc)
@@ -154,7 +158,8 @@ def test_the_named_image_is_installed_from_the_network_and_then_boots_from_the_d
     assert key is not None and key.split()[:2] == manifest.ssh_host_key.split()[:2]
     machine = lab.fabric.machine(SERVER)
     inside = procs.run(
-        [*machine.enter(), "sh", "-c", "hostname; cat /etc/atlas-image.json; ip -br -4 addr show eth0"], "read"
+        [*machine.enter(), "sh", "-c", "hostname; cat /etc/atlas-image.json; ip -br -4 addr show eth0"],
+        "read",
     ).stdout
     assert SERVER in inside and OS_IMAGE_VERSION in inside and str(server.mgmt_address) in inside
     # afterwards the server boots from its disk: a power cycle without any override comes back as it was
