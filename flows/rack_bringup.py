@@ -144,11 +144,7 @@ def network_boot(
     results = provision.start_installs(scope.servers, bmcs, plan, found, dry_run)
     for r in results.changed:
         events.info(f"{r.target}: {r.detail}")
-    if results.failed:
-        raise BringupFailed(
-            "servers did not start their network boot:\n"
-            + "\n".join(f"{r.target}: {r.error}" for r in results.failed)
-        )
+    bringup.stop_on_failures(results, "servers did not start their network boot")
     return results
 
 
@@ -168,11 +164,7 @@ def wait_installed(
             ) from None
     for r in results:
         events.info(f"{r.target}: {r.error or r.detail}")
-    if results.failed:
-        raise BringupFailed(
-            "servers did not come up from their network boot:\n"
-            + "\n".join(f"{r.target}: {r.error}" for r in results.failed)
-        )
+    bringup.stop_on_failures(results, "servers did not come up from their network boot")
     return results
 
 
@@ -183,10 +175,8 @@ def power_on(
     results = provision.power_on(scope.servers, bmcs, found, dry_run, frozenset(plan.install))
     for r in results.changed:
         events.info(f"{r.target}: {r.detail}")
-    if results.failed:  # named now, not after waiting for a server that never came on
-        raise BringupFailed(
-            "servers did not power on:\n" + "\n".join(f"{r.target}: {r.error}" for r in results.failed)
-        )
+    # named now, not after waiting for a server that never came on
+    bringup.stop_on_failures(results, "servers did not power on")
     return results
 
 

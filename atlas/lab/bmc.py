@@ -201,7 +201,7 @@ class Board:
         self.lock = threading.Lock()
         self.boot_file = node_dir / "bmc-boot.json"
         # the firmware's part: busy between power-on and the OS, halted where it stopped, and why
-        self.busy = self.halted = False
+        self.busy = self.halted = self.cancelled = False
         self.progress = ""
 
     def boot(self) -> dict[str, str]:
@@ -232,6 +232,7 @@ class Board:
                 if on:
                     self._power(self.node, False)
                 self.halted, on = False, False
+                self.cancelled = self.busy  # a network boot under way does not boot what it wrote
             if (kind == "On" and not on and not self.busy) or kind in ("ForceRestart", "GracefulRestart"):
                 boot = self.boot()
                 if boot["BootSourceOverrideEnabled"] == "Once":  # a one-time override is used up
@@ -246,7 +247,9 @@ class Board:
                     if boot["BootSourceOverrideEnabled"] != "Disabled"
                     else "None"
                 )
-                if target in NETWORK_TARGETS:
+                if self.busy:  # still in its firmware from the last power-on: that boot goes on
+                    self.cancelled = False
+                elif target in NETWORK_TARGETS:
                     self.busy, self.halted, self.progress = True, False, "network boot: DHCP on the first NIC"
                     threading.Thread(target=self._boot_from_network, daemon=True).start()
                 elif (self.dir / BLANK).exists():
@@ -263,9 +266,14 @@ class Board:
             url = self._netboot(self.node)
         except Exception as e:  # the firmware stops there, and says why
             with self.lock:
-                self.busy, self.halted, self.progress = False, True, f"network boot failed: {e}"
+                self.busy, self.halted, self.progress = False, not self.cancelled, f"network boot failed: {e}"
+                self.cancelled = False
             return
         with self.lock:
+            if self.cancelled:
+                self.busy = self.cancelled = False
+                self.progress = f"network boot: {url} written to the disk; powered off before booting it"
+                return
             self.progress = f"network boot: {url} written to the disk, booting it"
             try:
                 self._power(self.node, True)
@@ -293,7 +301,9 @@ class Board:
             "Manufacturer": "Atlas Lab",
             "Model": "atlas-lab-server",
             "SerialNumber": serial,
-            "PowerState": "On" if self._is_on() or self.busy or self.halted else "Off",
+            "PowerState": "On"
+            if self._is_on() or (self.busy and not self.cancelled) or self.halted
+            else "Off",
             "BootProgress": self.boot_progress(),
             "Status": {"State": "Enabled", "Health": "OK"},
             "Boot": {

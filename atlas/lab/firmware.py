@@ -87,12 +87,13 @@ def _dhcp(node_dir: Path) -> Lease:
         ],
         capture_output=True,
         text=True,
-        env=os.environ | {"ATLAS_LEASE": str(lease_file)},
+        env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "ATLAS_LEASE": str(lease_file)},
         timeout=DHCP_TRIES * DHCP_WAIT + 30,
     )
     if done.returncode != 0 or not lease_file.exists():
         raise FirmwareError(f"no DHCP answer on {MGMT_IFNAME} ({mac}) after {DHCP_TRIES} tries")
     env = dict(line.split("=", 1) for line in lease_file.read_text().splitlines() if "=" in line)
+    lease_file.unlink()
     if not env.get("boot_file"):
         raise FirmwareError(f"DHCP gave {MGMT_IFNAME} ({mac}) an address but no image to boot")
     return Lease(

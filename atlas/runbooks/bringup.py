@@ -67,6 +67,12 @@ class BringupFailed(Failed):
     pass
 
 
+def stop_on_failures(results: Results, headline: str) -> None:
+    """Ends the run now when a step failed for some device, naming each and why."""
+    if results.failed:
+        raise BringupFailed(f"{headline}:\n" + "\n".join(f"{r.target}: {r.error}" for r in results.failed))
+
+
 class RackScope:
     """A rack and the site it is in, as NetBox has them, read once at the start of the run.
 
