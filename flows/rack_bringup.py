@@ -5,10 +5,10 @@ discover (every server's BMC: serial and MACs against NetBox; a difference stops
 powered; a new server's MACs recorded) -> install plan (the OS image NetBox names: new servers, or
 re-image when the form says so) -> network boot (DHCP reservations, a one-time boot from the network)
 -> power on what else is off -> wait for the installs (SSH with the image's host key; recorded in
-NetBox) -> reachability -> every device's
-state, read once -> cabling (LLDP vs NetBox; a mismatch stops before any config) -> switch config
-(diff, push only the difference) -> verify adjacencies and routes -> host baseline (Ansible) ->
-verify a server reaches another rack -> NetBox: planned -> active, journal -> report. The steps are
+NetBox) -> reachability -> every device's state, read once -> cabling (LLDP vs NetBox; a mismatch
+stops before any config) -> switch config (diff, push only the difference) -> verify adjacencies and
+routes -> host baseline (Ansible) -> verify a server reaches another rack -> NetBox: planned ->
+active, journal -> report. The steps are
 atlas.runbooks.bringup's and atlas.runbooks.provision's; this module sequences them and decides.
 """
 

@@ -8,8 +8,16 @@ NIC whose MAC NetBox holds for another server (NICs swapped), a BMC that does no
 named, and nothing is changed anywhere. MACs of a brand-new server (NetBox has none for its NICs) are
 recorded in NetBox, once everything checked.
 
+install: a server whose NetBox record names an OS image (custom field os_image) and that runs none
+Atlas installed (os_installed) boots once from the network into it: its DHCP reservation goes to the
+provisioning service (atlas.provisioning), its BMC is told to boot once from the network, and the run
+waits, bounded, for SSH with the host key the image's manifest records; a boot that stopped in the
+firmware (the BMC's boot progress says why) fails that server at once. One on that was never
+recorded is checked by its host key (an earlier run's install, killed before it recorded it, is not
+repeated); one with another image is left alone unless the form says re-image.
+
 power: a server that is off is switched on and booted from its disk; one that runs is left alone.
-`check_discovery` is pure; the rest talks to BMCs through atlas.bmc, many at once.
+`check_discovery` and `plan_installs` are pure; the rest talks to BMCs through atlas.bmc, many at once.
 """
 
 from __future__ import annotations
