@@ -55,6 +55,7 @@ from atlas.net.verify import read_routing, read_switch_state, routing_problems
 from atlas.runbooks.provision import bmc_problems
 from atlas.runbooks.site import read_view
 from atlas.secrets import Vault
+from atlas.sot.address_plan import address_problems, link_problems
 from atlas.sot.read import NotInNetBox
 from atlas.sot.write import add_journal_entries, set_rack_status, set_statuses
 
@@ -154,6 +155,11 @@ def preflight(scope: RackScope) -> list[str]:
                 problems.append(f"{d.name}:{i.name}: cabled but has no address in NetBox")
             if d.role.is_server and not i.addresses:
                 problems.append(f"{d.name}:{i.name}: no address in NetBox")
+    touched = {d.name for d in scope.touched}
+    problems += address_problems(scope.touched, scope.site.prefixes)
+    problems += link_problems(
+        [c for c in scope.site.cables if {c.a.device, c.b.device} & touched], scope.devices, scope.site.name
+    )
     for leaf in scope.leaves:
         uplinks = [c for c in scope.site.cables_of(leaf.name) if _peer_role(scope, leaf, c) == Role.SPINE]
         if not uplinks:

@@ -29,6 +29,7 @@ from atlas.net.routing import RoutingDesign, design_of
 from atlas.net.switch import STEP, apply_config
 from atlas.net.verify import read_routing, routing_problems
 from atlas.runbooks.site import Creds, SiteView
+from atlas.sot.address_plan import address_problems, link_problems
 from atlas.sot.write import add_journal_entries, add_journal_entry, set_custom_fields
 
 # Who a device's traffic leaves by: a device keeps at least one of these or it is cut off.
@@ -77,7 +78,13 @@ def select_switches(view: SiteView, rack: str | None, names: list[str]) -> list[
 def config_problems(view: SiteView, switches: Iterable[Device]) -> list[str]:
     """Why the switches' configuration cannot be rendered, each problem once: a switch platform or a
     routing design Atlas does not know, unsafe names, ...; checked before anything is touched."""
-    found = [p for d in switches for p in intent_problems(switch_intent(view.site, d, view.devices))]
+    chosen = list(switches)
+    names = {d.name for d in chosen}
+    found = [p for d in chosen for p in intent_problems(switch_intent(view.site, d, view.devices))]
+    found += address_problems(chosen, view.site.prefixes)  # the address plan is intent too
+    found += link_problems(
+        [c for c in view.site.cables if {c.a.device, c.b.device} & names], view.devices, view.site.name
+    )
     return list(dict.fromkeys(found))
 
 

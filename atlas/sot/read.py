@@ -25,6 +25,7 @@ from atlas.core.model import (
     Role,
     Site,
 )
+from atlas.sot.address_plan import PLAN_ROLES
 from atlas.sot.client import graphql
 from atlas.sot.schema import DISK_PATH_FIELD, OOB_INTERFACE
 
@@ -98,6 +99,12 @@ _SITE_LISTS = {
     ),
     "prefix_list": _List(
         "prefix_list", "{site: {name: {exact: $name}}}", "id prefix role { slug } description"
+    ),
+    # the address plan's prefixes that no site scopes hold for every site (atlas.sot.address_plan)
+    "plan_prefix_list": _List(
+        "prefix_list",
+        "{role: {slug: {in_list: [" + ", ".join(f'"{r}"' for r in PLAN_ROLES) + "]}}}",
+        "id prefix role { slug } description scope { __typename }",
     ),
 }
 # the devices of other sites at the far end of the site's cables (a core router, another site's spine)
@@ -231,11 +238,21 @@ def _site(name: str, found: dict[str, list[dict[str, Any]]]) -> Site:
         ),
         devices=tuple(sorted((_device(d) for d in found["device_list"]), key=lambda d: d.name)),
         cables=tuple(_cables(found["cable_list"])),
-        prefixes=tuple(
-            Prefix(
-                prefix=p["prefix"], role=_slug(p["role"]) or "", site=name, description=p["description"] or ""
-            )
-            for p in found["prefix_list"]
+        prefixes=(
+            *(
+                Prefix(
+                    prefix=p["prefix"],
+                    role=_slug(p["role"]) or "",
+                    site=name,
+                    description=p["description"] or "",
+                )
+                for p in found["prefix_list"]
+            ),
+            *(
+                Prefix(prefix=p["prefix"], role=_slug(p["role"]) or "", description=p["description"] or "")
+                for p in found["plan_prefix_list"]
+                if p.get("scope") is None
+            ),
         ),
         custom_fields=dict(site[0].get("custom_field_data") or {}),
         netbox_id=int(site[0]["id"]),

@@ -132,6 +132,11 @@ class Topology(BaseModel):
     def all_devices(self) -> list[Device]:
         return [d for s in self.sites for d in s.devices]
 
+    def site_as_read(self, name: str) -> Site:
+        """The site as Atlas reads it from NetBox once imported: with the prefixes no site scopes."""
+        site = next(s for s in self.sites if s.name == name)
+        return site.model_copy(update={"prefixes": (*site.prefixes, *self.global_prefixes)})
+
     def all_cables(self) -> list[Cable]:
         seen: dict[frozenset[Endpoint], Cable] = {}
         for s in self.sites:

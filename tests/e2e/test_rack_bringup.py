@@ -60,6 +60,74 @@ def test_bad_netbox_data_is_refused_before_any_device_is_touched(lab: Lab, nb: p
     assert "write erase" not in lab.fabric.vtysh("fra1-r02-leaf1", "show running-config")
 
 
+def host_addresses(lab: Lab, server: str) -> str:
+    return procs.run([*lab.fabric.nsenter(server), "ip", "-4", "-br", "addr"], "addresses").stdout
+
+
+def refused_and_nothing_changed(lab: Lab) -> str:
+    """The bring-up of fra1-r02 refused by preflight, every switch and host as before; its message."""
+    switches = ["fra1-r02-leaf1", "fra1-r02-leaf2", "fra1-spine1", "fra1-spine2"]
+    before = running_configs(lab, switches), host_addresses(lab, "fra1-r02-cmp1")
+    with pytest.raises(PreflightError) as info:
+        rack_bringup(site="fra1", rack="fra1-r02", dry_run=False)
+    assert (running_configs(lab, switches), host_addresses(lab, "fra1-r02-cmp1")) == before
+    return str(info.value)
+
+
+def test_a_server_address_off_its_link_and_outside_the_fabric_prefix_is_refused_by_preflight(
+    lab: Lab, nb: pynetbox.api
+) -> None:
+    iface = nb.dcim.interfaces.get(device="fra1-r02-cmp1", name="eth1")
+    ip = nb.ipam.ip_addresses.get(interface_id=iface.id)
+    old = ip.address
+    ip.address = "198.19.201.9/31"
+    ip.save()
+    try:
+        message = refused_and_nothing_changed(lab)
+    finally:
+        ip.address = old
+        ip.save()
+    assert "fra1-r02-cmp1:eth1: fabric address 198.19.201.9/31 lies in no prefix of role fabric" in message
+    assert "fra1-r02-cmp1:eth1: its ends are not in one subnet" in message
+
+
+def test_a_management_address_outside_the_management_prefix_is_refused_by_preflight(
+    lab: Lab, nb: pynetbox.api
+) -> None:
+    iface = nb.dcim.interfaces.get(device="fra1-r02-cmp2", name="eth0")
+    ip = nb.ipam.ip_addresses.get(interface_id=iface.id)
+    old = ip.address
+    ip.address = "198.19.200.7/24"
+    ip.save()
+    try:
+        message = refused_and_nothing_changed(lab)
+    finally:
+        ip.address = old
+        ip.save()
+    assert (
+        "fra1-r02-cmp2:eth0: management address 198.19.200.7/24 lies in no prefix of role management"
+        in message
+    )
+
+
+def test_a_cable_from_a_leaf_to_another_sites_switch_is_refused_as_leaving_the_site(
+    lab: Lab, nb: pynetbox.api
+) -> None:
+    ends = [nb.dcim.interfaces.get(device=d, name="swp30") for d in ("fra1-r02-leaf1", "ams1-spine1")]
+    cable = nb.dcim.cables.create(
+        a_terminations=[{"object_type": "dcim.interface", "object_id": ends[0].id}],
+        b_terminations=[{"object_type": "dcim.interface", "object_id": ends[1].id}],
+    )
+    try:
+        message = refused_and_nothing_changed(lab)
+    finally:
+        cable.delete()
+    assert (
+        "cable fra1-r02-leaf1:swp30 - ams1-spine1:swp30 leaves site fra1 for ams1-spine1 of site ams1 "
+        "(role spine): only the core joins sites" in message
+    )
+
+
 def test_a_dry_run_reports_the_diff_and_changes_nothing(lab: Lab, nb: pynetbox.api) -> None:
     devices = ["fra1-r01-leaf1", "fra1-r01-leaf2", "fra1-spine1", "fra1-spine2"]
     before = running_configs(lab, devices)

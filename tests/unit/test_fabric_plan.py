@@ -29,7 +29,7 @@ SPINE1, SPINE2, LEAF1, LEAF2 = "fra1-spine1", "fra1-spine2", "fra1-r01-leaf1", "
 
 def view() -> SiteView:
     topo = load_topology(DEFAULT_TOPOLOGY)
-    site = next(s for s in topo.sites if s.name == "fra1")
+    site = topo.site_as_read("fra1")
     return SiteView(site=site, devices={d.name: d for d in topo.all_devices()})
 
 

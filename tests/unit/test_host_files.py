@@ -22,7 +22,7 @@ CRED = Credential(username="never-used")
 
 def fra1() -> tuple[Site, dict[str, Device]]:
     topo = load_topology(DEFAULT_TOPOLOGY)
-    site = next(s for s in topo.sites if s.name == "fra1")
+    site = topo.site_as_read("fra1")
     return site, {d.name: d for d in topo.all_devices()}
 
 

@@ -38,7 +38,7 @@ RACK = "fra1-r02"
 
 def scope(change: Callable[[Site], Site] | None = None) -> RackScope:
     topo = load_topology(DEFAULT_TOPOLOGY)
-    site = next(s for s in topo.sites if s.name == "fra1")
+    site = topo.site_as_read("fra1")
     if change is not None:
         site = change(site)
     devices = {d.name: d for d in topo.all_devices()} | {d.name: d for d in site.devices}

@@ -23,7 +23,7 @@ def diff(running: str, intended: str) -> ConfigDiff:
 
 def intended(device: str) -> str:
     topo = load_topology(DEFAULT_TOPOLOGY)
-    site = next(s for s in topo.sites if s.name == "fra1")
+    site = topo.site_as_read("fra1")
     peers = {d.name: d for d in topo.all_devices()}
     d = site.device(device)
     assert d is not None
@@ -73,7 +73,7 @@ def test_volatile_lines_are_not_compared() -> None:
 
 def test_a_description_with_a_command_never_renders() -> None:
     topo = load_topology(DEFAULT_TOPOLOGY)
-    site = next(s for s in topo.sites if s.name == "fra1")
+    site = topo.site_as_read("fra1")
     leaf = site.device("fra1-r01-leaf1")
     assert leaf is not None
     bad = leaf.model_copy(
@@ -90,7 +90,7 @@ def test_a_description_with_a_command_never_renders() -> None:
 
 def test_a_server_that_announces_anycast_runs_ospf_as_a_stub_router() -> None:
     topo = load_topology(DEFAULT_TOPOLOGY)
-    site = next(s for s in topo.sites if s.name == "fra1")
+    site = topo.site_as_read("fra1")
     compute, storage = site.device("fra1-r01-cmp1"), site.device("fra1-r01-sto1")
     assert compute is not None and storage is not None
     assert render_host(site, compute) == (GOLDEN / "fra1-r01-cmp1.frr").read_text()

@@ -33,7 +33,7 @@ UNKNOWN = (
 
 def view(design: object = None) -> SiteView:
     topo = load_topology(DEFAULT_TOPOLOGY)
-    site = next(s for s in topo.sites if s.name == "fra1")
+    site = topo.site_as_read("fra1")
     site = site.model_copy(update={"custom_fields": {ROUTING_DESIGN_FIELD: design}})
     return SiteView(
         site=site, devices={d.name: d for d in topo.all_devices()} | {d.name: d for d in site.devices}

@@ -37,7 +37,7 @@ RUNIT = "fra1-r02-cmp1: service manager 'runit' (the server's custom field servi
 def site(managers: dict[str, object] | None = None) -> tuple[Site, dict[str, Device]]:
     """The default lab's fra1, its servers' custom field service_manager set as `managers` says."""
     topo = load_topology(DEFAULT_TOPOLOGY)
-    fra1 = next(s for s in topo.sites if s.name == "fra1")
+    fra1 = topo.site_as_read("fra1")
     fra1 = fra1.model_copy(
         update={
             "devices": tuple(

@@ -83,7 +83,7 @@ def test_device_output_cannot_break_the_journal_markdown() -> None:
 # --- findings as a report, remediation, and devices that cannot be checked -------------------------
 def fra1() -> SiteView:
     topo = load_topology(DEFAULT_TOPOLOGY)
-    site = next(s for s in topo.sites if s.name == "fra1")
+    site = topo.site_as_read("fra1")
     return SiteView(site=site, devices={d.name: d for d in topo.all_devices()})
 
 

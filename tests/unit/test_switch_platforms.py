@@ -29,7 +29,7 @@ UNKNOWN = (
 
 def fra1(platform_of_leaf: str | None = "frr") -> tuple[Site, dict[str, Device]]:
     topo = load_topology(DEFAULT_TOPOLOGY)
-    site = next(s for s in topo.sites if s.name == "fra1")
+    site = topo.site_as_read("fra1")
     site = site.model_copy(
         update={
             "devices": tuple(
