@@ -6,7 +6,8 @@
   device's site where a prefix is scoped to a site;
 - the two ends of every cabled point-to-point link are in one subnet of a point-to-point size (/31,
   or /30 with neither end the network or broadcast address), and distinct;
-- a cable that leaves the site ends on the core (a device of role core), nothing else.
+- a cable that leaves the site ends on the core (a device of role core), nothing else; every cable
+  joins roles a leaf-spine fabric joins (spine-leaf, leaf-server, core-spine, core-client).
 
 A server's gateways are the leaf ends of its links: with the link rules they are the addresses it
 routes through. Each problem names the objects involved.
@@ -28,6 +29,17 @@ ROLES: dict[InterfaceKind, tuple[str, ...]] = {
 }
 SERVICE_ROLES = ("anycast", "loopback")
 PLAN_ROLES = tuple(sorted({r for roles in ROLES.values() for r in roles} | set(SERVICE_ROLES)))
+# The links a leaf-spine fabric has, by the roles of their two ends (the core joins sites and clients)
+LINKS = frozenset(
+    frozenset(pair)
+    for pair in (
+        (Role.SPINE, Role.LEAF),
+        (Role.LEAF, Role.COMPUTE),
+        (Role.LEAF, Role.STORAGE),
+        (Role.CORE, Role.SPINE),
+        (Role.CORE, Role.CLIENT),
+    )
+)
 USES = {
     InterfaceKind.MGMT: "management address",
     InterfaceKind.LOOPBACK: "loopback",
@@ -68,8 +80,8 @@ def _fabric_address(device: Device, interface: str) -> IPv4Interface | None:
 
 
 def link_problems(cables: Iterable[Cable], devices: Mapping[str, Device], site: str) -> list[str]:
-    """Every cable of `site` that leaves it for anything but the core, and every cabled link whose
-    two addressed ends are not one point-to-point subnet."""
+    """Every cable of `site` that leaves it for anything but the core or joins roles the fabric does
+    not join, and every cabled link whose two addressed ends are not one point-to-point subnet."""
     problems = []
     for c in cables:
         a, b = devices.get(c.a.device), devices.get(c.b.device)
@@ -81,6 +93,13 @@ def link_problems(cables: Iterable[Cable], devices: Mapping[str, Device], site: 
             problems.append(
                 f"cable {name} leaves site {site} for {outside.name} of site {outside.site} "
                 f"(role {outside.role.value}): only the core joins sites"
+            )
+            continue
+        if frozenset((a.role, b.role)) not in LINKS:
+            peers = sorted(str(r.value) for pair in LINKS if a.role in pair for r in pair if r != a.role)
+            problems.append(
+                f"cable {name} joins {a.role.value} {a.name} to {b.role.value} {b.name}: a {a.role.value} "
+                f"is cabled to {' or '.join(peers) or 'nothing'} in this fabric"
             )
             continue
         x, y = _fabric_address(a, c.a.interface), _fabric_address(b, c.b.interface)

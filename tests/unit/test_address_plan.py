@@ -129,3 +129,18 @@ def test_prefix_roles_are_what_the_plan_says() -> None:
         p.startswith(f"{CMP1}:lo: loopback 198.19.0.11/32 lies in no prefix of role loopback")
         for p in problems
     )
+
+
+def test_a_cable_between_roles_the_fabric_does_not_join_is_named() -> None:
+    def server_to_spine(site: Site) -> Site:
+        cable = Cable(
+            a=Endpoint(device="fra1-spine1", interface="swp31"),
+            b=Endpoint(device="fra1-r02-cmp2", interface="eth3"),
+        )
+        return site.model_copy(update={"cables": (*site.cables, cable)})
+
+    s = scope(server_to_spine)
+    assert link_problems(s.site.cables, s.devices, "fra1") == [
+        "cable fra1-spine1:swp31 - fra1-r02-cmp2:eth3 joins spine fra1-spine1 to compute fra1-r02-cmp2: "
+        "a spine is cabled to core or leaf in this fabric"
+    ]
