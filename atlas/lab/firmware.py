@@ -20,6 +20,7 @@ process's, which mounts disks.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import shutil
@@ -103,9 +104,10 @@ def _dhcp(node_dir: Path) -> Lease:
     )
 
 
-def _get(url: str) -> urllib.request._UrlopenRet:
+def _get(url: str) -> http.client.HTTPResponse:
     try:
-        return urllib.request.urlopen(url, timeout=FETCH_TIMEOUT)
+        response: http.client.HTTPResponse = urllib.request.urlopen(url, timeout=FETCH_TIMEOUT)
+        return response
     except urllib.error.HTTPError as e:
         raise FirmwareError(f"fetching {url}: HTTP {e.code} {e.reason}") from None
     except (urllib.error.URLError, OSError) as e:
