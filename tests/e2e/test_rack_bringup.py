@@ -74,19 +74,22 @@ def refused_and_nothing_changed(lab: Lab) -> str:
     return str(info.value)
 
 
-def test_a_server_address_off_its_link_and_outside_the_fabric_prefix_is_refused_by_preflight(
-    lab: Lab, nb: pynetbox.api
-) -> None:
-    iface = nb.dcim.interfaces.get(device="fra1-r02-cmp1", name="eth1")
-    ip = nb.ipam.ip_addresses.get(interface_id=iface.id)
-    old = ip.address
-    ip.address = "198.19.201.9/31"
+def refused_with_address(lab: Lab, nb: pynetbox.api, device: str, interface: str, address: str) -> str:
+    """`refused_and_nothing_changed` while NetBox gives the interface `address`; NetBox restored after."""
+    ip = nb.ipam.ip_addresses.get(interface_id=nb.dcim.interfaces.get(device=device, name=interface).id)
+    old, ip.address = ip.address, address
     ip.save()
     try:
-        message = refused_and_nothing_changed(lab)
+        return refused_and_nothing_changed(lab)
     finally:
         ip.address = old
         ip.save()
+
+
+def test_a_server_address_off_its_link_and_outside_the_fabric_prefix_is_refused_by_preflight(
+    lab: Lab, nb: pynetbox.api
+) -> None:
+    message = refused_with_address(lab, nb, "fra1-r02-cmp1", "eth1", "198.19.201.9/31")
     assert "fra1-r02-cmp1:eth1: fabric address 198.19.201.9/31 lies in no prefix of role fabric" in message
     assert "fra1-r02-cmp1:eth1: its ends are not in one subnet" in message
 
@@ -94,16 +97,7 @@ def test_a_server_address_off_its_link_and_outside_the_fabric_prefix_is_refused_
 def test_a_management_address_outside_the_management_prefix_is_refused_by_preflight(
     lab: Lab, nb: pynetbox.api
 ) -> None:
-    iface = nb.dcim.interfaces.get(device="fra1-r02-cmp2", name="eth0")
-    ip = nb.ipam.ip_addresses.get(interface_id=iface.id)
-    old = ip.address
-    ip.address = "198.19.200.7/24"
-    ip.save()
-    try:
-        message = refused_and_nothing_changed(lab)
-    finally:
-        ip.address = old
-        ip.save()
+    message = refused_with_address(lab, nb, "fra1-r02-cmp2", "eth0", "198.19.200.7/24")
     assert (
         "fra1-r02-cmp2:eth0: management address 198.19.200.7/24 lies in no prefix of role management"
         in message
