@@ -3,7 +3,9 @@
 Switches: running config against the rendered intent, compared by hier-config (order-insensitive,
 volatile lines ignored). Hosts: the baseline playbook in Ansible check mode with diff. Cabling: LLDP
 against NetBox cables. Each finding is a `Result` (step = area): changed means drift, failed means
-the device could not be checked. The sweep itself changes nothing on any device.
+the device could not be checked. A switch or server whose address plan in NetBox is unsound
+(atlas.sot.address_plan) is not checked, with every problem named. The sweep itself changes nothing
+on any device.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from atlas.net.sessions import lldp_neighbours
 from atlas.net.switch import STEP
 from atlas.runbooks.site import SiteView, vault_targets
 from atlas.secrets import Vault
+from atlas.sot.address_plan import device_problems
 from atlas.sot.schema import CHECKED_AT_FIELD, COMPLIANCE_FIELD
 from atlas.sot.write import JournalEntry, set_devices_custom_fields, write_journal
 
@@ -101,9 +104,21 @@ def compare_running(switches: Iterable[Target], intended: Callable[[Device], str
     return run_each(one, switches, step, limit)
 
 
+def plan_refusals(view: SiteView, targets: list[Target], step: str) -> tuple[list[Target], Results]:
+    """The targets whose address plan in NetBox is sound, and a failed finding (not checked, with
+    every problem) for each of the others: their intent is not worth comparing, nor remediating."""
+    bad = {t.name: p for t in targets if (p := device_problems(t.device, view.site, view.devices))}
+    refused = Results(
+        Result.failure(name, step, "not checked: the address plan in NetBox: " + "; ".join(problems))
+        for name, problems in bad.items()
+    )
+    return [t for t in targets if t.name not in bad], refused
+
+
 def check_switches(view: SiteView, found: Targets, limit: int) -> Results:
     switches = [t for t in found.values() if checks(Area.SWITCHES, t.device)]
-    return compare_running(switches, view.render, limit)
+    switches, refused = plan_refusals(view, switches, Area.SWITCHES.value)
+    return refused + compare_running(switches, view.render, limit)
 
 
 def check_hosts(view: SiteView, found: Targets, limit: int) -> Results:
@@ -112,9 +127,10 @@ def check_hosts(view: SiteView, found: Targets, limit: int) -> Results:
     datacenter's 240 servers, this read seconds. Remediation runs the playbook itself."""
     servers = [t for t in found.values() if checks(Area.HOSTS, t.device)]
     step = Area.HOSTS.value
+    servers, refused = plan_refusals(view, servers, step)
     unknown = design_problem(view.site)  # a routing design Atlas does not know: no baseline to check
     if unknown is not None:
-        return Results(Result.failure(t.name, step, unknown) for t in servers)
+        return refused + Results(Result.failure(t.name, step, unknown) for t in servers)
     # a server whose service manager Atlas does not know has no baseline either: not checked, named
     managers = {t.name: p for t in servers for p in service_problems([t.device])}
     servers = [t for t in servers if t.name not in managers]
@@ -136,7 +152,7 @@ def check_hosts(view: SiteView, found: Targets, limit: int) -> Results:
             detail=f"{len(differs)} difference(s) from the baseline" if differs else "as the baseline",
         )
 
-    return not_checked + Results(finding(t.name) for t in servers)
+    return refused + not_checked + Results(finding(t.name) for t in servers)
 
 
 def check_cabling_of(view: SiteView, found: Targets, limit: int) -> Results:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Interface
 
-from atlas.core.model import Cable, Device, InterfaceKind, Prefix, Role
+from atlas.core.model import Cable, Device, InterfaceKind, Prefix, Role, Site
 
 # What each kind of address is for, and the prefix roles that may hold it
 ROLES: dict[InterfaceKind, tuple[str, ...]] = {
@@ -124,3 +124,10 @@ def link_problems(cables: Iterable[Cable], devices: Mapping[str, Device], site: 
                         f"link {name}: {end} has {addr.ip}, the network or broadcast address of {x.network}"
                     )
     return problems
+
+
+def device_problems(device: Device, site: Site, devices: Mapping[str, Device]) -> list[str]:
+    """The address plan's problems that involve `device`: its addresses and its cables."""
+    return address_problems([device], site.prefixes) + link_problems(
+        site.cables_of(device.name), devices, site.name
+    )

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from ipaddress import IPv4Interface, IPv4Network
 
-from atlas.core.model import Cable, Device, Endpoint, Prefix, Site
+from atlas.core.model import Cable, Credential, Device, DeviceStatus, Endpoint, Prefix, Site
+from atlas.core.run import targets
 from atlas.lab.config import DEFAULT_TOPOLOGY
 from atlas.runbooks.bringup import RackScope, preflight
+from atlas.runbooks.site import SiteView
+from atlas.runbooks.sweep import check_hosts, check_switches
 from atlas.sot.address_plan import address_problems, link_problems
 from atlas.sot.topology import load_topology
 
@@ -144,3 +147,25 @@ def test_a_cable_between_roles_the_fabric_does_not_join_is_named() -> None:
         "cable fra1-spine1:swp31 - fra1-r02-cmp2:eth3 joins spine fra1-spine1 to compute fra1-r02-cmp2: "
         "a spine is cabled to core or leaf in this fabric"
     ]
+
+
+def test_the_sweep_does_not_check_a_device_whose_address_plan_is_unsound_and_names_why() -> None:
+    def bad(site: Site) -> Site:
+        site = with_address(site, "fra1-r01-cmp1", "eth1", "198.19.201.9/31")
+        return site.model_copy(
+            update={
+                "devices": tuple(d.model_copy(update={"status": DeviceStatus.ACTIVE}) for d in site.devices)
+            }
+        )
+
+    s = scope(bad)
+    view = SiteView(site=s.site, devices=s.devices)
+    cmp1, leaf1 = s.site.device("fra1-r01-cmp1"), s.site.device("fra1-r01-leaf1")
+    assert cmp1 is not None and leaf1 is not None
+    found = {t.name: t for t in targets([cmp1, leaf1], lambda d: Credential(username="never-used"))}
+    hosts = check_hosts(view, {"fra1-r01-cmp1": found["fra1-r01-cmp1"]}, limit=1)  # refused before any SSH
+    switches = check_switches(view, {"fra1-r01-leaf1": found["fra1-r01-leaf1"]}, limit=1)
+    for [result] in (hosts, switches):
+        assert result.failed and result.detail.startswith("not checked: the address plan in NetBox: ")
+        assert "its ends are not in one subnet" in result.detail
+    assert "fabric address 198.19.201.9/31 lies in no prefix of role fabric" in hosts[0].detail
