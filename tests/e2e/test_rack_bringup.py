@@ -10,6 +10,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pynetbox
 import pytest
@@ -26,8 +27,10 @@ from atlas.lab.lab import Lab
 from atlas.net.sessions import ssh_exec
 from atlas.prefect.locks import rack_limit_name
 from atlas.runbooks.bringup import PreflightError
+from atlas.runbooks.fabric import SelectionError
 from atlas.secrets import Vault
 from flows.config_sweep import config_sweep
+from flows.fabric import fabric_apply
 from flows.rack_bringup import BringupFailed, rack_bringup
 from tests.e2e.runs import held_back, kill_when
 
@@ -104,14 +107,19 @@ def test_a_management_address_outside_the_management_prefix_is_refused_by_prefli
     )
 
 
-def test_a_cable_from_a_leaf_to_another_sites_switch_is_refused_as_leaving_the_site(
-    lab: Lab, nb: pynetbox.api
-) -> None:
-    ends = [nb.dcim.interfaces.get(device=d, name="swp30") for d in ("fra1-r02-leaf1", "ams1-spine1")]
-    cable = nb.dcim.cables.create(
+def cabled(nb: pynetbox.api, a: tuple[str, str], b: tuple[str, str]) -> Any:
+    """A cable NetBox records between two interfaces (the caller deletes it)."""
+    ends = [nb.dcim.interfaces.get(device=d, name=i) for d, i in (a, b)]
+    return nb.dcim.cables.create(
         a_terminations=[{"object_type": "dcim.interface", "object_id": ends[0].id}],
         b_terminations=[{"object_type": "dcim.interface", "object_id": ends[1].id}],
     )
+
+
+def test_a_cable_from_a_leaf_to_another_sites_switch_is_refused_as_leaving_the_site(
+    lab: Lab, nb: pynetbox.api
+) -> None:
+    cable = cabled(nb, ("fra1-r02-leaf1", "swp30"), ("ams1-spine1", "swp30"))
     try:
         message = refused_and_nothing_changed(lab)
     finally:
@@ -119,6 +127,43 @@ def test_a_cable_from_a_leaf_to_another_sites_switch_is_refused_as_leaving_the_s
     assert (
         "cable fra1-r02-leaf1:swp30 - ams1-spine1:swp30 leaves site fra1 for ams1-spine1 of site ams1 "
         "(role spine): only the core joins sites" in message
+    )
+
+
+def test_a_cable_between_two_leaves_is_refused_as_a_link_the_fabric_does_not_have(
+    lab: Lab, nb: pynetbox.api
+) -> None:
+    cable = cabled(nb, ("fra1-r02-leaf1", "swp31"), ("fra1-r01-leaf1", "swp31"))
+    try:
+        message = refused_and_nothing_changed(lab)
+    finally:
+        cable.delete()
+    assert (
+        "cable fra1-r02-leaf1:swp31 - fra1-r01-leaf1:swp31 joins leaf fra1-r02-leaf1 to leaf fra1-r01-leaf1: "
+        "a leaf is cabled to compute or spine or storage in this fabric" in message
+    )
+
+
+def test_fabric_apply_refuses_a_spine_address_outside_the_fabric_prefix_and_pushes_nothing(
+    lab: Lab, nb: pynetbox.api
+) -> None:
+    ip = nb.ipam.ip_addresses.get(interface_id=nb.dcim.interfaces.get(device="fra1-spine1", name="swp1").id)
+    old, ip.address = ip.address, "198.19.202.0/31"
+    ip.save()
+    spines = ["fra1-spine1", "fra1-spine2"]
+    before = running_configs(lab, spines)
+    try:
+        with pytest.raises(SelectionError) as info:
+            fabric_apply(site="fra1", dry_run=False)
+    finally:
+        ip.address = old
+        ip.save()
+    assert running_configs(lab, spines) == before
+    assert "fra1-spine1:swp1: fabric address 198.19.202.0/31 lies in no prefix of role fabric" in str(
+        info.value
+    )
+    assert "its ends are not in one subnet" in str(info.value) and "fra1-spine1:swp1 198.19.202.0/31" in str(
+        info.value
     )
 
 
