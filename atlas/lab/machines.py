@@ -31,8 +31,6 @@ from dataclasses import dataclass
 from ipaddress import IPv4Interface
 from pathlib import Path
 
-from pyroute2 import NetNS
-
 from atlas.lab import procs
 from atlas.lab.config import CACHE_ROOT, LabConfig
 
@@ -336,6 +334,10 @@ class Machine:
         routing adjacency times out), not its port flap. (A flapping port also trips FRR 8.4's
         zebra on the leaves, which then keeps a stale kernel nexthop group for the server's
         routes.)"""
+        # imported here: pyroute2 costs ~0.4 s of CPU to import, and a server's network-boot
+        # firmware (atlas.lab.firmware, a process of its own per boot) needs only the constants
+        from pyroute2 import NetNS
+
         with NetNS(self.netns) as ns:
             for link in ns.get_links():
                 name = link.get_attr("IFLA_IFNAME")

@@ -395,27 +395,32 @@ def wait_installed(
             name, INSTALL, f"answers SSH with host key {found}, not the key {version} was built with"
         )
 
+    def check(d: Device) -> Result | None:
+        """The server's outcome once it has one: SSH answers, or its firmware stopped."""
+        assert d.mgmt_address is not None
+        version = plan.wanted[d.name]
+        manifest = manifests[version]
+        assert manifest is not None
+        found = host_key(str(d.mgmt_address.ip), timeout=3.0)
+        if found is not None:
+            return answered(d.name, version, found, manifest.ssh_host_key)
+        try:
+            progress = bmcs[d.name].inventory().boot_progress
+        except BmcError:
+            return None  # a BMC that does not answer now may answer in a moment: SSH decides
+        if halted_in_firmware(progress):
+            return Result.failure(d.name, INSTALL, f"network boot of {version} stopped: {progress}")
+        return None
+
     def step() -> dict[str, Result]:
-        for name, d in list(waiting.items()):
-            assert d.mgmt_address is not None
-            version = plan.wanted[name]
-            manifest = manifests[version]
-            assert manifest is not None
-            found = host_key(str(d.mgmt_address.ip), timeout=3.0)
-            if found is not None:
+        # every server waited for at once: one slow to answer does not delay noticing the others
+        for name, outcome in read_each(check, list(waiting.values())).values.items():
+            if outcome is not None:
                 del waiting[name]
-                done[name] = answered(name, version, found, manifest.ssh_host_key)
-                continue
-            try:
-                progress = bmcs[name].inventory().boot_progress
-            except BmcError:
-                continue  # a BMC that does not answer now may answer in a moment: SSH decides
-            if halted_in_firmware(progress):
-                del waiting[name]
-                done[name] = Result.failure(name, INSTALL, f"network boot of {version} stopped: {progress}")
+                done[name] = outcome
         return done
 
-    poll_until(step, lambda _: not waiting, timeout=timeout, pause=2.0)
+    poll_until(step, lambda _: not waiting, timeout=timeout, pause=1.0)
     for name in sorted(waiting):
         done[name] = Result.failure(
             name,
