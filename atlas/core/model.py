@@ -111,6 +111,7 @@ class Device(Frozen):
     disks: tuple[str, ...] = ()  # data disks NetBox lists (inventory items of role "disk")
     # disk -> its block device on the host (/dev/...), the disk's custom field device_path in NetBox
     disk_paths: dict[str, str] = Field(default_factory=dict)
+    asn: int | None = None  # its BGP ASN, NetBox's ASN object its custom field bgp_asn names
     custom_fields: dict[str, Any] = Field(default_factory=dict)
     netbox_id: int | None = None
 
@@ -151,6 +152,8 @@ class Site(Frozen):
     devices: tuple[Device, ...] = ()
     cables: tuple[Cable, ...] = ()
     prefixes: tuple[Prefix, ...] = ()
+    # the ASN range its devices' ASNs come from (custom field bgp_asn_range): name, first, last
+    asn_range: tuple[str, int, int] | None = None
     custom_fields: dict[str, Any] = Field(default_factory=dict)
     netbox_id: int | None = None
 

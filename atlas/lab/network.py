@@ -4,7 +4,7 @@ Every node has its own network namespace. Servers are real machines (atlas.lab.m
 booting systemd inside their namespace, each on its own disk, reached over SSH as Ansible reaches a
 production server. Switches and the lab's traffic clients are a network namespace plus a persistent
 UTS namespace (their own hostname, which FRR and lldpd take from uname) and mount namespace (a private
-/run and /tmp); switches run FRR (zebra, ospfd, staticd) and an sshd whose every login lands in that
+/run and /tmp); switches run FRR (zebra, ospfd, bgpd, staticd) and an sshd whose every login lands in that
 switch's vtysh, clients an sshd; each runs lldpd on every cabled port. Storage servers get a loop
 device per disk NetBox lists (atlas.lab.disks), handed to the machine as its disks.
 
@@ -39,7 +39,7 @@ from atlas.lab.hardware import Hardware
 from atlas.lab.machines import Machine, Provisioning, base_rootfs, raise_inotify_limits, wait_all_booted
 
 FRR_BIN = Path("/usr/lib/frr")
-FRR_DAEMONS = ("zebra", "ospfd", "staticd")
+FRR_DAEMONS = ("zebra", "ospfd", "bgpd", "staticd")  # a switch runs the daemons of every design Atlas has
 SWITCH_SHELL = Path(__file__).with_name("switch-shell.sh")
 CableKey = tuple[str, str, str, str]
 OOB_NETWORK = "oob"  # the namespace `<lab>-oob` is the out-of-band network's, not a device's

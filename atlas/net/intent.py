@@ -23,6 +23,8 @@ class Link:
     address: IPv4Interface
     peer: Endpoint
     routed: bool = False  # the server on the other end routes (it announces anycast addresses)
+    peer_asn: int | None = None  # the far end's BGP ASN in NetBox (a design that peers by BGP uses it)
+    peer_address: IPv4Address | None = None  # the far end's address on the link
 
     @property
     def description(self) -> str:
@@ -43,6 +45,11 @@ class SwitchIntent:
     server_routes: tuple[StaticRoute, ...]
     cost_out: bool  # routing maintenance: the switch carries no transit traffic while another path exists
     design: str  # the site's routing design, by name (intent_problems names one Atlas does not know)
+    # the address plan's prefixes of loopbacks and service addresses: all a fabric's routing carries
+    announced: tuple[IPv4Network, ...] = ()
+    # links to a switch of another site where both ends have an ASN in NetBox: the two routing
+    # domains meet there by eBGP, whatever each site's design (an eBGP site behind an OSPF core)
+    border_links: tuple[Link, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,7 @@ class HostIntent:
     device: Device
     uplinks: tuple[str, ...]  # its cabled interfaces, in order
     service_interface: str = SERVICE_INTERFACE
+    links: tuple[Link, ...] = ()  # one per uplink, in order: its address, the leaf's end and ASN
 
 
 @dataclass(frozen=True)

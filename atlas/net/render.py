@@ -9,7 +9,9 @@ refuses the run; `render` refusing again is the last line of defence.
 
 from __future__ import annotations
 
-from ipaddress import IPv4Interface
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from ipaddress import IPv4Interface, IPv4Network
 
 from atlas.core.errors import AtlasError
 from atlas.core.model import Device, InterfaceKind, Site
@@ -23,6 +25,7 @@ from atlas.net.routing import (
     design_problem,
     named_design_problem,
 )
+from atlas.sot.address_plan import SERVICE_ROLES
 
 
 class RenderError(AtlasError, ValueError):
@@ -37,19 +40,29 @@ def _address(device: Device, interface: str) -> IPv4Interface | None:
 def switch_intent(site: Site, device: Device, peers: dict[str, Device]) -> SwitchIntent:
     """What `device` must carry: one link per cable with an address on our end, and a route to the
     loopback of every server behind it. `peers` holds every device the switch may be cabled to."""
-    fabric, servers, routes = [], [], []
+    fabric: list[Link] = []
+    borders: list[Link] = []
+    servers: list[Link] = []
+    routes: list[StaticRoute] = []
     for cable in site.cables_of(device.name):
         mine, other = cable.ends_from(device.name)
         address = _address(device, mine.interface)
         peer = peers.get(other.device)
         if address is None or peer is None:
             continue
-        link = Link(interface=mine.interface, address=address, peer=other)
-        if peer.role.is_switch:
-            fabric.append(link)
-            continue
-        servers.append(Link(interface=mine.interface, address=address, peer=other, routed=bool(peer.anycast)))
         peer_address = _address(peer, other.interface)
+        link = Link(
+            interface=mine.interface,
+            address=address,
+            peer=other,
+            peer_asn=peer.asn,
+            peer_address=peer_address.ip if peer_address is not None else None,
+        )
+        if peer.role.is_switch:
+            border = peer.site != device.site and device.asn is not None and peer.asn is not None
+            (borders if border else fabric).append(link)
+            continue
+        servers.append(replace(link, routed=bool(peer.anycast)))
         if peer.loopback is not None and peer_address is not None:
             routes.append(StaticRoute(prefix=peer.loopback.network, next_hop=peer_address.ip))
     key = lambda link: _natural(link.interface)  # noqa: E731
@@ -58,9 +71,21 @@ def switch_intent(site: Site, device: Device, peers: dict[str, Device]) -> Switc
         device=device,
         fabric_links=tuple(sorted(fabric, key=key)),
         server_links=tuple(sorted(servers, key=key)),
+        border_links=tuple(sorted(borders, key=key)),
         server_routes=tuple(sorted(routes, key=lambda r: (int(r.prefix.network_address), int(r.next_hop)))),
         cost_out=known and design_of(site).is_costed_out(device),
         design=design_name(site),
+        announced=announced(site),
+    )
+
+
+def announced(site: Site) -> tuple[IPv4Network, ...]:
+    """The address plan's prefixes of loopbacks and service addresses for the site, in order."""
+    return tuple(
+        sorted(
+            {p.prefix for p in site.prefixes if p.role in SERVICE_ROLES and p.site in (None, site.name)},
+            key=lambda n: (int(n.network_address), n.prefixlen),
+        )
     )
 
 
@@ -83,7 +108,9 @@ def intent_problems(intent: SwitchIntent) -> list[str]:
         problems.append(
             f"{d.name}: switch platform {d.platform} has no configuration for routing design {intent.design}"
         )
-    for link in (*intent.fabric_links, *intent.server_links):
+    if design is None:
+        problems += DESIGNS.get(d.site, intent.design).switch_problems(intent)
+    for link in (*intent.fabric_links, *intent.border_links, *intent.server_links):
         problems.append(name_problem(f"{d.name} interface", link.interface))
         problems.append(text_problem(f"{d.name} {link.interface} description", link.description))
     for iface in d.interfaces:
@@ -106,11 +133,35 @@ def render_host(site: Site, device: Device) -> str | None:
     if problem is not None:
         raise RenderError(problem)
     design = design_of(site)
+    links = []
+    for cable in site.cables_of(device.name):
+        mine, other = cable.ends_from(device.name)
+        address, peer = _address(device, mine.interface), site.device(other.device)
+        peer_address = _address(peer, other.interface) if peer is not None else None
+        if address is not None:
+            links.append(
+                Link(
+                    interface=mine.interface,
+                    address=address,
+                    peer=other,
+                    peer_asn=peer.asn if peer is not None else None,
+                    peer_address=peer_address.ip if peer_address is not None else None,
+                )
+            )
     uplinks = sorted(
         (c.ends_from(device.name)[0].interface for c in site.cables_of(device.name)), key=_natural
     )
-    host = HostIntent(device=device, uplinks=tuple(uplinks))
+    links.sort(key=lambda link: _natural(link.interface))
+    host = HostIntent(device=device, uplinks=tuple(uplinks), links=tuple(links))
     problems = design.host_problems(host)
     if problems:
         raise RenderError("; ".join(problems))
     return design.host_config(host)
+
+
+def plan_problems(site: Site, devices: Iterable[Device], peers: Mapping[str, Device]) -> list[str]:
+    """What the site's routing design needs from NetBox that `devices` lack (eBGP: ASNs from the
+    site's range), each named; nothing when the design is one Atlas does not know (named apart)."""
+    if design_problem(site) is not None:
+        return []
+    return design_of(site).plan_problems(site, devices, peers)

@@ -47,7 +47,7 @@ from atlas.hosts.services import service_problems
 from atlas.net.intent import RoutingState
 from atlas.net.lldp import Neighbours, check_cabling
 from atlas.net.platforms import platform_problem
-from atlas.net.render import intent_problems, render, switch_intent
+from atlas.net.render import intent_problems, plan_problems, render, switch_intent
 from atlas.net.routing import design_of, design_problem
 from atlas.net.sessions import DeviceUnreachable, lldp_neighbours, ssh_exec
 from atlas.net.switch import STEP, apply_config
@@ -174,6 +174,7 @@ def preflight(scope: RackScope) -> list[str]:
     for d in scope.switches:
         _add(problems, platform_problem(d))
         problems += intent_problems(switch_intent(scope.site, d, scope.devices))
+    problems += plan_problems(scope.site, scope.touched, scope.devices)  # eBGP: the ASNs
     return sorted(dict.fromkeys(problems))
 
 

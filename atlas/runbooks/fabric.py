@@ -24,7 +24,7 @@ from atlas.core.model import Device, DeviceStatus, Role
 from atlas.core.run import Events, Readings, Result, Results, poll_until, read_each, run_each
 from atlas.core.safety import text_problem
 from atlas.net.intent import RoutingState
-from atlas.net.render import intent_problems, switch_intent
+from atlas.net.render import intent_problems, plan_problems, switch_intent
 from atlas.net.routing import RoutingDesign, design_of
 from atlas.net.switch import STEP, apply_config
 from atlas.net.verify import read_routing, routing_problems
@@ -82,6 +82,7 @@ def config_problems(view: SiteView, switches: Iterable[Device]) -> list[str]:
     names = {d.name for d in chosen}
     found = [p for d in chosen for p in intent_problems(switch_intent(view.site, d, view.devices))]
     found += address_problems(chosen, view.site.prefixes)  # the address plan is intent too
+    found += plan_problems(view.site, chosen, view.devices)  # and the routing design's (eBGP: ASNs)
     found += link_problems(
         [c for c in view.site.cables if {c.a.device, c.b.device} & names], view.devices, view.site.name
     )
@@ -145,7 +146,7 @@ def adjacency_problems(
         was = before.values.get(d.name)
         kept = set(was.full_neighbours_on) if was is not None else set()
         wanted = sorted(kept | {p for p, peer in view.peers(d.name) if peer.name in names})
-        problems += routing_problems(d, state, wanted, [])
+        problems += routing_problems(d, state, wanted, [], design_of(view.site))
     return problems
 
 

@@ -24,6 +24,7 @@ from atlas.hosts.services import service_problems
 from atlas.net.config import diff
 from atlas.net.lldp import check_cabling
 from atlas.net.platforms import platform_of
+from atlas.net.render import plan_problems
 from atlas.net.routing import design_of, design_problem
 from atlas.net.sessions import lldp_neighbours
 from atlas.net.switch import STEP
@@ -107,9 +108,18 @@ def compare_running(switches: Iterable[Target], intended: Callable[[Device], str
 def plan_refusals(view: SiteView, targets: list[Target], step: str) -> tuple[list[Target], Results]:
     """The targets whose address plan in NetBox is sound, and a failed finding (not checked, with
     every problem) for each of the others: their intent is not worth comparing, nor remediating."""
-    bad = {t.name: p for t in targets if (p := device_problems(t.device, view.site, view.devices))}
+    bad = {
+        t.name: p
+        for t in targets
+        if (
+            p := device_problems(t.device, view.site, view.devices)
+            + plan_problems(view.site, [t.device], view.devices)
+        )
+    }
     refused = Results(
-        Result.failure(name, step, "not checked: the address plan in NetBox: " + "; ".join(problems))
+        Result.failure(
+            name, step, "not checked: the address and routing plan in NetBox: " + "; ".join(problems)
+        )
         for name, problems in bad.items()
     )
     return [t for t in targets if t.name not in bad], refused

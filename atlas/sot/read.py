@@ -27,7 +27,7 @@ from atlas.core.model import (
 )
 from atlas.sot.address_plan import PLAN_ROLES
 from atlas.sot.client import graphql
-from atlas.sot.schema import DISK_PATH_FIELD, OOB_INTERFACE
+from atlas.sot.schema import ASN_FIELD, ASN_RANGE_FIELD, DISK_PATH_FIELD, OOB_INTERFACE
 
 DISK_ROLE = "disk"  # the NetBox inventory item role of data disks
 ANYCAST_ROLE = "anycast"  # the NetBox IP address role of service addresses several servers announce
@@ -107,6 +107,13 @@ _SITE_LISTS = {
         "id prefix role { slug } description scope { __typename }",
     ),
 }
+# NetBox's ASNs and ASN ranges, all of them (a datacenter holds some hundred): a device's and a site's
+# custom field names one by its id
+_ASN_LISTS = {
+    "asn_list": _List("asn_list", "{}", "id asn"),
+    "asn_range_list": _List("asn_range_list", "{}", "id name start end"),
+}
+_SITE_LISTS |= _ASN_LISTS
 # the devices of other sites at the far end of the site's cables (a core router, another site's spine)
 _FAR_ENDS = {
     "far_device_list": _List(
@@ -168,7 +175,19 @@ def _mac(value: object) -> str | None:
     return str(value).lower() if value else None
 
 
-def _device(record: dict[str, Any]) -> Device:
+def _asns(found: dict[str, list[dict[str, Any]]]) -> dict[int, int]:
+    return {int(a["id"]): int(a["asn"]) for a in found["asn_list"]}
+
+
+def _referred(custom_fields: dict[str, Any] | None, name: str) -> int | None:
+    """The id an object custom field holds (NetBox keeps the id; an API write may leave a dict)."""
+    value = (custom_fields or {}).get(name)
+    if isinstance(value, dict):
+        value = value.get("id")
+    return int(value) if value is not None else None
+
+
+def _device(record: dict[str, Any], asns: dict[int, int]) -> Device:
     interfaces: list[Interface] = []
     anycast: list[IPv4Interface] = []
     for i in sorted(record["interfaces"], key=lambda i: int(i["id"])):
@@ -210,6 +229,7 @@ def _device(record: dict[str, Any]) -> Device:
             for item in disks
             if (path := (item["custom_field_data"] or {}).get(DISK_PATH_FIELD))
         },
+        asn=asns.get(ref) if (ref := _referred(record["custom_field_data"], ASN_FIELD)) is not None else None,
         custom_fields=dict(record["custom_field_data"] or {}),
         netbox_id=int(record["id"]),
     )
@@ -222,13 +242,18 @@ def read_site(nb: pynetbox.api, name: str) -> Site:
 def read_site_and_far_ends(nb: pynetbox.api, name: str) -> tuple[Site, list[Device]]:
     """The site and the devices of other sites its cables reach, in one query."""
     found = _read_lists(nb, _SITE_LISTS | _FAR_ENDS, "$name: String!", {"name": name})
-    return _site(name, found), sorted((_device(d) for d in found["far_device_list"]), key=lambda d: d.name)
+    asns = _asns(found)
+    far = sorted((_device(d, asns) for d in found["far_device_list"]), key=lambda d: d.name)
+    return _site(name, found), far
 
 
 def _site(name: str, found: dict[str, list[dict[str, Any]]]) -> Site:
     site = found["site_list"]
     if not site:
         raise NotInNetBox(f"site {name!r} is not in NetBox")
+    asns = _asns(found)
+    ranges = {int(r["id"]): (str(r["name"]), int(r["start"]), int(r["end"])) for r in found["asn_range_list"]}
+    asn_range = _referred(site[0].get("custom_field_data"), ASN_RANGE_FIELD)
     return Site(
         name=name,
         description=site[0]["description"] or "",
@@ -236,7 +261,7 @@ def _site(name: str, found: dict[str, list[dict[str, Any]]]) -> Site:
             Rack(name=r["name"], site=name, status=RackStatus(r["status"]), netbox_id=int(r["id"]))
             for r in found["rack_list"]
         ),
-        devices=tuple(sorted((_device(d) for d in found["device_list"]), key=lambda d: d.name)),
+        devices=tuple(sorted((_device(d, asns) for d in found["device_list"]), key=lambda d: d.name)),
         cables=tuple(_cables(found["cable_list"])),
         prefixes=(
             *(
@@ -254,6 +279,7 @@ def _site(name: str, found: dict[str, list[dict[str, Any]]]) -> Site:
                 if p.get("scope") is None
             ),
         ),
+        asn_range=ranges.get(asn_range) if asn_range is not None else None,
         custom_fields=dict(site[0].get("custom_field_data") or {}),
         netbox_id=int(site[0]["id"]),
     )
@@ -261,9 +287,9 @@ def _site(name: str, found: dict[str, list[dict[str, Any]]]) -> Site:
 
 def read_devices(nb: pynetbox.api, names: list[str]) -> list[Device]:
     """Named devices of any site (the far ends of a rack's cables) without reading their sites."""
-    lists = {"device_list": _List("device_list", "{name: {in_list: $names}}", _DEVICE)}
+    lists = {"device_list": _List("device_list", "{name: {in_list: $names}}", _DEVICE)} | _ASN_LISTS
     found = _read_lists(nb, lists, "$names: [String!]", {"names": sorted(names)})
-    return sorted((_device(d) for d in found["device_list"]), key=lambda d: d.name)
+    return sorted((_device(d, _asns(found)) for d in found["device_list"]), key=lambda d: d.name)
 
 
 def site_names(nb: pynetbox.api) -> list[str]:

@@ -12,6 +12,9 @@ OSD_IDS_FIELD = "ceph_osd_ids"  # of a storage server: its OSDs
 COMPLIANCE_FIELD = "config_compliance"  # of a device: compliant / drift
 CHECKED_AT_FIELD = "config_checked_at"  # of a device: when the sweep last checked it
 COST_OUT_FIELD = "ospf_cost_out"  # of a switch: in routing maintenance (the routing design renders it)
+BGP_COST_OUT_FIELD = "bgp_cost_out"  # of a switch on an eBGP site: in routing maintenance
+ASN_FIELD = "bgp_asn"  # of a device: its ASN (an ASN object of NetBox's IPAM), on an eBGP site
+ASN_RANGE_FIELD = "bgp_asn_range"  # of a site: the ASN range its devices' ASNs come from
 EVACUATION_FIELD = "evacuation"  # of a device: the ticket it was evacuated for
 DISK_PATH_FIELD = "device_path"  # of a disk: its block device on the host
 ROUTING_DESIGN_FIELD = "routing_design"  # of a site: how its fabric routes (atlas.net.routing)
@@ -31,6 +34,7 @@ class CustomField:
     type: str
     description: str
     object_types: tuple[str, ...] = ("dcim.device",)
+    related_object_type: str | None = None  # of a field of type object: the objects it refers to
 
 
 CUSTOM_FIELDS = (
@@ -47,6 +51,27 @@ CUSTOM_FIELDS = (
         "OSPF cost-out",
         "boolean",
         "Switch in OSPF maintenance: traffic avoids it (fabric-cost-out / fabric-cost-in)",
+    ),
+    CustomField(
+        BGP_COST_OUT_FIELD,
+        "BGP cost-out",
+        "boolean",
+        "Switch in BGP maintenance: its routes are announced with a longer AS path, traffic avoids it",
+    ),
+    CustomField(
+        ASN_FIELD,
+        "BGP ASN",
+        "object",
+        "The device's ASN on an eBGP site (one per leaf or per rack, the spines of a site share one)",
+        related_object_type="ipam.asn",
+    ),
+    CustomField(
+        ASN_RANGE_FIELD,
+        "BGP ASN range",
+        "object",
+        "The ASN range the ASNs of the site's devices come from (an eBGP site)",
+        object_types=("dcim.site",),
+        related_object_type="ipam.asnrange",
     ),
     CustomField(
         EVACUATION_FIELD, "Evacuation", "text", "Evacuated by Atlas for this ticket (evacuate / restore)"
@@ -100,6 +125,7 @@ def ensure_custom_fields(nb: pynetbox.api) -> list[str]:
                     "description": cf.description,
                     "object_types": list(cf.object_types),
                 }
+                | ({"related_object_type": cf.related_object_type} if cf.related_object_type else {})
                 for cf in missing
             ]
         )

@@ -166,6 +166,8 @@ def test_the_sweep_does_not_check_a_device_whose_address_plan_is_unsound_and_nam
     hosts = check_hosts(view, {"fra1-r01-cmp1": found["fra1-r01-cmp1"]}, limit=1)  # refused before any SSH
     switches = check_switches(view, {"fra1-r01-leaf1": found["fra1-r01-leaf1"]}, limit=1)
     for [result] in (hosts, switches):
-        assert result.failed and result.detail.startswith("not checked: the address plan in NetBox: ")
+        assert result.failed and result.detail.startswith(
+            "not checked: the address and routing plan in NetBox: "
+        )
         assert "its ends are not in one subnet" in result.detail
     assert "fabric address 198.19.201.9/31 lies in no prefix of role fabric" in hosts[0].detail

@@ -51,7 +51,7 @@ SERVER = {
 
 
 def test_a_device_with_its_interfaces_addresses_and_disks() -> None:
-    d = read._device(SERVER)
+    d = read._device(SERVER, {})
     assert (d.name, d.site, d.rack, d.role, d.status, d.netbox_id) == (
         "fra1-r01-sto1",
         "fra1",

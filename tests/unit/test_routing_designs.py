@@ -26,8 +26,8 @@ from atlas.sot.schema import COST_OUT_FIELD, ROUTING_DESIGN_FIELD
 from atlas.sot.topology import load_topology
 
 UNKNOWN = (
-    "site fra1: routing design 'ebgp' (the site's custom field routing_design in NetBox) is not one "
-    "Atlas knows (known: ospf)"
+    "site fra1: routing design 'isis' (the site's custom field routing_design in NetBox) is not one "
+    "Atlas knows (known: ebgp, ospf)"
 )
 
 
@@ -48,14 +48,14 @@ def device(v: SiteView, name: str) -> Device:
 
 @pytest.mark.parametrize("value", [None, "", "ospf"])
 def test_a_site_without_a_design_or_with_ospf_routes_by_ospf(value: str | None) -> None:
-    assert DESIGNS.names == ["ospf"]
+    assert DESIGNS.names == ["ebgp", "ospf"]
     assert design_of(view(value).site) is OSPF
     assert design_problem(view(value).site) is None
     assert default_design() is OSPF
 
 
 def test_a_design_atlas_does_not_know_is_refused_naming_the_site_and_the_value() -> None:
-    site: Site = view("ebgp").site
+    site: Site = view("isis").site
     assert design_problem(site) == UNKNOWN
     with pytest.raises(Refused) as info:
         design_of(site)
@@ -63,23 +63,23 @@ def test_a_design_atlas_does_not_know_is_refused_naming_the_site_and_the_value()
 
 
 def test_bringup_preflight_refuses_it_before_anything_is_touched() -> None:
-    v = view("ebgp")
+    v = view("isis")
     problems = preflight(RackScope(site=v.site, rack="fra1-r02", devices=v.devices))
     assert problems.count(UNKNOWN) == 1  # once for the site, not once per switch
     assert preflight(RackScope(site=view().site, rack="fra1-r02", devices=view().devices)) == []
 
 
 def test_fabric_apply_refuses_it_once_and_nothing_renders_for_it() -> None:
-    v = view("ebgp")
+    v = view("isis")
     assert config_problems(v, list(v.active_switches)) == [UNKNOWN]
-    with pytest.raises(RenderError, match="routing design 'ebgp'"):
+    with pytest.raises(RenderError, match="routing design 'isis'"):
         v.render(device(v, "fra1-spine1"))
-    with pytest.raises(RenderError, match="routing design 'ebgp'"):
+    with pytest.raises(RenderError, match="routing design 'isis'"):
         render_host(v.site, device(v, "fra1-r01-cmp1"))
 
 
 def test_the_sweep_leaves_every_server_of_the_site_not_checked_with_the_reason() -> None:
-    v = view("ebgp")
+    v = view("isis")
     active = [d for d in v.site.devices if d.role.is_server and d.status.value == "active"]
     found = {t.name: t for t in targets(active, lambda d: Credential(username="never-used"))}
     results = check_hosts(v, found, limit=1)  # refused before any SSH

@@ -124,7 +124,7 @@ def test_frr_names_the_daemons_a_push_needs_that_are_not_running(
 
 
 def test_frr_reads_ospf_in_one_vtysh_and_refuses_anything_but_plain_show_commands() -> None:
-    assert FRR.supports("ospf") and not FRR.supports("ebgp")
+    assert FRR.supports("ospf") and FRR.supports("ebgp") and not FRR.supports("isis")
     assert FRR.routing_commands(OSPF) == ("show ip ospf neighbor json", "show ip route json")
     assert vtysh("show a", "show b") == "vtysh -c 'show a' -c 'show b'"
     for bad in ("show a'; reboot", "configure terminal"):

@@ -118,6 +118,15 @@ def ospf_full_interfaces(ospf_neighbours: dict[str, Any]) -> frozenset[str]:
     return frozenset(found)
 
 
+def bgp_established_interfaces(summary: dict[str, Any]) -> frozenset[str]:
+    """The interfaces of unnumbered sessions Established in `show bgp summary json` (a numbered
+    session's peer is an address, not a port)."""
+    peers = (summary or {}).get("ipv4Unicast", {}).get("peers", {})
+    return frozenset(
+        str(p) for p, s in peers.items() if s.get("state") == "Established" and s.get("idType") == "interface"
+    )
+
+
 def route_table(routes: dict[str, Any]) -> dict[IPv4Network, frozenset[str]]:
     """Selected, installed routes of `show ip route json` -> the interfaces they leave by."""
     table = {}
@@ -146,6 +155,12 @@ ROUTING_READS: Mapping[str, RoutingRead] = {
             full_neighbours_on=ospf_full_interfaces(docs[0]), routes=route_table(docs[1])
         ),
     ),
+    "ebgp": RoutingRead(
+        commands=("show bgp summary json", "show ip route json"),
+        parse=lambda docs: RoutingState(
+            full_neighbours_on=bgp_established_interfaces(docs[0]), routes=route_table(docs[1])
+        ),
+    ),
 }
 
 
@@ -171,8 +186,10 @@ class Frr:
             device=intent.device,
             fabric_links=intent.fabric_links,
             server_links=intent.server_links,
+            border_links=intent.border_links,
             server_routes=intent.server_routes,
             cost_out=intent.cost_out,
+            announced=intent.announced,
             **design.switch_variables(),
         )
 

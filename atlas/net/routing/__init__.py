@@ -5,7 +5,7 @@ A design says which adjacencies a working fabric has, how a switch is taken out 
 back (cost-out), and what a server that announces service addresses runs and how its state is read.
 A switch platform renders and reads each design it supports (atlas.net.platforms); what both share
 is `RoutingState`, the design-neutral reading of a switch's routing that verification and the
-fabric runbook decide on. OSPF (ospf.py) is the first design.
+fabric runbook decide on. OSPF (ospf.py) is the first design, eBGP (ebgp.py, RFC 7938) the second.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ def default_design() -> RoutingDesign:
 
 
 # The designs Atlas ships.
+from atlas.net.routing.ebgp import EBGP  # noqa: E402
 from atlas.net.routing.ospf import OSPF  # noqa: E402
 
 DESIGNS.register(OSPF.name, OSPF)
+DESIGNS.register(EBGP.name, EBGP)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from atlas.core.model import Device, Site
-from atlas.net.intent import HostIntent, RoutingState
+from atlas.net.intent import HostIntent, RoutingState, SwitchIntent
 
 
 class RoutingDesign(Protocol):
@@ -18,9 +18,19 @@ class RoutingDesign(Protocol):
         """As the site's custom field routing_design names it."""
         ...
 
+    # --- the plan in NetBox ---------------------------------------------------------------------
+    def plan_problems(self, site: Site, devices: Iterable[Device], peers: Mapping[str, Device]) -> list[str]:
+        """What the design needs from NetBox that `devices` of `site` (with `peers`, every device
+        they may be cabled to) lack, each named: checked before anything is touched."""
+        ...
+
     # --- switches -------------------------------------------------------------------------------
     def switch_variables(self) -> Mapping[str, object]:
         """What a platform's template for this design needs besides the switch's intent."""
+        ...
+
+    def switch_problems(self, intent: SwitchIntent) -> list[str]:
+        """Why the switch's configuration cannot be rendered by this design (empty: it can)."""
         ...
 
     def adjacency_problems(
@@ -66,3 +76,13 @@ class RoutingDesign(Protocol):
         """How a routing server's state (`host_facts_command`'s output) differs from `intended`,
         its routing configuration, with an adjacency up on every one of `uplinks`."""
         ...
+
+
+def with_custom_field(
+    site: Site, devices: Mapping[str, Device], name: str, field: str, value: object
+) -> tuple[Site, dict[str, Device]]:
+    """The site and devices as they will be once NetBox holds `value` in device `name`'s `field`."""
+    device = devices[name]
+    changed = device.model_copy(update={"custom_fields": device.custom_fields | {field: value}})
+    site = site.model_copy(update={"devices": tuple(changed if d.name == name else d for d in site.devices)})
+    return site, {**devices, name: changed}

@@ -19,8 +19,10 @@ from typing import Any
 from atlas.core.model import Device, Site
 from atlas.core.safety import name_problem
 from atlas.net.config import diff
-from atlas.net.intent import HostIntent, RoutingState
+from atlas.net.intent import HostIntent, RoutingState, SwitchIntent
 from atlas.net.platforms import frr
+from atlas.net.routing.design import with_custom_field
+from atlas.net.routing.ebgp import Timers as BgpTimers
 from atlas.sot.schema import COST_OUT_FIELD
 
 HOST_TEMPLATE = "ospf-host.j2"
@@ -47,9 +49,21 @@ class Ospf:
     def __init__(self, timers: Timers | None = None) -> None:
         self.timers = timers or Timers()
 
+    # --- the plan in NetBox ---------------------------------------------------------------------
+    def plan_problems(self, site: Site, devices: Iterable[Device], peers: Mapping[str, Device]) -> list[str]:
+        return []  # OSPF needs nothing beyond the address plan
+
     # --- switches -------------------------------------------------------------------------------
     def switch_variables(self) -> Mapping[str, object]:
-        return {"timers": self.timers}
+        # a switch at the border to an eBGP site peers with it as an eBGP switch does
+        return {"timers": self.timers, "bgp_timers": BgpTimers()}
+
+    def switch_problems(self, intent: SwitchIntent) -> list[str]:
+        if intent.border_links and not intent.announced:
+            return [
+                f"{intent.device.name}: the site has no loopback prefix in NetBox: its border would carry nothing"
+            ]
+        return []
 
     def adjacency_problems(
         self, device: Device, state: RoutingState, fabric_ports: Iterable[str]
@@ -67,14 +81,7 @@ class Ospf:
     def with_cost_out(
         self, site: Site, devices: Mapping[str, Device], name: str, cost_out: bool
     ) -> tuple[Site, dict[str, Device]]:
-        device = devices[name]
-        changed = device.model_copy(
-            update={"custom_fields": device.custom_fields | {COST_OUT_FIELD: cost_out}}
-        )
-        site = site.model_copy(
-            update={"devices": tuple(changed if d.name == name else d for d in site.devices)}
-        )
-        return site, {**devices, name: changed}
+        return with_custom_field(site, devices, name, COST_OUT_FIELD, cost_out)
 
     # --- servers that route ---------------------------------------------------------------------
     def host_problems(self, host: HostIntent) -> list[str]:

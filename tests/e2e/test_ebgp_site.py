@@ -1,0 +1,150 @@
+"""Two routing designs side by side: ams1 moved from OSPF to eBGP (RFC 7938, unnumbered on FRR) as
+docs/fabric.md's maintenance procedure says (ASNs in NetBox, then fabric-apply of the site and its
+border on the core, then a rack-bringup re-run for the servers), while fra1 stays on OSPF and the core
+joins the two by eBGP. Real NetBox, FRR over SSH, systemd servers, the client behind the core. In
+file order; the lab is left with ams1 on eBGP (the next module resets it)."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import threading
+
+import pynetbox
+import pytest
+
+from atlas.core.model import Device
+from atlas.lab.lab import Lab
+from atlas.net.platforms.frr import route_table
+from atlas.runbooks.bringup import PreflightError
+from atlas.runbooks.fabric import SelectionError
+from atlas.runbooks.traffic import Answers, probe
+from atlas.secrets import Vault
+from atlas.sot.read import read_site, site_names
+from flows.evacuate import evacuate, restore
+from flows.fabric import fabric_apply
+from flows.rack_bringup import rack_bringup
+from tests.e2e.bgp import plan_ebgp, set_asns
+from tests.e2e.runs import run_answering
+from tests.e2e.setups import serving
+
+pytestmark = pytest.mark.usefixtures("flow_env")
+FIRST = 65300  # ams1's ASN range starts here (its spines' ASN)
+CORE_ASN = 65001
+SWITCHES = ["ams1-spine1", "ams1-spine2", "ams1-r01-leaf1", "ams1-r01-leaf2", "core1"]
+SERVERS = ["ams1-r01-cmp1", "ams1-r01-cmp2", "ams1-r01-sto1"]
+APPROVE = {"approve": True, "approver": "on-call", "comment": "go"}
+WHY = {"reason": "leaf firmware on ams1-r01", "ticket": "CHG-5150"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def both_sites_serving(vault: Vault, nb: pynetbox.api, tmp_path_factory: pytest.TempPathFactory) -> None:
+    serving(vault, nb, tmp_path_factory.mktemp("img"))
+
+
+def devices(nb: pynetbox.api) -> dict[str, Device]:
+    return {d.name: d for name in site_names(nb) for d in read_site(nb, name).devices}
+
+
+def configs(lab: Lab) -> dict[str, str]:
+    return {name: lab.fabric.vtysh(name, "show running-config") for name in SWITCHES}
+
+
+def who_answers(nb: pynetbox.api, vault: Vault, count: int = 30) -> Answers:
+    found = devices(nb)
+    service = found["ams1-r01-cmp1"].anycast[0].ip
+    return probe(found["client1"], vault.credential("core", "client"), service, count=count)
+
+
+def test_bad_bgp_data_is_refused_by_fabric_apply_and_bringup_each_named_nothing_touched(
+    nb: pynetbox.api, lab: Lab
+) -> None:
+    before = configs(lab)
+    plan = plan_ebgp(nb, "ams1", FIRST, size=200)
+    shared = plan["ams1-r01-leaf1"]
+    set_asns(nb, {"ams1-r01-leaf2": None, "ams1-r02-leaf1": shared, "ams1-spine2": 64000})
+    wanted = {
+        "ams1-r01-leaf2: no ASN in NetBox (its custom field bgp_asn)",
+        f"ams1-r01-leaf1: ASN {shared} is shared by leaves of racks ams1-r01, ams1-r02: a rack's leaves "
+        "may share one, leaves of different racks never do",
+        f"ams1-spine2: ASN 64000 is outside the site's ASN range ams1 ASNs ({FIRST}-{FIRST + 199})",
+        "core1 (site core): no ASN in NetBox (its custom field bgp_asn): ams1-spine1:swp32 peers with it by eBGP",
+    }
+    with pytest.raises(SelectionError) as refused:
+        fabric_apply(site="ams1", dry_run=False)
+    assert wanted <= set(refused.value.problems), refused.value.problems
+    with pytest.raises(PreflightError) as preflight:
+        rack_bringup(site="ams1", rack="ams1-r01", dry_run=False)
+    leaves = {p for p in wanted if p.startswith("ams1-r01-leaf")}
+    assert leaves <= set(preflight.value.problems), preflight.value.problems
+    assert configs(lab) == before
+
+
+def test_moving_ams1_to_ebgp_is_a_fabric_apply_shown_whole_by_its_dry_run(
+    nb: pynetbox.api, lab: Lab, vault: Vault
+) -> None:
+    plan = plan_ebgp(nb, "ams1", FIRST, size=200)  # the data put right
+    set_asns(nb, {"core1": CORE_ASN})
+    before = configs(lab)
+    preview = fabric_apply(site="ams1", dry_run=True)
+    assert {r.target for r in preview} == set(SWITCHES[:4]) and all(r.changed for r in preview)
+    spine = next(r for r in preview if r.target == "ams1-spine1")
+    assert f"router bgp {FIRST}" in "\n".join(spine.diff) and "router ospf" in "\n".join(spine.diff)
+    [core] = fabric_apply(site="core", dry_run=True)
+    assert core.changed and f"router bgp {CORE_ASN}" in "\n".join(core.diff)
+    assert configs(lab) == before
+
+    assert not any(r.failed for r in fabric_apply(site="ams1", dry_run=False))
+    assert not any(r.failed for r in fabric_apply(site="core", dry_run=False))
+    report = rack_bringup(site="ams1", rack="ams1-r01", dry_run=False)  # the servers follow
+    assert report.failed == 0, report.rows
+
+    for leaf in ("ams1-r01-leaf1", "ams1-r01-leaf2"):
+        running = lab.fabric.vtysh(leaf, "show running-config")
+        assert "router ospf" not in running and f"router bgp {plan[leaf]}" in running
+        summary = lab.fabric.vtysh(leaf, "show bgp summary json")
+        assert '"state":"Established"' in summary.replace(" ", "")
+        # every loopback of the site over both spines (ECMP)
+        routes = route_table(json.loads(lab.fabric.vtysh(leaf, "show ip route json")))
+        spines = [d for d in read_site(nb, "ams1").devices if d.role.value == "spine"]
+        for spine_device in spines:
+            assert spine_device.loopback is not None
+            assert routes[spine_device.loopback.network]
+        other = "ams1-r01-leaf2" if leaf.endswith("1") else "ams1-r01-leaf1"
+        other_loopback = devices(nb)[other].loopback
+        assert other_loopback is not None and routes[other_loopback.network] == {"swp1", "swp2"}
+    answers = who_answers(nb, vault)
+    assert not answers.errors and set(answers.by_host) & set(SERVERS)  # the eBGP site answers
+    again = rack_bringup(site="ams1", rack="ams1-r01", dry_run=False)
+    assert again.failed == 0 and all(row["changes"] == "0" for row in again.rows), again.rows
+    assert not any(r.changed for r in fabric_apply(site="core", dry_run=True))
+
+
+def test_evacuating_a_rack_of_the_ebgp_site_fails_no_request_and_restore_brings_it_back(
+    nb: pynetbox.api, vault: Vault
+) -> None:
+    during: list[Answers] = []
+    running = threading.Event()
+    running.set()
+
+    def keep_asking() -> None:
+        while running.is_set():
+            during.append(who_answers(nb, vault, count=10))
+
+    client = threading.Thread(target=contextvars.copy_context().run, args=(keep_asking,))
+    client.start()
+    try:
+        outcome = run_answering(lambda: evacuate(site="ams1", rack="ams1-r01", dry_run=False, **WHY), APPROVE)
+        assert outcome.error is None, outcome.error
+        away = who_answers(nb, vault)
+        assert not away.errors and not set(away.by_host) & set(SERVERS)  # fra1 answers
+        costed = nb.dcim.devices.get(name="ams1-r01-leaf1").custom_fields
+        assert costed["bgp_cost_out"] is True and not costed["ospf_cost_out"]
+        restore(site="ams1", rack="ams1-r01", dry_run=False, **WHY)
+    finally:
+        running.clear()
+        client.join()
+    total = sum(during, Answers())
+    assert not total.errors and sum(total.by_host.values()) >= 20
+    back = who_answers(nb, vault)
+    assert not back.errors and set(back.by_host) & set(SERVERS)
