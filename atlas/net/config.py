@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from hier_config import Platform, WorkflowRemediation, get_hconfig
+from hier_config import Platform, WorkflowRemediation, get_hconfig, get_hconfig_driver
+from hier_config.models import MatchRule, NegationDefaultWithRule
 
 
 class ComparisonRules(Protocol):
@@ -25,6 +26,12 @@ class ComparisonRules(Protocol):
         """`config` without the lines the comparison must ignore."""
         ...
 
+    @property
+    def negations(self) -> tuple[tuple[tuple[str, ...], str], ...]:
+        """Lines the CLI takes back otherwise than by `no` and the line: (the starts of the line
+        and of its parents, outermost first; what takes it back)."""
+        ...
+
 
 @dataclass(frozen=True)
 class ConfigDiff:
@@ -37,9 +44,13 @@ class ConfigDiff:
 
 
 def diff(running: str, intended: str, rules: ComparisonRules) -> ConfigDiff:
+    driver = get_hconfig_driver(rules.hier_platform)
+    driver.rules.negate_with.extend(
+        NegationDefaultWithRule(match_rules=tuple(MatchRule(startswith=s) for s in starts), use=use)
+        for starts, use in rules.negations
+    )
     remediation = WorkflowRemediation(
-        get_hconfig(rules.hier_platform, rules.comparable(running)),
-        get_hconfig(rules.hier_platform, rules.comparable(intended)),
+        get_hconfig(driver, rules.comparable(running)), get_hconfig(driver, rules.comparable(intended))
     ).remediation_config
     commands: list[str] = []
     summary: list[str] = []

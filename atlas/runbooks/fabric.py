@@ -145,6 +145,9 @@ def adjacency_problems(
             continue
         was = before.values.get(d.name)
         kept = set(was.full_neighbours_on) if was is not None else set()
+        # a border to another site's switch not pushed with it may change protocol (OSPF to eBGP)
+        # with this push: it comes up when the other side is pushed, as its site's change says
+        kept -= {link.interface for link in switch_intent(view.site, d, view.devices).border_links}
         wanted = sorted(kept | {p for p, peer in view.peers(d.name) if peer.name in names})
         problems += routing_problems(d, state, wanted, [], design_of(view.site))
     return problems

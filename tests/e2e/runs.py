@@ -10,7 +10,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,27 @@ from prefect.settings import PREFECT_API_URL
 
 from atlas.prefect.locks import exclusive
 from atlas.prefect.serve import PROJECT
+
+
+@contextmanager
+def asked_throughout[T](ask: Callable[[], T]) -> Iterator[list[T]]:
+    """`ask()` again and again in a thread while the block runs (a client sending requests during
+    a change); the answers, complete once the block is left."""
+    answers: list[T] = []
+    running = threading.Event()
+    running.set()
+
+    def keep_asking() -> None:
+        while running.is_set():
+            answers.append(ask())
+
+    client = threading.Thread(target=contextvars.copy_context().run, args=(keep_asking,))
+    client.start()
+    try:
+        yield answers
+    finally:
+        running.clear()
+        client.join()
 
 
 @dataclass

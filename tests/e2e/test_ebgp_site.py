@@ -6,9 +6,8 @@ file order; the lab is left with ams1 on eBGP (the next module resets it)."""
 
 from __future__ import annotations
 
-import contextvars
 import json
-import threading
+from ipaddress import IPv4Network
 
 import pynetbox
 import pytest
@@ -17,21 +16,22 @@ from atlas.core.model import Device
 from atlas.lab.lab import Lab
 from atlas.net.platforms.frr import route_table
 from atlas.runbooks.bringup import PreflightError
-from atlas.runbooks.fabric import SelectionError
+from atlas.runbooks.fabric import CostOutRefused, SelectionError
 from atlas.runbooks.traffic import Answers, probe
 from atlas.secrets import Vault
 from atlas.sot.read import read_site, site_names
 from flows.evacuate import evacuate, restore
-from flows.fabric import fabric_apply
+from flows.fabric import fabric_apply, fabric_cost_in, fabric_cost_out
 from flows.rack_bringup import rack_bringup
 from tests.e2e.bgp import plan_ebgp, set_asns
-from tests.e2e.runs import run_answering
+from tests.e2e.runs import asked_throughout, run_answering
 from tests.e2e.setups import serving
 
 pytestmark = pytest.mark.usefixtures("flow_env")
 FIRST = 65300  # ams1's ASN range starts here (its spines' ASN)
 CORE_ASN = 65001
-SWITCHES = ["ams1-spine1", "ams1-spine2", "ams1-r01-leaf1", "ams1-r01-leaf2", "core1"]
+FRA1_ASN = 65000  # fra1's spines, at its border: fra1 itself stays on OSPF
+SWITCHES = ["ams1-spine1", "ams1-spine2", "ams1-r01-leaf1", "ams1-r01-leaf2", "core1", "fra1-spine1"]
 SERVERS = ["ams1-r01-cmp1", "ams1-r01-cmp2", "ams1-r01-sto1"]
 APPROVE = {"approve": True, "approver": "on-call", "comment": "go"}
 WHY = {"reason": "leaf firmware on ams1-r01", "ticket": "CHG-5150"}
@@ -84,10 +84,13 @@ def test_moving_ams1_to_ebgp_is_a_fabric_apply_shown_whole_by_its_dry_run(
     nb: pynetbox.api, lab: Lab, vault: Vault
 ) -> None:
     plan = plan_ebgp(nb, "ams1", FIRST, size=200)  # the data put right
-    set_asns(nb, {"core1": CORE_ASN})
+    # the core and fra1's spines meet ams1 by eBGP: the client's requests spread over both sites
+    set_asns(nb, {"core1": CORE_ASN, "fra1-spine1": FRA1_ASN, "fra1-spine2": FRA1_ASN})
     before = configs(lab)
     preview = fabric_apply(site="ams1", dry_run=True)
     assert {r.target for r in preview} == set(SWITCHES[:4]) and all(r.changed for r in preview)
+    [fra1_border] = fabric_apply(site="fra1", switches=["fra1-spine1"], dry_run=True)
+    assert f"router bgp {FRA1_ASN}" in "\n".join(fra1_border.diff)
     spine = next(r for r in preview if r.target == "ams1-spine1")
     assert f"router bgp {FIRST}" in "\n".join(spine.diff) and "router ospf" in "\n".join(spine.diff)
     [core] = fabric_apply(site="core", dry_run=True)
@@ -95,6 +98,8 @@ def test_moving_ams1_to_ebgp_is_a_fabric_apply_shown_whole_by_its_dry_run(
     assert configs(lab) == before
 
     assert not any(r.failed for r in fabric_apply(site="ams1", dry_run=False))
+    border = fabric_apply(site="fra1", switches=["fra1-spine1", "fra1-spine2"], dry_run=False)
+    assert all(r.changed and not r.failed for r in border), border
     assert not any(r.failed for r in fabric_apply(site="core", dry_run=False))
     report = rack_bringup(site="ams1", rack="ams1-r01", dry_run=False)  # the servers follow
     assert report.failed == 0, report.rows
@@ -114,26 +119,47 @@ def test_moving_ams1_to_ebgp_is_a_fabric_apply_shown_whole_by_its_dry_run(
         other_loopback = devices(nb)[other].loopback
         assert other_loopback is not None and routes[other_loopback.network] == {"swp1", "swp2"}
     answers = who_answers(nb, vault)
-    assert not answers.errors and set(answers.by_host) & set(SERVERS)  # the eBGP site answers
+    # both sites answer: the eBGP site's and the OSPF site's servers
+    assert not answers.errors and set(answers.by_host) & set(SERVERS), answers
+    assert {h for h in answers.by_host if h.startswith("fra1-")}, answers
     again = rack_bringup(site="ams1", rack="ams1-r01", dry_run=False)
     assert again.failed == 0 and all(row["changes"] == "0" for row in again.rows), again.rows
     assert not any(r.changed for r in fabric_apply(site="core", dry_run=True))
+    assert not any(r.changed for r in fabric_apply(site="fra1", dry_run=True))
+
+
+def routes_of(lab: Lab, switch: str) -> dict[IPv4Network, frozenset[str]]:
+    return route_table(json.loads(lab.fabric.vtysh(switch, "show ip route json")))
+
+
+def test_costing_out_a_spine_of_the_ebgp_site_moves_its_traffic_and_the_last_one_is_refused(
+    nb: pynetbox.api, lab: Lab, vault: Vault
+) -> None:
+    far = devices(nb)["ams1-r01-leaf2"].loopback
+    assert far is not None
+    assert routes_of(lab, "ams1-r01-leaf1")[far.network] == {"swp1", "swp2"}  # ECMP over both spines
+    out = fabric_cost_out(switch="ams1-spine1", reason="optics swap", dry_run=False)
+    assert out.changed and "traffic verified" in out.detail, out
+    running = lab.fabric.vtysh("ams1-spine1", "show running-config")
+    assert " set as-path prepend" in running and " set community graceful-shutdown additive" in running
+    assert fabric_cost_out(switch="ams1-spine1", reason="optics swap", dry_run=False).changed is False
+    assert routes_of(lab, "ams1-r01-leaf1")[far.network] == {"swp2"}  # spine2 only
+    assert nb.dcim.devices.get(name="ams1-spine1").custom_fields["bgp_cost_out"] is True
+    answers = who_answers(nb, vault, count=10)
+    assert not answers.errors, answers
+    before = lab.fabric.vtysh("ams1-spine2", "show running-config")
+    with pytest.raises(CostOutRefused, match="no working path to any spine"):
+        fabric_cost_out(switch="ams1-spine2", reason="second spine", dry_run=False)
+    assert lab.fabric.vtysh("ams1-spine2", "show running-config") == before
+    back = fabric_cost_in(switch="ams1-spine1", reason="optics swapped", dry_run=False)
+    assert back.changed and "traffic verified" in back.detail, back
+    assert routes_of(lab, "ams1-r01-leaf1")[far.network] == {"swp1", "swp2"}
 
 
 def test_evacuating_a_rack_of_the_ebgp_site_fails_no_request_and_restore_brings_it_back(
     nb: pynetbox.api, vault: Vault
 ) -> None:
-    during: list[Answers] = []
-    running = threading.Event()
-    running.set()
-
-    def keep_asking() -> None:
-        while running.is_set():
-            during.append(who_answers(nb, vault, count=10))
-
-    client = threading.Thread(target=contextvars.copy_context().run, args=(keep_asking,))
-    client.start()
-    try:
+    with asked_throughout(lambda: who_answers(nb, vault, count=10)) as during:
         outcome = run_answering(lambda: evacuate(site="ams1", rack="ams1-r01", dry_run=False, **WHY), APPROVE)
         assert outcome.error is None, outcome.error
         away = who_answers(nb, vault)
@@ -141,10 +167,25 @@ def test_evacuating_a_rack_of_the_ebgp_site_fails_no_request_and_restore_brings_
         costed = nb.dcim.devices.get(name="ams1-r01-leaf1").custom_fields
         assert costed["bgp_cost_out"] is True and not costed["ospf_cost_out"]
         restore(site="ams1", rack="ams1-r01", dry_run=False, **WHY)
-    finally:
-        running.clear()
-        client.join()
     total = sum(during, Answers())
     assert not total.errors and sum(total.by_host.values()) >= 20
     back = who_answers(nb, vault)
     assert not back.errors and set(back.by_host) & set(SERVERS)
+
+
+def test_moving_ams1_back_to_ospf_is_the_same_procedure_and_leaves_the_lab_as_it_was(
+    nb: pynetbox.api, lab: Lab, vault: Vault
+) -> None:
+    plan = plan_ebgp(nb, "ams1", FIRST, size=200, design="ospf")
+    set_asns(nb, dict.fromkeys([*plan, "core1", "fra1-spine1", "fra1-spine2"]))
+    assert not any(r.failed for r in fabric_apply(site="ams1", dry_run=False))
+    assert not any(
+        r.failed for r in fabric_apply(site="fra1", switches=["fra1-spine1", "fra1-spine2"], dry_run=False)
+    )
+    assert not any(r.failed for r in fabric_apply(site="core", dry_run=False))
+    assert rack_bringup(site="ams1", rack="ams1-r01", dry_run=False).failed == 0
+    for name in SWITCHES:
+        assert "router bgp" not in lab.fabric.vtysh(name, "show running-config")
+    assert "Full" in lab.fabric.vtysh("core1", "show ip ospf neighbor")
+    answers = who_answers(nb, vault)
+    assert not answers.errors and set(answers.by_host) & set(SERVERS), answers

@@ -4,9 +4,6 @@ UI does. In file order; the set-up is idempotent, so after the image-rollout mod
 
 from __future__ import annotations
 
-import contextvars
-import threading
-
 import pynetbox
 import pytest
 from prefect.flow_runs import resume_flow_run
@@ -21,7 +18,7 @@ from atlas.secrets import Vault
 from atlas.sot.read import read_site, site_names
 from atlas.workloads.systemd_services import IMAGE_TARGET, SystemdServices
 from flows.evacuate import NotApproved, evacuate, restore
-from tests.e2e.runs import kill_when, paused_runs, run_answering
+from tests.e2e.runs import asked_throughout, kill_when, paused_runs, run_answering
 from tests.e2e.setups import serving
 
 pytestmark = pytest.mark.usefixtures("flow_env")
@@ -94,21 +91,8 @@ def test_a_denied_or_unanswered_approval_changes_nothing(
 def test_evacuating_a_rack_moves_its_traffic_without_a_failed_request(
     nb: pynetbox.api, lab: Lab, devices: dict[str, Device], vault: Vault
 ) -> None:
-    during: list[Answers] = []
-    running = threading.Event()
-    running.set()
-
-    def keep_asking() -> None:
-        while running.is_set():
-            during.append(who_answers(devices, vault, count=10))
-
-    client = threading.Thread(target=contextvars.copy_context().run, args=(keep_asking,))
-    client.start()
-    try:
+    with asked_throughout(lambda: who_answers(devices, vault, count=10)) as during:
         outcome = run_answering(lambda: evacuate(site="fra1", rack="fra1-r01", dry_run=False, **WHY), APPROVE)
-    finally:
-        running.clear()
-        client.join()
     assert outcome.error is None, outcome.error
     assert outcome.pauses == 1 and outcome.result.approval == "approved by on-call: go"
     total = sum(during, Answers())

@@ -169,6 +169,12 @@ class Frr:
 
     name = "frr"
     hier_platform = Platform.CISCO_IOS
+    # FRR takes back an AS-path prepend and a community by the command alone (`no set as-path
+    # prepend 65001 65001` is refused: it takes one ASN at most)
+    negations = (
+        (("route-map ", "set as-path prepend "), "no set as-path prepend"),
+        (("route-map ", "set community "), "no set community"),
+    )
     device_type = "cisco_ios"
     cli_errors = CLI_ERRORS
     save_indicators = ("saved", "[OK]")

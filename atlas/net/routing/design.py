@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from atlas.core.model import Device, Site
+from atlas.core.safety import name_problem
 from atlas.net.intent import HostIntent, RoutingState, SwitchIntent
 
 
@@ -86,3 +87,40 @@ def with_custom_field(
     changed = device.model_copy(update={"custom_fields": device.custom_fields | {field: value}})
     site = site.model_copy(update={"devices": tuple(changed if d.name == name else d for d in site.devices)})
     return site, {**devices, name: changed}
+
+
+class FieldDesign:
+    """What designs share: a cost-out recorded in a boolean custom field of the switch
+    (`cost_out_field`), an adjacency that is either up or not (`down` names it), and a routing
+    server's first needs (a safe name, a loopback for its router id: `router_id` names the design)."""
+
+    cost_out_field: str
+    down: str  # "OSPF adjacency is not Full"
+    router_id: str  # "OSPF router id"
+
+    def adjacency_problems(
+        self, device: Device, state: RoutingState, fabric_ports: Iterable[str]
+    ) -> list[str]:
+        return [
+            f"{device.name}:{port}: {self.down}"
+            for port in sorted(fabric_ports)
+            if port not in state.full_neighbours_on
+        ]
+
+    def is_costed_out(self, device: Device) -> bool:
+        return device.custom_fields.get(self.cost_out_field) is True
+
+    def with_cost_out(
+        self, site: Site, devices: Mapping[str, Device], name: str, cost_out: bool
+    ) -> tuple[Site, dict[str, Device]]:
+        return with_custom_field(site, devices, name, self.cost_out_field, cost_out)
+
+    def announcing_problems(self, host: HostIntent) -> list[str]:
+        """A routing server's name and loopback problems (none for one that announces nothing)."""
+        d = host.device
+        if not d.anycast:
+            return []
+        problems = [name_problem(f"{d.name} name", d.name)]
+        if d.loopback is None:
+            problems.append(f"{d.name}: announcing anycast addresses needs a loopback ({self.router_id})")
+        return [p for p in problems if p]

@@ -26,11 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from atlas.core.model import Device, Role, Site
-from atlas.core.safety import name_problem
 from atlas.net.config import diff
-from atlas.net.intent import HostIntent, RoutingState, SwitchIntent
+from atlas.net.intent import HostIntent, SwitchIntent
 from atlas.net.platforms import frr
-from atlas.net.routing.design import with_custom_field
+from atlas.net.routing.design import FieldDesign
 from atlas.sot.schema import ASN_FIELD, ASN_RANGE_FIELD, BGP_COST_OUT_FIELD
 
 HOST_TEMPLATE = "ebgp-host.j2"
@@ -59,10 +58,12 @@ def _routes_bgp(device: Device) -> bool:
     return device.role.is_switch or bool(device.anycast)
 
 
-class Ebgp:
+class Ebgp(FieldDesign):
     """eBGP as a RoutingDesign."""
 
     name = "ebgp"
+    down = "BGP session is not Established"
+    router_id = "BGP router id"
     cost_out_field = BGP_COST_OUT_FIELD
     host_facts_command = HOST_FACTS_COMMAND
     daemons = ("zebra", "bgpd")  # staticd runs too: FRR's init always starts it
@@ -146,32 +147,12 @@ class Ebgp:
             problems.append(f"{d.name}: the site has no loopback prefix in NetBox: BGP would carry nothing")
         return problems
 
-    def adjacency_problems(
-        self, device: Device, state: RoutingState, fabric_ports: Iterable[str]
-    ) -> list[str]:
-        return [
-            f"{device.name}:{port}: BGP session is not Established"
-            for port in sorted(fabric_ports)
-            if port not in state.full_neighbours_on
-        ]
-
-    # --- cost-out -------------------------------------------------------------------------------
-    def is_costed_out(self, device: Device) -> bool:
-        return device.custom_fields.get(BGP_COST_OUT_FIELD) is True
-
-    def with_cost_out(
-        self, site: Site, devices: Mapping[str, Device], name: str, cost_out: bool
-    ) -> tuple[Site, dict[str, Device]]:
-        return with_custom_field(site, devices, name, BGP_COST_OUT_FIELD, cost_out)
-
     # --- servers that route ---------------------------------------------------------------------
     def host_problems(self, host: HostIntent) -> list[str]:
         d = host.device
         if not d.anycast:
             return []
-        problems = [name_problem(f"{d.name} name", d.name)]
-        if d.loopback is None:
-            problems.append(f"{d.name}: announcing anycast addresses needs a loopback (BGP router id)")
+        problems = self.announcing_problems(host)
         if d.asn is None:
             problems.append(f"{d.name}: announcing anycast addresses on an eBGP site needs an ASN in NetBox")
         for link in host.links:
@@ -179,7 +160,7 @@ class Ebgp:
                 problems.append(f"{d.name}:{link.interface}: its leaf {link.peer} has no address or no ASN")
         if not host.links:
             problems.append(f"{d.name}: no cabled uplink with an address to peer over")
-        return [p for p in problems if p]
+        return problems
 
     def host_config(self, host: HostIntent) -> str | None:
         """BGP to each leaf over the link's addresses, announcing only the service addresses; None

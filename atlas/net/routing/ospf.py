@@ -19,9 +19,9 @@ from typing import Any
 from atlas.core.model import Device, Site
 from atlas.core.safety import name_problem
 from atlas.net.config import diff
-from atlas.net.intent import HostIntent, RoutingState, SwitchIntent
+from atlas.net.intent import HostIntent, SwitchIntent
 from atlas.net.platforms import frr
-from atlas.net.routing.design import with_custom_field
+from atlas.net.routing.design import FieldDesign
 from atlas.net.routing.ebgp import Timers as BgpTimers
 from atlas.sot.schema import COST_OUT_FIELD
 
@@ -38,10 +38,12 @@ class Timers:
     dead: int = 4
 
 
-class Ospf:
+class Ospf(FieldDesign):
     """OSPF as a RoutingDesign."""
 
     name = "ospf"
+    down = "OSPF adjacency is not Full"
+    router_id = "OSPF router id"
     cost_out_field = COST_OUT_FIELD
     host_facts_command = HOST_FACTS_COMMAND
     daemons = ("zebra", "ospfd")  # staticd runs too: FRR's init always starts it
@@ -65,34 +67,12 @@ class Ospf:
             ]
         return []
 
-    def adjacency_problems(
-        self, device: Device, state: RoutingState, fabric_ports: Iterable[str]
-    ) -> list[str]:
-        return [
-            f"{device.name}:{port}: OSPF adjacency is not Full"
-            for port in sorted(fabric_ports)
-            if port not in state.full_neighbours_on
-        ]
-
-    # --- cost-out -------------------------------------------------------------------------------
-    def is_costed_out(self, device: Device) -> bool:
-        return device.custom_fields.get(COST_OUT_FIELD) is True
-
-    def with_cost_out(
-        self, site: Site, devices: Mapping[str, Device], name: str, cost_out: bool
-    ) -> tuple[Site, dict[str, Device]]:
-        return with_custom_field(site, devices, name, COST_OUT_FIELD, cost_out)
-
     # --- servers that route ---------------------------------------------------------------------
     def host_problems(self, host: HostIntent) -> list[str]:
-        d = host.device
-        if not d.anycast:
+        if not host.device.anycast:
             return []
-        problems = [name_problem(f"{d.name} name", d.name)]
-        if d.loopback is None:
-            problems.append(f"{d.name}: announcing anycast addresses needs a loopback (OSPF router id)")
-        problems += [name_problem(f"{d.name} interface", u) for u in host.uplinks]
-        return [p for p in problems if p]
+        problems = [name_problem(f"{host.device.name} interface", u) for u in host.uplinks]
+        return self.announcing_problems(host) + [p for p in problems if p]
 
     def host_config(self, host: HostIntent) -> str | None:
         """OSPF on every cabled uplink, the service interface passive; None for a server that

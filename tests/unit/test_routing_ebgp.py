@@ -8,6 +8,7 @@ import json
 
 from atlas.core.model import Device, Role
 from atlas.lab.config import DEFAULT_TOPOLOGY
+from atlas.net.config import diff
 from atlas.net.platforms.frr import FRR
 from atlas.net.render import plan_problems, render, render_host, switch_intent
 from atlas.net.routing import design_of
@@ -117,9 +118,17 @@ def test_a_leaf_peers_unnumbered_with_both_spines_and_carries_only_the_plans_pre
     assert "  neighbor 198.18.64.53 route-map ATLAS-NOTHING out" in leaf  # a server takes no routes
     spine = render(switch_intent(v.site, device(v, "ams1-spine1"), v.devices))
     assert "allowas-in" not in spine and f" neighbor swp32 interface remote-as {CORE}" in spine
+    # to the core the site is one AS (its own paths prefered inside it), the default route taken in
+    assert "  neighbor swp32 remove-private-AS all\n  neighbor swp32 route-map ATLAS-BORDER-IN in" in spine
+    assert "route-map ATLAS-IN permit 20\n match ip address prefix-list ATLAS-DEFAULT" in spine
     assert "set as-path prepend" not in spine
     costed = with_cost_out(v, "ams1-spine1", True)
-    assert f" set as-path prepend {FIRST} {FIRST} {FIRST}" in costed.render(costed.devices["ams1-spine1"])
+    rendered = costed.render(costed.devices["ams1-spine1"])
+    assert (
+        f" set as-path prepend {FIRST} {FIRST} {FIRST}\n set community graceful-shutdown additive" in rendered
+    )
+    # and every neighbour takes what a costed-out switch announces at the lowest preference
+    assert "route-map ATLAS-IN permit 5\n match community ATLAS-GSHUT\n set local-preference 0" in spine
 
 
 def test_an_ospf_core_meets_an_ebgp_site_by_ebgp_on_those_links_only() -> None:
@@ -135,6 +144,11 @@ def test_an_ospf_core_meets_an_ebgp_site_by_ebgp_on_those_links_only() -> None:
     config = render(intent)
     assert f"router bgp {CORE}" in config and f" neighbor swp3 interface remote-as {FIRST}" in config
     assert " redistribute bgp route-map ATLAS-ANNOUNCED" in config
+    assert "  neighbor swp3 default-originate" in config  # the datacenter's way out, for the eBGP site
+    assert (
+        "route-map ATLAS-BORDER-IN permit 10\n match ip address prefix-list ATLAS-ANNOUNCED\n set local-preference 50"
+        in config
+    )
     swp1, swp3 = (config.split(f"interface {p}\n")[1].split("interface ")[0] for p in ("swp1", "swp3"))
     assert "ip ospf area 0" in swp1 and "ip ospf" not in swp3  # fra1 stays OSPF, ams1 is BGP
     # an OSPF switch without an ASN has no border: the core as it was before
@@ -179,4 +193,18 @@ def test_bgp_state_as_frr_answers_it_names_each_session_not_established() -> Non
     assert EBGP.host_drift(intended, "", ["eth1"]) == ["FRR is not running"]
     assert EBGP.host_drift(intended, json.dumps(SUMMARY) + "\n" + running, ["eth1", "eth2"]) == [
         "BGP session with 198.18.64.59 is not Established"
+    ]
+
+
+def test_a_cost_in_takes_the_prepend_and_the_community_back_as_frr_takes_them() -> None:
+    v = view()
+    costed = with_cost_out(v, "ams1-spine1", True)
+    running = costed.render(costed.devices["ams1-spine1"])
+    change = diff(running, v.render(v.devices["ams1-spine1"]), FRR)
+    # FRR refuses `no set as-path prepend 65100 65100 65100`: the command alone takes it back
+    assert sorted(change.summary) == [
+        "route-map ATLAS-OUT permit 10: no set as-path prepend",
+        "route-map ATLAS-OUT permit 10: no set community",
+        "route-map ATLAS-OUT permit 20: no set as-path prepend",
+        "route-map ATLAS-OUT permit 20: no set community",
     ]
