@@ -22,6 +22,7 @@ from atlas.secrets import Vault
 from atlas.sot.read import read_site, site_names
 from flows.evacuate import evacuate, restore
 from flows.fabric import fabric_apply, fabric_cost_in, fabric_cost_out
+from flows.image_rollout import image_rollout
 from flows.rack_bringup import rack_bringup
 from tests.e2e.bgp import plan_ebgp, set_asns
 from tests.e2e.runs import asked_throughout, run_answering
@@ -128,6 +129,31 @@ def test_moving_ams1_to_ebgp_is_a_fabric_apply_shown_whole_by_its_dry_run(
     assert not any(r.changed for r in fabric_apply(site="fra1", dry_run=True))
 
 
+def test_bringup_of_a_planned_rack_on_the_ebgp_site_peers_with_both_spines_and_reruns_to_nothing(
+    nb: pynetbox.api, lab: Lab
+) -> None:
+    before = lab.fabric.vtysh("ams1-r02-leaf1", "show running-config")
+    preview = rack_bringup(site="ams1", rack="ams1-r02", dry_run=True)
+    assert preview.failed == 0 and lab.fabric.vtysh("ams1-r02-leaf1", "show running-config") == before
+    report = rack_bringup(site="ams1", rack="ams1-r02", dry_run=False)
+    assert report.failed == 0, report.rows
+    assert nb.dcim.racks.get(name="ams1-r02").status.value == "active"
+    found = devices(nb)
+    for leaf in ("ams1-r02-leaf1", "ams1-r02-leaf2"):
+        assert f"router bgp {found[leaf].asn}" in lab.fabric.vtysh(leaf, "show running-config")
+        routes = routes_of(lab, leaf)
+        for far in ("ams1-r01-leaf1", "ams1-r01-leaf2", "ams1-r01-cmp1"):
+            loopback = found[far].loopback
+            assert loopback is not None and routes[loopback.network] == {"swp1", "swp2"}, far
+    again = rack_bringup(site="ams1", rack="ams1-r02", dry_run=False)
+    assert again.failed == 0 and all(row["changes"] == "0" for row in again.rows), again.rows
+    # the rack's servers get the service's image, as serving racks have: the client's requests may
+    # reach them from now on
+    image_rollout(
+        version="v1", site="ams1", rack="ams1-r02", wave_size=3, dry_run=False
+    )  # raises on a failure
+
+
 def routes_of(lab: Lab, switch: str) -> dict[IPv4Network, frozenset[str]]:
     return route_table(json.loads(lab.fabric.vtysh(switch, "show ip route json")))
 
@@ -163,7 +189,7 @@ def test_evacuating_a_rack_of_the_ebgp_site_fails_no_request_and_restore_brings_
         outcome = run_answering(lambda: evacuate(site="ams1", rack="ams1-r01", dry_run=False, **WHY), APPROVE)
         assert outcome.error is None, outcome.error
         away = who_answers(nb, vault)
-        assert not away.errors and not set(away.by_host) & set(SERVERS)  # fra1 answers
+        assert not away.errors and not set(away.by_host) & set(SERVERS)  # the other racks answer
         costed = nb.dcim.devices.get(name="ams1-r01-leaf1").custom_fields
         assert costed["bgp_cost_out"] is True and not costed["ospf_cost_out"]
         restore(site="ams1", rack="ams1-r01", dry_run=False, **WHY)
@@ -183,7 +209,8 @@ def test_moving_ams1_back_to_ospf_is_the_same_procedure_and_leaves_the_lab_as_it
         r.failed for r in fabric_apply(site="fra1", switches=["fra1-spine1", "fra1-spine2"], dry_run=False)
     )
     assert not any(r.failed for r in fabric_apply(site="core", dry_run=False))
-    assert rack_bringup(site="ams1", rack="ams1-r01", dry_run=False).failed == 0
+    for rack in ("ams1-r01", "ams1-r02"):
+        assert rack_bringup(site="ams1", rack=rack, dry_run=False).failed == 0
     for name in SWITCHES:
         assert "router bgp" not in lab.fabric.vtysh(name, "show running-config")
     assert "Full" in lab.fabric.vtysh("core1", "show ip ospf neighbor")

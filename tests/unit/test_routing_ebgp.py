@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 
-from atlas.core.model import Device, Role
+from atlas.core.model import Credential, Device, Role
+from atlas.core.run import targets
+from atlas.hosts.baseline import inventory
 from atlas.lab.config import DEFAULT_TOPOLOGY
 from atlas.net.config import diff
 from atlas.net.platforms.frr import FRR
@@ -208,3 +210,18 @@ def test_a_cost_in_takes_the_prepend_and_the_community_back_as_frr_takes_them() 
         "route-map ATLAS-OUT permit 20: no set as-path prepend",
         "route-map ATLAS-OUT permit 20: no set community",
     ]
+
+
+def test_a_server_of_an_ebgp_site_sends_from_its_loopback_the_fabric_routes_no_link_address() -> None:
+    def lo_file(v: SiteView, name: str) -> str:
+        [host] = inventory(v.site, v.devices, targets([v.devices[name]], lambda d: Credential(username="x")))
+        files = host.variables["atlas_files"]
+        assert isinstance(files, list)
+        return next(f["content"] for f in files if f["path"].endswith("-lo.network"))
+
+    ebgp = view()
+    loopback = ebgp.devices["ams1-r01-sto1"].loopback
+    assert loopback is not None
+    assert f"PreferredSource={loopback.ip}\n" in lo_file(ebgp, "ams1-r01-sto1")
+    ospf_site = ebgp.site.model_copy(update={"custom_fields": {}})
+    assert "PreferredSource" not in lo_file(SiteView(site=ospf_site, devices=ebgp.devices), "ams1-r01-sto1")

@@ -66,6 +66,7 @@ class Ebgp(FieldDesign):
     router_id = "BGP router id"
     cost_out_field = BGP_COST_OUT_FIELD
     host_facts_command = HOST_FACTS_COMMAND
+    routes_link_addresses = False
     daemons = ("zebra", "bgpd")  # staticd runs too: FRR's init always starts it
 
     def __init__(self, timers: Timers | None = None) -> None:
