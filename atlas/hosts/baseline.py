@@ -58,9 +58,6 @@ def inventory(site: Site, devices: dict[str, Device], servers: Iterable[Target])
             sysctls=SYSCTLS,
             frr_config=frr_config,
             frr_daemons=design_of(site).daemons if frr_config is not None else (),
-            route_source=(
-                str(s.loopback.ip) if s.loopback and not design_of(site).routes_link_addresses else None
-            ),
             facts={
                 "site": s.site,
                 "rack": s.rack,

@@ -118,9 +118,6 @@ class Server:
     sysctls: Mapping[str, str] = field(default_factory=lambda: dict(SYSCTLS))
     frr_config: str | None = None  # None: the server does not route
     frr_daemons: Sequence[str] = ()  # the routing design's daemons (RoutingDesign.daemons)
-    # the address the server's own traffic leaves from (its loopback) where the fabric routes only
-    # loopbacks and service addresses, not the links' (eBGP); None: the kernel picks the link's
-    route_source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -162,9 +159,7 @@ def render(server: Server, route_link: str = ROUTE_LINK) -> list[File]:
     ]
     for ifname in sorted(server.addresses, key=lambda i: (i != "lo", i)):
         route = server.gateways if ifname == route_link else ()
-        files.append(
-            File(network_file(ifname), _network(ifname, server.addresses[ifname], route, server.route_source))
-        )
+        files.append(File(network_file(ifname), _network(ifname, server.addresses[ifname], route)))
     if server.service_addresses:
         files += [
             File(SERVICE_NETDEV_FILE, f"{HEADER}[NetDev]\nName={SERVICE_INTERFACE}\nKind={SERVICE_KIND}\n"),
@@ -182,9 +177,7 @@ def render(server: Server, route_link: str = ROUTE_LINK) -> list[File]:
     return files
 
 
-def _network(
-    ifname: str, addresses: Sequence[str], gateways: Sequence[Gateway], source: str | None = None
-) -> str:
+def _network(ifname: str, addresses: Sequence[str], gateways: Sequence[Gateway]) -> str:
     """A fabric NIC's (or lo's) addresses, nothing learnt from the wire; the default route over
     every leaf when `gateways`. networkd holds that route until each gateway's link is configured."""
     lines = [
@@ -200,8 +193,6 @@ def _network(
     if gateways:
         lines += ["", "[Route]", "Destination=0.0.0.0/0"]
         lines += [f"MultiPathRoute={g.gateway}@{g.ifname}" for g in sorted(gateways, key=lambda g: g.ifname)]
-        if source is not None:
-            lines.append(f"PreferredSource={source}")
     return "\n".join(line.rstrip("\n") for line in lines) + "\n"
 
 

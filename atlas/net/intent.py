@@ -45,7 +45,7 @@ class SwitchIntent:
     server_routes: tuple[StaticRoute, ...]
     cost_out: bool  # routing maintenance: the switch carries no transit traffic while another path exists
     design: str  # the site's routing design, by name (intent_problems names one Atlas does not know)
-    # the address plan's prefixes of loopbacks and service addresses: all a fabric's routing carries
+    # the address plan's prefixes a fabric's routing carries: loopbacks, service addresses, links
     announced: tuple[IPv4Network, ...] = ()
     # links to a switch of another site where both ends have an ASN in NetBox: the two routing
     # domains meet there by eBGP, whatever each site's design (an eBGP site behind an OSPF core)

@@ -25,7 +25,7 @@ from atlas.net.routing import (
     design_problem,
     named_design_problem,
 )
-from atlas.sot.address_plan import SERVICE_ROLES
+from atlas.sot.address_plan import ROLES, SERVICE_ROLES
 
 
 class RenderError(AtlasError, ValueError):
@@ -79,11 +79,16 @@ def switch_intent(site: Site, device: Device, peers: dict[str, Device]) -> Switc
     )
 
 
+# What a fabric's routing carries: loopbacks and service addresses, and the point-to-point links'
+# (a server's own traffic leaves from its link's address, as the kernel picks it)
+CARRIED_ROLES = (*SERVICE_ROLES, ROLES[InterfaceKind.PHYSICAL][0])
+
+
 def announced(site: Site) -> tuple[IPv4Network, ...]:
-    """The address plan's prefixes of loopbacks and service addresses for the site, in order."""
+    """The address plan's prefixes a fabric's routing carries for the site, in order."""
     return tuple(
         sorted(
-            {p.prefix for p in site.prefixes if p.role in SERVICE_ROLES and p.site in (None, site.name)},
+            {p.prefix for p in site.prefixes if p.role in CARRIED_ROLES and p.site in (None, site.name)},
             key=lambda n: (int(n.network_address), n.prefixlen),
         )
     )

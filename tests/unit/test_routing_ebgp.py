@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 
-from atlas.core.model import Credential, Device, Role
-from atlas.core.run import targets
-from atlas.hosts.baseline import inventory
+from atlas.core.model import Device, Role
 from atlas.lab.config import DEFAULT_TOPOLOGY
 from atlas.net.config import diff
 from atlas.net.platforms.frr import FRR
@@ -113,7 +111,9 @@ def test_a_leaf_peers_unnumbered_with_both_spines_and_carries_only_the_plans_pre
     assert f"router bgp {FIRST + 1}\n" in leaf and " bgp bestpath as-path multipath-relax" in leaf
     assert f" neighbor swp1 interface remote-as {FIRST}\n neighbor swp1 timers 1 3" in leaf
     assert "  neighbor swp1 allowas-in origin" in leaf  # the rack's other leaf shares its ASN
-    assert "ip prefix-list ATLAS-ANNOUNCED seq 5 permit 198.19.0.0/22 le 32" in leaf
+    # loopbacks and service addresses, and the links' (a server's own traffic leaves from its link)
+    assert "ip prefix-list ATLAS-ANNOUNCED seq 5 permit 198.18.64.0/18 le 32" in leaf
+    assert "ip prefix-list ATLAS-ANNOUNCED seq 10 permit 198.19.0.0/22 le 32" in leaf
     # the rack's two servers that announce service addresses, by their link's address and own ASN
     assert f" neighbor 198.18.64.53 remote-as {FIRST + 50}" in leaf
     assert f" neighbor 198.18.64.57 remote-as {FIRST + 51}" in leaf
@@ -210,18 +210,3 @@ def test_a_cost_in_takes_the_prepend_and_the_community_back_as_frr_takes_them() 
         "route-map ATLAS-OUT permit 20: no set as-path prepend",
         "route-map ATLAS-OUT permit 20: no set community",
     ]
-
-
-def test_a_server_of_an_ebgp_site_sends_from_its_loopback_the_fabric_routes_no_link_address() -> None:
-    def lo_file(v: SiteView, name: str) -> str:
-        [host] = inventory(v.site, v.devices, targets([v.devices[name]], lambda d: Credential(username="x")))
-        files = host.variables["atlas_files"]
-        assert isinstance(files, list)
-        return next(f["content"] for f in files if f["path"].endswith("-lo.network"))
-
-    ebgp = view()
-    loopback = ebgp.devices["ams1-r01-sto1"].loopback
-    assert loopback is not None
-    assert f"PreferredSource={loopback.ip}\n" in lo_file(ebgp, "ams1-r01-sto1")
-    ospf_site = ebgp.site.model_copy(update={"custom_fields": {}})
-    assert "PreferredSource" not in lo_file(SiteView(site=ospf_site, devices=ebgp.devices), "ams1-r01-sto1")

@@ -64,12 +64,6 @@ class RoutingDesign(Protocol):
         ...
 
     @property
-    def routes_link_addresses(self) -> bool:
-        """Whether the fabric carries the links' addresses (OSPF) or only loopbacks and service
-        addresses (eBGP: a server's own traffic then leaves from its loopback)."""
-        ...
-
-    @property
     def daemons(self) -> tuple[str, ...]:
         """FRR's daemons a routing server runs for this design (its /etc/frr/daemons)."""
         ...

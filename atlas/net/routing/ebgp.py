@@ -7,7 +7,8 @@ routing protocol of the fabric, as RFC 7938 lays it out.
   share one; a server that announces service addresses has its own (never one of its leaves').
 - Switches peer over their fabric links unnumbered (FRR's `neighbor swpN interface`, IPv6 link-local
   sessions carrying IPv4 routes), with `bgp bestpath as-path multipath-relax` so a leaf uses both
-  spines. Route maps let only the address plan's loopback and service prefixes in and out. A
+  spines. Route maps let only the address plan's loopback, service and point-to-point prefixes in
+  and out (a server's own traffic leaves from its link's address), and the core's default route. A
   server that announces service addresses peers with its leaves over its links' addresses and
   announces only those addresses; it takes no routes (its default route is over its leaves).
 - Cost-out: a switch whose custom field `bgp_cost_out` is true announces every route with its AS
@@ -66,7 +67,6 @@ class Ebgp(FieldDesign):
     router_id = "BGP router id"
     cost_out_field = BGP_COST_OUT_FIELD
     host_facts_command = HOST_FACTS_COMMAND
-    routes_link_addresses = False
     daemons = ("zebra", "bgpd")  # staticd runs too: FRR's init always starts it
 
     def __init__(self, timers: Timers | None = None) -> None:

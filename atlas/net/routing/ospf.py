@@ -46,7 +46,6 @@ class Ospf(FieldDesign):
     router_id = "OSPF router id"
     cost_out_field = COST_OUT_FIELD
     host_facts_command = HOST_FACTS_COMMAND
-    routes_link_addresses = True
     daemons = ("zebra", "ospfd")  # staticd runs too: FRR's init always starts it
 
     def __init__(self, timers: Timers | None = None) -> None:
