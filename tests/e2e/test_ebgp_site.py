@@ -2,7 +2,7 @@
 docs/fabric.md's maintenance procedure says (ASNs in NetBox, then fabric-apply of the site and its
 border on the core, then a rack-bringup re-run for the servers), while fra1 stays on OSPF and the core
 joins the two by eBGP. Real NetBox, FRR over SSH, systemd servers, the client behind the core. In
-file order; the lab is left with ams1 on eBGP (the next module resets it)."""
+file order, from a reset lab; the last test moves ams1 back to OSPF."""
 
 from __future__ import annotations
 
@@ -39,7 +39,10 @@ WHY = {"reason": "leaf firmware on ams1-r01", "ticket": "CHG-5150"}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def both_sites_serving(vault: Vault, nb: pynetbox.api, tmp_path_factory: pytest.TempPathFactory) -> None:
+def both_sites_serving(
+    lab: Lab, vault: Vault, nb: pynetbox.api, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    lab.reset()  # every serving server has the service's image: the client's requests may reach any
     serving(vault, nb, tmp_path_factory.mktemp("img"))
 
 
