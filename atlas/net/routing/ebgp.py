@@ -12,8 +12,13 @@ routing protocol of the fabric, as RFC 7938 lays it out.
   server that announces service addresses peers with its leaves over its links' addresses and
   announces only those addresses; it takes no routes (its default route is over its leaves).
 - Cost-out: a switch whose custom field `bgp_cost_out` is true announces every route with its AS
-  prepended (the platform's template does), so its neighbours prefer another path while one
-  exists; the field is part of the intent, so the sweep and fabric-apply keep it.
+  prepended and the graceful-shutdown community (RFC 8326), which every Atlas switch takes at local
+  preference 0 (the platform's templates do), so its neighbours, and the sites beyond a border,
+  prefer another path while one exists; the field is part of the intent, so the sweep and
+  fabric-apply keep it.
+- Borders: a link to another site's switch where both ends have an ASN is eBGP whatever that
+  site's design; the core announces the default route; towards it the site is one AS (private ASNs
+  removed) and what comes from it is taken at local preference 50, so a site answers its own anycast.
 - Adjacencies: every fabric port of a switch has an Established session; a routing server's
   facts are BGP's sessions and FRR's running configuration, read in one vtysh.
 """
